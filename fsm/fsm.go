@@ -1,0 +1,334 @@
+package fsm
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+)
+
+// FSM guards the State for concurrent readers and the single Raft applier.
+type FSM struct {
+	mu      sync.RWMutex
+	st      *State
+	applied atomic.Uint64
+	// frontendList caches Frontends() for the single-tenant route, which
+	// tries every frontend's secret on each request.
+	frontendList atomic.Pointer[[]Frontend]
+}
+
+// New returns an empty FSM.
+func New() *FSM { return &FSM{st: newState()} }
+
+// Apply decodes and applies one log entry. Malformed input is an error in
+// the result, never a panic; the state is unchanged then.
+func (f *FSM) Apply(index uint64, data []byte) *Result {
+	c, err := Decode(data)
+	if errors.Is(err, ErrSkipped) {
+		f.applied.Store(index)
+		return &Result{Skipped: true}
+	}
+	if err != nil {
+		f.applied.Store(index)
+		return fail(invalid("%v", err))
+	}
+	return f.ApplyCommand(index, c)
+}
+
+// ApplyCommand applies a decoded command.
+func (f *FSM) ApplyCommand(index uint64, c Command) *Result {
+	f.mu.Lock()
+	r := f.st.apply(c)
+	if isFrontendCmd(c.Type()) {
+		f.frontendList.Store(nil)
+	}
+	f.mu.Unlock()
+	f.applied.Store(index)
+	return r
+}
+
+func isFrontendCmd(t CmdType) bool {
+	return t == CmdAddFrontend || t == CmdSetFrontendSettings || t == CmdRemoveFrontend
+}
+
+// AppliedIndex is the index of the last log entry applied.
+func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
+
+// SetAppliedIndex records an index applied elsewhere (a restored snapshot).
+func (f *FSM) SetAppliedIndex(i uint64) { f.applied.Store(i) }
+
+// Backend returns a backend by ID.
+func (f *FSM) Backend(id string) (Backend, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	b, ok := f.st.Backends[id]
+	if !ok {
+		return Backend{}, false
+	}
+	return *b, true
+}
+
+// Backends returns every backend, sorted by ID.
+func (f *FSM) Backends() []Backend {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := make([]Backend, 0, len(f.st.Backends))
+	for _, k := range sortedKeys(f.st.Backends) {
+		out = append(out, *f.st.Backends[k])
+	}
+	return out
+}
+
+// FindBackend resolves an operator's name for a backend: its ID, its full
+// API URL, or its URL's host part.
+func (f *FSM) FindBackend(ref string) (Backend, bool) {
+	if b, ok := f.Backend(ref); ok {
+		return b, true
+	}
+	norm, _ := NormalizeBackendURL(ref)
+	for _, b := range f.Backends() {
+		if b.URL == ref || b.URL == norm {
+			return b, true
+		}
+		if u, err := url.Parse(b.URL); err == nil && (u.Host == ref || u.Hostname() == ref) {
+			return b, true
+		}
+	}
+	return Backend{}, false
+}
+
+// MeetingCounts returns the number of meetings bound to each backend.
+func (f *FSM) MeetingCounts() map[string]int {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := make(map[string]int, len(f.st.meetingCount))
+	for k, v := range f.st.meetingCount {
+		out[k] = v
+	}
+	return out
+}
+
+// Frontend returns a frontend by key.
+func (f *FSM) Frontend(key string) (Frontend, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	fe, ok := f.st.Frontends[key]
+	if !ok {
+		return Frontend{}, false
+	}
+	return *fe, true
+}
+
+// Frontends returns every frontend, sorted by key. The slice is shared:
+// callers must not modify it.
+func (f *FSM) Frontends() []Frontend {
+	if p := f.frontendList.Load(); p != nil {
+		return *p
+	}
+	f.mu.RLock()
+	out := make([]Frontend, 0, len(f.st.Frontends))
+	for _, k := range sortedKeys(f.st.Frontends) {
+		out = append(out, *f.st.Frontends[k])
+	}
+	f.mu.RUnlock()
+	f.frontendList.Store(&out)
+	return out
+}
+
+// Meeting returns a meeting by its internal ID.
+func (f *FSM) Meeting(internalID string) (Meeting, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	m, ok := f.st.Meetings[internalID]
+	if !ok {
+		return Meeting{}, false
+	}
+	return *m, true
+}
+
+// Meetings returns the meetings of one frontend (all when key is empty),
+// sorted by internal ID.
+func (f *FSM) Meetings(frontend string) []Meeting {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	var out []Meeting
+	for _, k := range sortedKeys(f.st.Meetings) {
+		if m := f.st.Meetings[k]; frontend == "" || m.Frontend == frontend {
+			out = append(out, *m)
+		}
+	}
+	return out
+}
+
+// Peers returns the peer records, sorted by ID.
+func (f *FSM) Peers() []Peer {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := make([]Peer, 0, len(f.st.Peers))
+	for _, k := range sortedKeys(f.st.Peers) {
+		out = append(out, *f.st.Peers[k])
+	}
+	return out
+}
+
+// Peer returns one peer record.
+func (f *FSM) Peer(id string) (Peer, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	p, ok := f.st.Peers[id]
+	if !ok {
+		return Peer{}, false
+	}
+	return *p, true
+}
+
+// Snapshot is a point-in-time copy of the state. Taking one copies only the
+// maps of pointers (values are immutable), so Raft's snapshot call stays cheap;
+// the encoding happens in Persist, off the apply path.
+type Snapshot struct {
+	backends  map[string]*Backend
+	frontends map[string]*Frontend
+	meetings  map[string]*Meeting
+	peers     map[string]*Peer
+}
+
+// Snapshot captures the state.
+func (f *FSM) Snapshot() *Snapshot {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return &Snapshot{
+		backends:  cloneMap(f.st.Backends),
+		frontends: cloneMap(f.st.Frontends),
+		meetings:  cloneMap(f.st.Meetings),
+		peers:     cloneMap(f.st.Peers),
+	}
+}
+
+func cloneMap[V any](m map[string]V) map[string]V {
+	out := make(map[string]V, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// snapshotHeader starts every snapshot; Version changes when the format does.
+type snapshotHeader struct {
+	Version   int `json:"version"`
+	Backends  int `json:"backends"`
+	Frontends int `json:"frontends"`
+	Meetings  int `json:"meetings"`
+	Peers     int `json:"peers"`
+}
+
+const snapshotVersion = 1
+
+// WriteTo streams the snapshot as JSON lines: a header with counts, then
+// one object per record in sorted order (deterministic bytes for equal states).
+func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
+	cw := &countingWriter{w: bufio.NewWriterSize(w, 64<<10)}
+	enc := json.NewEncoder(cw)
+	hdr := snapshotHeader{snapshotVersion, len(s.backends), len(s.frontends), len(s.meetings), len(s.peers)}
+	if err := enc.Encode(hdr); err != nil {
+		return cw.n, err
+	}
+	if err := encodeSorted(enc, s.backends); err != nil {
+		return cw.n, err
+	}
+	if err := encodeSorted(enc, s.frontends); err != nil {
+		return cw.n, err
+	}
+	if err := encodeSorted(enc, s.meetings); err != nil {
+		return cw.n, err
+	}
+	if err := encodeSorted(enc, s.peers); err != nil {
+		return cw.n, err
+	}
+	return cw.n, cw.w.(*bufio.Writer).Flush()
+}
+
+func encodeSorted[V any](enc *json.Encoder, m map[string]V) error {
+	for _, k := range sortedKeys(m) {
+		if err := enc.Encode(m[k]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// maxSnapshotRecords bounds what a (corrupt) header can make us allocate.
+const maxSnapshotRecords = 50_000_000
+
+// Restore replaces the state with one read from a snapshot. The new state is
+// built aside and swapped in under the lock, so readers never see half.
+func (f *FSM) Restore(r io.Reader) error {
+	dec := json.NewDecoder(bufio.NewReaderSize(r, 64<<10))
+	var hdr snapshotHeader
+	if err := dec.Decode(&hdr); err != nil {
+		return fmt.Errorf("fsm: snapshot header: %w", err)
+	}
+	if hdr.Version != snapshotVersion {
+		return fmt.Errorf("fsm: snapshot version %d, this build reads %d", hdr.Version, snapshotVersion)
+	}
+	for _, n := range []int{hdr.Backends, hdr.Frontends, hdr.Meetings, hdr.Peers} {
+		if n < 0 || n > maxSnapshotRecords {
+			return fmt.Errorf("fsm: snapshot header has bad count %d", n)
+		}
+	}
+	st := newState()
+	if err := decodeN(dec, hdr.Backends, func(b *Backend) string { return b.ID }, st.Backends); err != nil {
+		return err
+	}
+	if err := decodeN(dec, hdr.Frontends, func(x *Frontend) string { return x.Key }, st.Frontends); err != nil {
+		return err
+	}
+	meetings := map[string]*Meeting{}
+	if err := decodeN(dec, hdr.Meetings, func(m *Meeting) string { return m.InternalID }, meetings); err != nil {
+		return err
+	}
+	for _, m := range meetings {
+		st.putMeeting(m)
+	}
+	if err := decodeN(dec, hdr.Peers, func(p *Peer) string { return p.ID }, st.Peers); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.st = st
+	f.mu.Unlock()
+	f.frontendList.Store(nil)
+	return nil
+}
+
+func decodeN[V any](dec *json.Decoder, n int, key func(*V) string, into map[string]*V) error {
+	for i := 0; i < n; i++ {
+		v := new(V)
+		if err := dec.Decode(v); err != nil {
+			return fmt.Errorf("fsm: snapshot record: %w", err)
+		}
+		into[key(v)] = v
+	}
+	return nil
+}
+
+// Dump renders the whole state canonically (for tests and debugging).
+func (f *FSM) Dump() string {
+	var b strings.Builder
+	f.Snapshot().WriteTo(&b)
+	return b.String()
+}

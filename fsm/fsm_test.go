@@ -1,0 +1,274 @@
+package fsm
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand"
+	"strings"
+	"testing"
+)
+
+// randomCommand draws from a small pool of names so commands collide: the
+// interesting paths (exists, claim races, release of re-placed meetings) run.
+func randomCommand(r *rand.Rand, now int64) Command {
+	be := fmt.Sprintf("b%d", r.Intn(5))
+	fe := fmt.Sprintf("f%d", r.Intn(3))
+	mid := fmt.Sprintf("m%d", r.Intn(20))
+	switch r.Intn(12) {
+	case 0:
+		return &AddBackend{ID: be, URL: fmt.Sprintf("https://%s.example.org/bigbluebutton/api/", be), Secret: "s", Now: now,
+			Settings: []byte(`{"tags":["t` + fmt.Sprint(r.Intn(3)) + `"]}`), IfAbsent: r.Intn(2) == 0}
+	case 1:
+		patches := []string{`{"load_factor":2}`, `{"load_factor":null}`, `{"tags":null}`, `{"bogus":1}`, `[]`}
+		return &SetBackendSettings{ID: be, Patch: []byte(patches[r.Intn(len(patches))])}
+	case 2:
+		states := []AdminState{AdminReady, AdminReady, AdminStopped, AdminInit, "weird"}
+		return &SetBackendAdminState{ID: be, State: states[r.Intn(len(states))], Now: now}
+	case 3:
+		return &RemoveBackend{ID: be, Force: r.Intn(2) == 0, Now: now}
+	case 4:
+		states := []NodeState{NodeReady, NodeReady, NodeError, "bad"}
+		return &ReportBackends{Now: now, Reports: []BackendReport{{ID: be, NodeState: states[r.Intn(len(states))],
+			Meetings: int64(r.Intn(9)), Attendees: int64(r.Intn(99)), LatencyNs: int64(r.Intn(1e6))}}}
+	case 5:
+		return &AddFrontend{Key: fe, Secret: "fs" + fe, Now: now}
+	case 6:
+		return &SetFrontendSettings{Key: fe, Patch: []byte(`{"create_default_params":{"record":"true"},"required_tags":["t1"]}`)}
+	case 7:
+		return &RemoveFrontend{Key: fe}
+	case 8, 9:
+		return &ClaimMeeting{InternalID: fe + "~" + mid, Frontend: fe, MeetingID: mid, BackendID: be, Now: now}
+	case 10:
+		ref := MeetingRef{InternalID: fe + "~" + mid}
+		if r.Intn(2) == 0 {
+			ref.BackendID = be
+		}
+		return &ReleaseMeetings{Meetings: []MeetingRef{ref}}
+	default:
+		if r.Intn(2) == 0 {
+			return &SetPeer{ID: "p" + fmt.Sprint(r.Intn(3)), RaftAddr: "127.0.0.1:1", HTTPAddr: "127.0.0.1:2"}
+		}
+		return &RemovePeer{ID: "p" + fmt.Sprint(r.Intn(3))}
+	}
+}
+
+func TestPropertySnapshotRestoreAndReplay(t *testing.T) {
+	for seed := int64(1); seed <= 40; seed++ {
+		r := rand.New(rand.NewSource(seed))
+		f := New()
+		var log [][]byte
+		for i := 0; i < 400; i++ {
+			data := Encode(randomCommand(r, int64(i)*1e9))
+			log = append(log, data)
+			f.Apply(uint64(i+1), data)
+			if i%97 == 0 {
+				assertRoundTrip(t, f)
+			}
+		}
+		assertRoundTrip(t, f)
+		assertIndexConsistent(t, f)
+
+		// Determinism: replaying the same log on a fresh FSM gives the same state.
+		g := New()
+		for i, data := range log {
+			g.Apply(uint64(i+1), data)
+		}
+		if f.Dump() != g.Dump() {
+			t.Fatalf("seed %d: replay differs", seed)
+		}
+	}
+}
+
+func assertRoundTrip(t *testing.T, f *FSM) {
+	t.Helper()
+	var buf bytes.Buffer
+	if _, err := f.Snapshot().WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	g := New()
+	if err := g.Restore(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if f.Dump() != g.Dump() {
+		t.Fatalf("restored state differs:\n%s\nvs\n%s", f.Dump(), g.Dump())
+	}
+	if fmt.Sprint(f.MeetingCounts()) != fmt.Sprint(g.MeetingCounts()) {
+		t.Fatalf("derived meeting counts differ after restore")
+	}
+}
+
+// The derived per-backend count must always match the meetings map.
+func assertIndexConsistent(t *testing.T, f *FSM) {
+	t.Helper()
+	want := map[string]int{}
+	for _, m := range f.Meetings("") {
+		want[m.BackendID]++
+	}
+	if fmt.Sprint(want) != fmt.Sprint(f.MeetingCounts()) {
+		t.Fatalf("meeting counts %v, want %v", f.MeetingCounts(), want)
+	}
+}
+
+func TestEncodeDecodeRoundTrip(t *testing.T) {
+	r := rand.New(rand.NewSource(7))
+	for i := 0; i < 500; i++ {
+		c := randomCommand(r, int64(i))
+		data := Encode(c)
+		d, err := Decode(data)
+		if err != nil {
+			t.Fatalf("%T: %v", c, err)
+		}
+		if !bytes.Equal(Encode(d), data) {
+			t.Fatalf("%T does not round-trip", c)
+		}
+	}
+}
+
+func TestBadCommandsAreErrors(t *testing.T) {
+	f := New()
+	good := Encode(&AddBackend{ID: "b1", URL: "https://x/bigbluebutton/api/", Secret: "s"})
+	cases := map[string][]byte{
+		"empty":        {},
+		"unknown type": {0x55, 1, 2},
+		"truncated":    good[:len(good)-3],
+		"trailing":     append(append([]byte{}, good...), 9),
+		"huge length":  {byte(CmdSetPeer), 0xff, 0xff, 0xff, 0xff, 0x0f},
+	}
+	for name, data := range cases {
+		res := f.Apply(1, data)
+		if res.Error == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+	if len(f.Backends()) != 0 {
+		t.Fatal("a bad command changed the state")
+	}
+	if res := f.Apply(2, []byte{0x80 | 0x55, 1}); !res.Skipped || res.Error != nil {
+		t.Fatalf("skippable unknown command: %+v", res)
+	}
+}
+
+func mustApply(t *testing.T, f *FSM, c Command) *Result {
+	t.Helper()
+	r := f.ApplyCommand(f.AppliedIndex()+1, c)
+	if r.Error != nil {
+		t.Fatalf("%T: %v", c, r.Error)
+	}
+	return r
+}
+
+func readyBackend(t *testing.T, f *FSM, id string) {
+	mustApply(t, f, &AddBackend{ID: id, URL: "https://" + id + ".example/bigbluebutton/api", Secret: "s"})
+	mustApply(t, f, &SetBackendAdminState{ID: id, State: AdminReady})
+	mustApply(t, f, &ReportBackends{Reports: []BackendReport{{ID: id, NodeState: NodeReady}}})
+}
+
+func TestClaimFirstWinsAndFailover(t *testing.T) {
+	f := New()
+	readyBackend(t, f, "a")
+	readyBackend(t, f, "b")
+	mustApply(t, f, &AddFrontend{Key: "fe", Secret: "x"})
+	r1 := mustApply(t, f, &ClaimMeeting{InternalID: "fe~m", Frontend: "fe", MeetingID: "m", BackendID: "a"})
+	r2 := mustApply(t, f, &ClaimMeeting{InternalID: "fe~m", Frontend: "fe", MeetingID: "m", BackendID: "b"})
+	if !r1.Created || r2.Created || r2.Meeting.BackendID != "a" {
+		t.Fatalf("second claim should return the first binding: %+v %+v", r1, r2)
+	}
+	mustApply(t, f, &ReportBackends{Reports: []BackendReport{{ID: "a", NodeState: NodeError}}})
+	r3 := mustApply(t, f, &ClaimMeeting{InternalID: "fe~m", Frontend: "fe", MeetingID: "m", BackendID: "b"})
+	if !r3.Created || r3.Meeting.BackendID != "b" || r3.PreviousBackend != "a" {
+		t.Fatalf("claim on a dead backend's meeting should move it: %+v", r3)
+	}
+	// A late release naming the old backend must not drop the moved meeting.
+	mustApply(t, f, &ReleaseMeetings{Meetings: []MeetingRef{{InternalID: "fe~m", BackendID: "a"}}})
+	if m, ok := f.Meeting("fe~m"); !ok || m.BackendID != "b" {
+		t.Fatal("release of the old binding dropped the moved meeting")
+	}
+	// Claims on unplaceable backends are refused by the state itself.
+	mustApply(t, f, &SetBackendAdminState{ID: "b", State: AdminStopped})
+	if r := f.ApplyCommand(99, &ClaimMeeting{InternalID: "fe~n", Frontend: "fe", MeetingID: "n", BackendID: "b"}); r.Error == nil || r.Error.Code != CodeConflict {
+		t.Fatalf("claim on a cordoned backend: %+v", r)
+	}
+}
+
+func TestDecommissionRemovesWithLastMeeting(t *testing.T) {
+	f := New()
+	readyBackend(t, f, "a")
+	mustApply(t, f, &AddFrontend{Key: "fe", Secret: "x"})
+	mustApply(t, f, &ClaimMeeting{InternalID: "fe~m", Frontend: "fe", MeetingID: "m", BackendID: "a"})
+	r := mustApply(t, f, &RemoveBackend{ID: "a"})
+	if r.Removed || r.Backend.AdminState != AdminDecommissioned {
+		t.Fatalf("backend with a meeting should be decommissioned, not removed: %+v", r)
+	}
+	if r := f.ApplyCommand(10, &SetBackendAdminState{ID: "a", State: AdminReady}); r.Error == nil {
+		t.Fatal("a decommissioned backend was re-enabled")
+	}
+	mustApply(t, f, &ReleaseMeetings{Meetings: []MeetingRef{{InternalID: "fe~m"}}})
+	if _, ok := f.Backend("a"); ok {
+		t.Fatal("decommissioned backend stayed after its last meeting ended")
+	}
+	readyBackend(t, f, "b")
+	mustApply(t, f, &ClaimMeeting{InternalID: "fe~m", Frontend: "fe", MeetingID: "m", BackendID: "b"})
+	if r := mustApply(t, f, &RemoveBackend{ID: "b", Force: true}); !r.Removed {
+		t.Fatal("--force did not remove")
+	}
+	if _, ok := f.Meeting("fe~m"); ok {
+		t.Fatal("--force left the backend's meeting behind")
+	}
+}
+
+func TestSettingsMergeAndValidation(t *testing.T) {
+	f := New()
+	mustApply(t, f, &AddBackend{ID: "a", URL: "https://a.example", Secret: "s", Settings: []byte(`{"tags":["x","y"],"load_factor":2}`)})
+	b, _ := f.Backend("a")
+	if b.URL != "https://a.example/bigbluebutton/api/" || b.LoadFactor() != 2 || len(b.Settings.Tags) != 2 {
+		t.Fatalf("%+v", b)
+	}
+	mustApply(t, f, &SetBackendSettings{ID: "a", Patch: []byte(`{"load_factor":null}`)})
+	b, _ = f.Backend("a")
+	if b.LoadFactor() != 1 || len(b.Settings.Tags) != 2 {
+		t.Fatalf("null should unset only load_factor: %+v", b.Settings)
+	}
+	for _, p := range []string{`{"nope":1}`, `{"load_factor":-1}`, `{"tags":"x"}`, `not json`, `[1]`} {
+		if r := f.ApplyCommand(9, &SetBackendSettings{ID: "a", Patch: []byte(p)}); r.Error == nil || r.Error.Code != CodeInvalid {
+			t.Errorf("patch %s accepted", p)
+		}
+	}
+	for _, u := range []string{"ftp://x/bigbluebutton/api/", "https://x/other/", "nonsense", "https://x/bigbluebutton/api/?a=1"} {
+		if r := f.ApplyCommand(9, &AddBackend{ID: "z", URL: u, Secret: "s"}); r.Error == nil {
+			t.Errorf("URL %s accepted", u)
+		}
+	}
+	mustApply(t, f, &AddFrontend{Key: "fe", Secret: "s", Settings: []byte(`{"create_default_params":{"a":"1","b":"2"}}`)})
+	mustApply(t, f, &SetFrontendSettings{Key: "fe", Patch: []byte(`{"create_default_params":{"a":null,"c":"3"}}`)})
+	fe, _ := f.Frontend("fe")
+	if got := fmt.Sprint(fe.Settings.CreateDefaultParams); got != "map[b:2 c:3]" {
+		t.Fatalf("nested merge: %s", got)
+	}
+	if fb, ok := f.FindBackend("a.example"); !ok || fb.ID != "a" {
+		t.Fatal("backend not found by host")
+	}
+	if fb, ok := f.FindBackend("https://a.example/bigbluebutton/api/"); !ok || fb.ID != "a" {
+		t.Fatal("backend not found by URL")
+	}
+}
+
+func TestRestoreRejectsGarbage(t *testing.T) {
+	for _, in := range []string{"", "{", `{"version":99}`, `{"version":1,"backends":-1}`, `{"version":1,"backends":2}` + "\n{}\n"} {
+		if err := New().Restore(strings.NewReader(in)); err == nil {
+			t.Errorf("restore of %q succeeded", in)
+		}
+	}
+}
+
+func FuzzApply(f *testing.F) {
+	r := rand.New(rand.NewSource(1))
+	for i := 0; i < 30; i++ {
+		f.Add(Encode(randomCommand(r, int64(i))))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m := New()
+		readyBackend(t, m, "b0")
+		m.Apply(100, data)
+		assertIndexConsistent(t, m)
+	})
+}

@@ -1,0 +1,139 @@
+package fsm
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+)
+
+// BackendSettings are an operator's settings for a backend.
+type BackendSettings struct {
+	Tags       []string `json:"tags,omitempty"`
+	LoadFactor *float64 `json:"load_factor,omitempty"`
+}
+
+// Presentation is a frontend's default slide deck.
+type Presentation struct {
+	URL string `json:"url"`
+}
+
+// FrontendSettings are an operator's settings for a tenant.
+type FrontendSettings struct {
+	RequiredTags         []string          `json:"required_tags,omitempty"`
+	DefaultPresentation  *Presentation     `json:"default_presentation,omitempty"`
+	CreateDefaultParams  map[string]string `json:"create_default_params,omitempty"`
+	CreateOverrideParams map[string]string `json:"create_override_params,omitempty"`
+}
+
+// mergeSettings applies an RFC 7396 JSON merge patch (null unsets) to the
+// current settings and decodes the result strictly into out, so unknown keys
+// and wrong types are errors. Deterministic: same inputs, same output.
+func mergeSettings(current any, patch []byte, out any) error {
+	if len(bytes.TrimSpace(patch)) == 0 {
+		patch = []byte("{}")
+	}
+	var p any
+	if err := json.Unmarshal(patch, &p); err != nil {
+		return invalid("settings are not valid JSON: %v", err)
+	}
+	if _, ok := p.(map[string]any); !ok {
+		return invalid("settings must be a JSON object")
+	}
+	curJSON, err := json.Marshal(current)
+	if err != nil {
+		return invalid("settings: %v", err)
+	}
+	var cur any
+	if err := json.Unmarshal(curJSON, &cur); err != nil {
+		return invalid("settings: %v", err)
+	}
+	merged, err := json.Marshal(mergePatch(cur, p))
+	if err != nil {
+		return invalid("settings: %v", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(merged))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(out); err != nil {
+		return invalid("bad settings: %v", err)
+	}
+	return nil
+}
+
+func mergePatch(target, patch any) any {
+	pm, ok := patch.(map[string]any)
+	if !ok {
+		return patch
+	}
+	tm, ok := target.(map[string]any)
+	if !ok {
+		tm = map[string]any{}
+	}
+	for k, v := range pm {
+		if v == nil {
+			delete(tm, k)
+			continue
+		}
+		tm[k] = mergePatch(tm[k], v)
+	}
+	return tm
+}
+
+func (s *BackendSettings) validate() error {
+	if s.LoadFactor != nil {
+		f := *s.LoadFactor
+		if math.IsNaN(f) || f <= 0 || f > 1000 {
+			return invalid("load_factor must be a number above 0 and at most 1000, got %v", f)
+		}
+	}
+	return validTags("tags", s.Tags)
+}
+
+func (s *FrontendSettings) validate() error {
+	if s.DefaultPresentation != nil && s.DefaultPresentation.URL == "" {
+		return invalid("default_presentation needs a url")
+	}
+	return validTags("required_tags", s.RequiredTags)
+}
+
+func validTags(field string, tags []string) error {
+	if len(tags) > 64 {
+		return invalid("%s: at most 64 tags", field)
+	}
+	for _, t := range tags {
+		if t == "" || len(t) > 64 {
+			return invalid("%s: a tag must have 1 to 64 characters", field)
+		}
+	}
+	return nil
+}
+
+// Error is a domain error from Apply: the command was valid Raft input but
+// the state refused it. Code maps onto HTTP statuses in the admin API.
+type Error struct {
+	Code string `json:"code"` // invalid, not_found, exists, conflict
+	Msg  string `json:"message"`
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+// Error codes.
+const (
+	CodeInvalid  = "invalid"
+	CodeNotFound = "not_found"
+	CodeExists   = "exists"
+	CodeConflict = "conflict"
+)
+
+func invalid(format string, a ...any) *Error {
+	return &Error{Code: CodeInvalid, Msg: fmt.Sprintf(format, a...)}
+}
+func notFound(format string, a ...any) *Error {
+	return &Error{Code: CodeNotFound, Msg: fmt.Sprintf(format, a...)}
+}
+func exists(format string, a ...any) *Error {
+	return &Error{Code: CodeExists, Msg: fmt.Sprintf(format, a...)}
+}
+func conflict(format string, a ...any) *Error {
+	return &Error{Code: CodeConflict, Msg: fmt.Sprintf(format, a...)}
+}

@@ -1,0 +1,154 @@
+// Package fsm is Conclave's replicated state machine: backends, frontends,
+// meetings and peers, changed only by commands from the Raft log.
+//
+// Apply is deterministic: no clock, no randomness, no I/O. Time and IDs are
+// chosen by the proposer and travel inside the command, so every peer that
+// applies the same log reaches the same state. Values stored in the state
+// are never mutated in place (copy on write), so readers may keep them and a
+// snapshot is a shallow copy of the maps.
+package fsm
+
+import "sort"
+
+// AdminState is what the operator wants of a backend (b3scale's names).
+type AdminState string
+
+const (
+	AdminInit           AdminState = "init"
+	AdminReady          AdminState = "ready"
+	AdminStopped        AdminState = "stopped"
+	AdminDecommissioned AdminState = "decommissioned"
+)
+
+// NodeState is what the cluster observes of a backend.
+type NodeState string
+
+const (
+	NodeInit           NodeState = "init"
+	NodeReady          NodeState = "ready"
+	NodeStopped        NodeState = "stopped"
+	NodeError          NodeState = "error"
+	NodeDecommissioned NodeState = "decommissioned"
+)
+
+// ValidAdminState reports whether s may be requested by an operator.
+func ValidAdminState(s AdminState) bool {
+	switch s {
+	case AdminInit, AdminReady, AdminStopped, AdminDecommissioned:
+		return true
+	}
+	return false
+}
+
+// ValidNodeState reports whether s is a known observed state.
+func ValidNodeState(s NodeState) bool {
+	switch s {
+	case NodeInit, NodeReady, NodeStopped, NodeError, NodeDecommissioned:
+		return true
+	}
+	return false
+}
+
+// Backend is one BBB server.
+type Backend struct {
+	ID       string          `json:"id"`
+	URL      string          `json:"url"` // API base, ending in /bigbluebutton/api/
+	Secret   string          `json:"secret"`
+	Settings BackendSettings `json:"settings"`
+
+	AdminState AdminState `json:"admin_state"`
+	NodeState  NodeState  `json:"node_state"`
+
+	// Last reported load and probe result (from the health prober or an agent).
+	Meetings  int    `json:"meetings"`
+	Attendees int    `json:"attendees"`
+	LatencyNs int64  `json:"latency_ns"`
+	LastError string `json:"last_error,omitempty"`
+
+	CreatedAt      int64 `json:"created_at"`       // unix nanoseconds, from the command
+	StateChangedAt int64 `json:"state_changed_at"` // last NodeState change
+}
+
+// Placeable reports whether new meetings may go to the backend.
+func (b *Backend) Placeable() bool {
+	return b.AdminState == AdminReady && b.NodeState == NodeReady
+}
+
+// LoadFactor is the effective load factor (1 when unset).
+func (b *Backend) LoadFactor() float64 {
+	if b.Settings.LoadFactor == nil {
+		return 1
+	}
+	return *b.Settings.LoadFactor
+}
+
+// Frontend is a tenant: an LMS or portal with its own secret.
+type Frontend struct {
+	Key       string           `json:"key"`
+	Secret    string           `json:"secret"`
+	Settings  FrontendSettings `json:"settings"`
+	CreatedAt int64            `json:"created_at"`
+}
+
+// Meeting binds a frontend's meeting to the one backend that runs it.
+type Meeting struct {
+	InternalID string `json:"internal_id"` // the ID the backend sees; unique across frontends
+	Frontend   string `json:"frontend"`
+	MeetingID  string `json:"meeting_id"` // the ID the frontend uses
+	BackendID  string `json:"backend_id"`
+	CreatedAt  int64  `json:"created_at"`
+}
+
+// Peer records how to reach a Raft member over HTTP, for forwarding.
+type Peer struct {
+	ID       string `json:"id"`
+	RaftAddr string `json:"raft_addr"`
+	HTTPAddr string `json:"http_addr"`
+}
+
+// State is the whole replicated state.
+type State struct {
+	Backends  map[string]*Backend  `json:"-"`
+	Frontends map[string]*Frontend `json:"-"`
+	Meetings  map[string]*Meeting  `json:"-"`
+	Peers     map[string]*Peer     `json:"-"`
+
+	// Derived, rebuilt on restore: meetings per backend.
+	meetingCount map[string]int
+}
+
+func newState() *State {
+	return &State{
+		Backends:     map[string]*Backend{},
+		Frontends:    map[string]*Frontend{},
+		Meetings:     map[string]*Meeting{},
+		Peers:        map[string]*Peer{},
+		meetingCount: map[string]int{},
+	}
+}
+
+func (s *State) putMeeting(m *Meeting) {
+	if old, ok := s.Meetings[m.InternalID]; ok {
+		s.meetingCount[old.BackendID]--
+	}
+	s.Meetings[m.InternalID] = m
+	s.meetingCount[m.BackendID]++
+}
+
+func (s *State) dropMeeting(id string) {
+	if old, ok := s.Meetings[id]; ok {
+		delete(s.Meetings, id)
+		if s.meetingCount[old.BackendID]--; s.meetingCount[old.BackendID] <= 0 {
+			delete(s.meetingCount, old.BackendID)
+		}
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
