@@ -149,7 +149,11 @@ func (c *AddBackend) decode(d *decoder) {
 func (c *SetBackendSettings) encode(e *encoder) { e.str(c.ID); e.bytes(c.Patch) }
 func (c *SetBackendSettings) decode(d *decoder) { c.ID, c.Patch = d.str(), d.bytes() }
 
-func (c *SetBackendAdminState) encode(e *encoder) { e.str(c.ID); e.str(string(c.State)); e.varint(c.Now) }
+func (c *SetBackendAdminState) encode(e *encoder) {
+	e.str(c.ID)
+	e.str(string(c.State))
+	e.varint(c.Now)
+}
 func (c *SetBackendAdminState) decode(d *decoder) {
 	c.ID, c.State, c.Now = d.str(), AdminState(d.str()), d.varint()
 }
@@ -185,7 +189,12 @@ func (c *ReportBackends) decode(d *decoder) {
 	}
 }
 
-func (c *AddFrontend) encode(e *encoder) { e.str(c.Key); e.str(c.Secret); e.bytes(c.Settings); e.varint(c.Now) }
+func (c *AddFrontend) encode(e *encoder) {
+	e.str(c.Key)
+	e.str(c.Secret)
+	e.bytes(c.Settings)
+	e.varint(c.Now)
+}
 func (c *AddFrontend) decode(d *decoder) {
 	c.Key, c.Secret, c.Settings, c.Now = d.str(), d.str(), d.bytes(), d.varint()
 }

@@ -30,11 +30,11 @@ func New() *FSM { return &FSM{st: newState()} }
 func (f *FSM) Apply(index uint64, data []byte) *Result {
 	c, err := Decode(data)
 	if errors.Is(err, ErrSkipped) {
-		f.applied.Store(index)
+		f.setApplied(index)
 		return &Result{Skipped: true}
 	}
 	if err != nil {
-		f.applied.Store(index)
+		f.setApplied(index)
 		return fail(invalid("%v", err))
 	}
 	return f.ApplyCommand(index, c)
@@ -47,8 +47,8 @@ func (f *FSM) ApplyCommand(index uint64, c Command) *Result {
 	if isFrontendCmd(c.Type()) {
 		f.frontendList.Store(nil)
 	}
-	f.mu.Unlock()
 	f.applied.Store(index)
+	f.mu.Unlock()
 	return r
 }
 
@@ -56,11 +56,17 @@ func isFrontendCmd(t CmdType) bool {
 	return t == CmdAddFrontend || t == CmdSetFrontendSettings || t == CmdRemoveFrontend
 }
 
-// AppliedIndex is the index of the last log entry applied.
+// AppliedIndex is the Raft index of the last command entry applied. Raft's
+// own no-op and configuration entries never reach the FSM, so this is the
+// index peers compare for read-your-writes: equal on every peer that has
+// applied the same commands, and carried in snapshots.
 func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
 
-// SetAppliedIndex records an index applied elsewhere (a restored snapshot).
-func (f *FSM) SetAppliedIndex(i uint64) { f.applied.Store(i) }
+func (f *FSM) setApplied(i uint64) {
+	f.mu.Lock()
+	f.applied.Store(i)
+	f.mu.Unlock()
+}
 
 // Backend returns a backend by ID.
 func (f *FSM) Backend(id string) (Backend, bool) {
@@ -191,6 +197,7 @@ func (f *FSM) Peer(id string) (Peer, bool) {
 // maps of pointers (values are immutable), so Raft's snapshot call stays cheap;
 // the encoding happens in Persist, off the apply path.
 type Snapshot struct {
+	applied   uint64
 	backends  map[string]*Backend
 	frontends map[string]*Frontend
 	meetings  map[string]*Meeting
@@ -202,6 +209,7 @@ func (f *FSM) Snapshot() *Snapshot {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	return &Snapshot{
+		applied:   f.applied.Load(),
 		backends:  cloneMap(f.st.Backends),
 		frontends: cloneMap(f.st.Frontends),
 		meetings:  cloneMap(f.st.Meetings),
@@ -219,11 +227,12 @@ func cloneMap[V any](m map[string]V) map[string]V {
 
 // snapshotHeader starts every snapshot; Version changes when the format does.
 type snapshotHeader struct {
-	Version   int `json:"version"`
-	Backends  int `json:"backends"`
-	Frontends int `json:"frontends"`
-	Meetings  int `json:"meetings"`
-	Peers     int `json:"peers"`
+	Version   int    `json:"version"`
+	Applied   uint64 `json:"applied"`
+	Backends  int    `json:"backends"`
+	Frontends int    `json:"frontends"`
+	Meetings  int    `json:"meetings"`
+	Peers     int    `json:"peers"`
 }
 
 const snapshotVersion = 1
@@ -233,7 +242,7 @@ const snapshotVersion = 1
 func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	cw := &countingWriter{w: bufio.NewWriterSize(w, 64<<10)}
 	enc := json.NewEncoder(cw)
-	hdr := snapshotHeader{snapshotVersion, len(s.backends), len(s.frontends), len(s.meetings), len(s.peers)}
+	hdr := snapshotHeader{snapshotVersion, s.applied, len(s.backends), len(s.frontends), len(s.meetings), len(s.peers)}
 	if err := enc.Encode(hdr); err != nil {
 		return cw.n, err
 	}
@@ -310,6 +319,7 @@ func (f *FSM) Restore(r io.Reader) error {
 	}
 	f.mu.Lock()
 	f.st = st
+	f.applied.Store(hdr.Applied)
 	f.mu.Unlock()
 	f.frontendList.Store(nil)
 	return nil
