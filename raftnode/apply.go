@@ -1,0 +1,145 @@
+package raftnode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/conclave-lb/conclave/fsm"
+)
+
+// Apply commits a command and returns the FSM's answer. On a follower the
+// command is forwarded to the leader. Leadership changes while it is under
+// way are retried until ctx ends: commands are idempotent, so a retry after
+// an unknown outcome cannot apply twice in effect.
+func (n *Node) Apply(ctx context.Context, c fsm.Command) (*fsm.Result, error) {
+	return n.applyRaw(ctx, fsm.Encode(c))
+}
+
+func (n *Node) applyRaw(ctx context.Context, data []byte) (*fsm.Result, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, defaultOpTimeout)
+		defer cancel()
+	}
+	return retry(ctx, n, func() (*fsm.Result, error) {
+		if n.raft.State() == raft.Leader {
+			return n.applyLocal(ctx, data)
+		}
+		var res fsm.Result
+		err := n.forward(ctx, "apply", data, &res)
+		return &res, err
+	})
+}
+
+// applyLocal appends to the log on the leader. Concurrent callers are
+// group-committed by raft: entries waiting in its apply channel go to the
+// log store in one batch, one fsync for all.
+func (n *Node) applyLocal(ctx context.Context, data []byte) (*fsm.Result, error) {
+	timeout := time.Until(deadline(ctx))
+	f := n.raft.Apply(data, timeout)
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress) {
+			return nil, errNotLeader
+		}
+		return nil, err
+	}
+	res, ok := f.Response().(*fsm.Result)
+	if !ok {
+		return nil, fmt.Errorf("raftnode: unexpected FSM response %T", f.Response())
+	}
+	return res, nil
+}
+
+func deadline(ctx context.Context) time.Time {
+	if d, ok := ctx.Deadline(); ok {
+		return d
+	}
+	return time.Now().Add(defaultOpTimeout)
+}
+
+// retry runs op until it succeeds, fails for a reason other than
+// leadership, or ctx ends.
+func retry[T any](ctx context.Context, n *Node, op func() (T, error)) (T, error) {
+	backoff := 20 * time.Millisecond
+	for {
+		v, err := op()
+		if err == nil || !retryable(err) {
+			return v, err
+		}
+		select {
+		case <-ctx.Done():
+			var zero T
+			return zero, fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
+		case <-n.stop:
+			var zero T
+			return zero, ErrShuttingDown
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 500*time.Millisecond)
+	}
+}
+
+func retryable(err error) bool {
+	var pe *peerError
+	if errors.As(err, &pe) {
+		return pe.retry
+	}
+	return errors.Is(err, errNotLeader) || errors.Is(err, ErrNoLeader) || errors.Is(err, errLeaderNotYet) || isNetErr(err)
+}
+
+// ConsistentRead returns once the local replica reflects every write
+// acknowledged before the call (read-your-writes across peers). On the leader
+// that is a leadership check; a follower asks the leader for its applied
+// index (which the leader confirms under VerifyLeader) and waits to reach it.
+func (n *Node) ConsistentRead(ctx context.Context) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, defaultOpTimeout)
+		defer cancel()
+	}
+	idx, err := retry(ctx, n, func() (uint64, error) {
+		if n.raft.State() == raft.Leader {
+			return n.readIndex()
+		}
+		var r readIndexResponse
+		err := n.forward(ctx, "readindex", nil, &r)
+		return r.Index, err
+	})
+	if err != nil {
+		return err
+	}
+	return n.WaitApplied(ctx, idx)
+}
+
+// readIndex is the leader's half of ConsistentRead.
+func (n *Node) readIndex() (uint64, error) {
+	if !n.leaderReady.Load() {
+		return 0, errLeaderNotYet
+	}
+	idx := n.fsm.AppliedIndex()
+	if err := n.raft.VerifyLeader().Error(); err != nil {
+		return 0, errNotLeader
+	}
+	return idx, nil
+}
+
+// WaitApplied blocks until the local FSM has applied index idx.
+func (n *Node) WaitApplied(ctx context.Context, idx uint64) error {
+	for {
+		ch := n.rfsm.waitCh()
+		if n.fsm.AppliedIndex() >= idx {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for index %d (at %d): %w", idx, n.fsm.AppliedIndex(), ctx.Err())
+		case <-n.stop:
+			return ErrShuttingDown
+		}
+	}
+}

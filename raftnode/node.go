@@ -1,0 +1,343 @@
+// Package raftnode runs one Conclave peer's Raft member: storage in the data
+// dir, bootstrap and join, membership changes, writes forwarded from
+// followers to the leader, and the read paths (local and consistent).
+//
+// Peer-to-peer calls (forwarded writes, read-index, join, remove, status)
+// travel over the peers' HTTP port; ServeInternal answers them and the
+// gateway mounts it, so this package needs no server of its own.
+package raftnode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/conclave-lb/conclave/fsm"
+)
+
+// Config configures a Node.
+type Config struct {
+	ID            string
+	DataDir       string
+	RaftBind      string // listen address of the Raft transport
+	RaftAdvertise string // address other peers dial; defaults to RaftBind
+	HTTPAdvertise string // this peer's HTTP host:port, for forwarding
+	Bootstrap     bool
+	Join          []string // HTTP addresses of existing peers
+	// PeerToken returns the bearer token for peer-to-peer calls ("" = none).
+	PeerToken func() string
+	Logger    *slog.Logger
+	// Timing; zero values take production defaults.
+	HeartbeatTimeout time.Duration
+	ElectionTimeout  time.Duration
+	// SnapshotThreshold: log entries between automatic snapshots.
+	SnapshotThreshold uint64
+}
+
+// Errors callers distinguish.
+var (
+	ErrNoLeader      = errors.New("no leader known")
+	ErrNotFound      = errors.New("no such peer")
+	ErrShuttingDown  = errors.New("node is shutting down")
+	errNotLeader     = errors.New("not the leader")
+	errLeaderNotYet  = errors.New("leader has not finished taking over")
+	defaultOpTimeout = 10 * time.Second
+)
+
+// Node is a running Raft member with its FSM.
+type Node struct {
+	cfg       Config
+	log       *slog.Logger
+	fsm       *fsm.FSM
+	rfsm      *raftFSM
+	raft      *raft.Raft
+	transport *raft.NetworkTransport
+	store     *raftboltdb.BoltStore
+	snaps     *raft.FileSnapshotStore
+	client    *peerClient
+
+	// leaderReady is set once this node, as leader, has applied everything
+	// its predecessors committed (a barrier at the start of its term).
+	leaderReady atomic.Bool
+	stop        chan struct{}
+	stopOnce    sync.Once
+	wg          sync.WaitGroup
+	leaderObs   *raft.Observer
+	obsCh       chan raft.Observation
+	// OnLeaderChange, when set before Start, is called on every change.
+	leaderChanges atomic.Uint64
+}
+
+// Open creates the stores, the transport and the Raft instance. It
+// bootstraps a new cluster when asked to and the data dir holds no state.
+func Open(cfg Config) (*Node, error) {
+	if cfg.ID == "" {
+		return nil, errors.New("raftnode: a node ID is required")
+	}
+	if cfg.RaftAdvertise == "" {
+		cfg.RaftAdvertise = cfg.RaftBind
+	}
+	if host, _, err := net.SplitHostPort(cfg.RaftAdvertise); err != nil || host == "" || net.ParseIP(host).IsUnspecified() {
+		return nil, fmt.Errorf("raftnode: raft advertise address %q must be a reachable host:port (not 0.0.0.0): set --raft-advertise", cfg.RaftAdvertise)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("raftnode: data dir: %w", err)
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger, fsm: fsm.New(), stop: make(chan struct{})}
+	n.rfsm = newRaftFSM(n.fsm)
+	n.client = newPeerClient(cfg.PeerToken)
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.ID)
+	rc.HeartbeatTimeout = pick(cfg.HeartbeatTimeout, 1000*time.Millisecond)
+	rc.ElectionTimeout = pick(cfg.ElectionTimeout, 1000*time.Millisecond)
+	rc.LeaderLeaseTimeout = min(rc.HeartbeatTimeout/2, 500*time.Millisecond)
+	if cfg.SnapshotThreshold > 0 {
+		rc.SnapshotThreshold = cfg.SnapshotThreshold
+	}
+	rc.Logger = newHCLogAdapter(cfg.Logger)
+
+	var err error
+	n.store, err = raftboltdb.NewBoltStore(filepath.Join(cfg.DataDir, "raft.db"))
+	if err != nil {
+		return nil, fmt.Errorf("raftnode: open log store in %s: %w", cfg.DataDir, err)
+	}
+	logs, err := raft.NewLogCache(512, n.store)
+	if err != nil {
+		n.store.Close()
+		return nil, err
+	}
+	n.snaps, err = raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, rc.Logger)
+	if err != nil {
+		n.store.Close()
+		return nil, fmt.Errorf("raftnode: snapshot store: %w", err)
+	}
+	addr, err := net.ResolveTCPAddr("tcp", cfg.RaftAdvertise)
+	if err != nil {
+		n.store.Close()
+		return nil, fmt.Errorf("raftnode: advertise address: %w", err)
+	}
+	n.transport, err = raft.NewTCPTransportWithLogger(cfg.RaftBind, addr, 5, 10*time.Second, rc.Logger)
+	if err != nil {
+		n.store.Close()
+		return nil, fmt.Errorf("raftnode: raft transport on %s: %w", cfg.RaftBind, err)
+	}
+
+	hasState, err := raft.HasExistingState(logs, n.store, n.snaps)
+	if err != nil {
+		n.closeStores()
+		return nil, err
+	}
+	n.raft, err = raft.NewRaft(rc, n.rfsm, logs, n.store, n.snaps, n.transport)
+	if err != nil {
+		n.closeStores()
+		return nil, fmt.Errorf("raftnode: %w", err)
+	}
+	if cfg.Bootstrap && !hasState {
+		n.log.Info("bootstrapping a new cluster", "id", cfg.ID, "raft_addr", cfg.RaftAdvertise)
+		f := n.raft.BootstrapCluster(raft.Configuration{Servers: []raft.Server{{
+			ID: raft.ServerID(cfg.ID), Address: raft.ServerAddress(cfg.RaftAdvertise), Suffrage: raft.Voter,
+		}}})
+		if err := f.Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			n.Shutdown()
+			return nil, fmt.Errorf("raftnode: bootstrap: %w", err)
+		}
+	} else if cfg.Bootstrap {
+		n.log.Info("data dir holds state: --bootstrap ignored", "dir", cfg.DataDir)
+	}
+
+	// Observe leader changes through an observer: it never blocks raft.
+	n.obsCh = make(chan raft.Observation, 16)
+	n.leaderObs = raft.NewObserver(n.obsCh, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	n.raft.RegisterObserver(n.leaderObs)
+	n.wg.Add(2)
+	go n.watchLeadership()
+	go n.maintainPeerRecord()
+	if len(cfg.Join) > 0 {
+		n.wg.Add(1)
+		go n.joinLoop()
+	}
+	return n, nil
+}
+
+func pick(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+func (n *Node) closeStores() {
+	if n.transport != nil {
+		n.transport.Close()
+	}
+	if n.store != nil {
+		n.store.Close()
+	}
+}
+
+// FSM is the local replica, for local reads.
+func (n *Node) FSM() *fsm.FSM { return n.fsm }
+
+// ID is this node's Raft ID.
+func (n *Node) ID() string { return n.cfg.ID }
+
+// IsLeader reports whether this node leads (and has taken over fully).
+func (n *Node) IsLeader() bool {
+	return n.raft.State() == raft.Leader && n.leaderReady.Load()
+}
+
+// Leader returns the current leader's ID and HTTP address, as far as known.
+func (n *Node) Leader() (id, httpAddr string) {
+	_, lid := n.raft.LeaderWithID()
+	if lid == "" {
+		return "", ""
+	}
+	p, _ := n.fsm.Peer(string(lid))
+	return string(lid), p.HTTPAddr
+}
+
+// LeaderChanges counts leadership changes seen by this node.
+func (n *Node) LeaderChanges() uint64 { return n.leaderChanges.Load() }
+
+// RaftStats exposes raft's own counters (term, indexes, state).
+func (n *Node) RaftStats() map[string]string { return n.raft.Stats() }
+
+func (n *Node) watchLeadership() {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case o := <-n.obsCh:
+			lo := o.Data.(raft.LeaderObservation)
+			n.leaderChanges.Add(1)
+			n.log.Info("leader changed", "leader", lo.LeaderID, "addr", lo.LeaderAddr)
+			if raft.ServerID(n.cfg.ID) != lo.LeaderID {
+				n.leaderReady.Store(false)
+				continue
+			}
+			go n.takeOver()
+		}
+	}
+}
+
+// takeOver runs when this node wins an election: a barrier makes sure every
+// entry of earlier terms is applied before the node answers consistent reads.
+func (n *Node) takeOver() {
+	for n.raft.State() == raft.Leader {
+		if err := n.raft.Barrier(defaultOpTimeout).Error(); err != nil {
+			n.log.Warn("barrier after election failed", "err", err)
+			select {
+			case <-n.stop:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+			continue
+		}
+		n.leaderReady.Store(true)
+		n.log.Info("leading", "id", n.cfg.ID, "applied", n.fsm.AppliedIndex())
+		n.ensurePeerRecord()
+		return
+	}
+}
+
+// maintainPeerRecord keeps this node's HTTP address in the replicated peer
+// table, so others can forward to it once it leads. It covers nodes added by
+// `conclavectl join peer`, which knows only the Raft address.
+func (n *Node) maintainPeerRecord() {
+	defer n.wg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+			n.ensurePeerRecord()
+		}
+	}
+}
+
+func (n *Node) ensurePeerRecord() {
+	want := fsm.Peer{ID: n.cfg.ID, RaftAddr: n.cfg.RaftAdvertise, HTTPAddr: n.cfg.HTTPAdvertise}
+	if p, ok := n.fsm.Peer(n.cfg.ID); ok && p == want {
+		return
+	}
+	if !n.inConfiguration() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := n.Apply(ctx, &fsm.SetPeer{ID: want.ID, RaftAddr: want.RaftAddr, HTTPAddr: want.HTTPAddr}); err != nil {
+		n.log.Debug("peer record not written yet", "err", err)
+	}
+}
+
+func (n *Node) inConfiguration() bool {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	for _, s := range f.Configuration().Servers {
+		if string(s.ID) == n.cfg.ID {
+			return true
+		}
+	}
+	return false
+}
+
+// Shutdown stops the node. A leader hands leadership to another voter first,
+// so the cluster does not wait out an election timeout.
+func (n *Node) Shutdown() error {
+	var err error
+	n.stopOnce.Do(func() {
+		if n.raft.State() == raft.Leader && n.voterCount() > 1 {
+			n.log.Info("handing leadership over before shutdown")
+			if e := n.raft.LeadershipTransfer().Error(); e != nil {
+				n.log.Warn("leadership transfer failed", "err", e)
+			}
+		}
+		close(n.stop)
+		n.raft.DeregisterObserver(n.leaderObs)
+		err = n.raft.Shutdown().Error()
+		n.wg.Wait()
+		n.closeStores()
+	})
+	return err
+}
+
+func (n *Node) voterCount() int {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return 0
+	}
+	c := 0
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			c++
+		}
+	}
+	return c
+}
+
+// Snapshot asks raft for a snapshot now (also used before backups).
+func (n *Node) Snapshot() error {
+	return n.raft.Snapshot().Error()
+}
