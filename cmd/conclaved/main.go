@@ -1,0 +1,179 @@
+// Command conclaved is a Conclave gateway peer: a Raft member that serves
+// the BBB API, the admin API and metrics.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/conclave-lb/conclave/auth"
+	"github.com/conclave-lb/conclave/gateway"
+	"github.com/conclave-lb/conclave/internal/cli"
+	"github.com/conclave-lb/conclave/raftnode"
+)
+
+var version = "dev"
+
+type options struct {
+	id, dataDir, listenHTTP, httpAdvertise, raftAddr, raftAdvertise, gossipAddr string
+	bootstrap                                                                   bool
+	join                                                                        []string
+	maxBody                                                                     int
+}
+
+var envFlags = cli.EnvFlags{
+	"id":             "CONCLAVE_NODE_ID",
+	"data-dir":       "CONCLAVE_DATA_DIR",
+	"listen-http":    "CONCLAVE_LISTEN_HTTP",
+	"http-advertise": "CONCLAVE_HTTP_ADVERTISE",
+	"raft-addr":      "CONCLAVE_RAFT_ADDR",
+	"raft-advertise": "CONCLAVE_RAFT_ADVERTISE",
+	"gossip-addr":    "CONCLAVE_GOSSIP_ADDR",
+	"bootstrap":      "CONCLAVE_BOOTSTRAP",
+	"join":           "CONCLAVE_JOIN",
+	"max-body":       "CONCLAVE_MAX_BODY",
+}
+
+func main() {
+	if err := newCommand().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "conclaved:", err)
+		os.Exit(1)
+	}
+}
+
+func newCommand() *cobra.Command {
+	var o options
+	host, _ := os.Hostname()
+	cmd := &cobra.Command{
+		Use:   "conclaved",
+		Short: "Conclave gateway peer: BBB API, admin API and Raft member",
+		Long: `conclaved is one peer of a Conclave cluster. Every peer serves the BBB API;
+peers replicate backends, frontends and meetings with Raft.
+
+Environment-only settings: CONCLAVE_API_JWT_SECRET, CONCLAVE_GOSSIP_KEY,
+CONCLAVE_LOG_LEVEL, CONCLAVE_LOG_FORMAT, CONCLAVE_REVERSE_PROXY_MODE.`,
+		Version:       version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := envFlags.Apply(cmd.Flags()); err != nil {
+				return err
+			}
+			return run(o)
+		},
+	}
+	cmd.SetVersionTemplate("conclaved {{.Version}}\n")
+	f := cmd.Flags()
+	f.StringVar(&o.id, "id", host, "this peer's Raft ID, stable across restarts")
+	f.StringVar(&o.dataDir, "data-dir", "./conclave-data", "Raft log, snapshots and node state")
+	f.StringVar(&o.listenHTTP, "listen-http", "127.0.0.1:42353", "BBB API, admin API, /metrics, /healthz, /readyz")
+	f.StringVar(&o.httpAdvertise, "http-advertise", "", "HTTP address other peers use to reach this one (default: --listen-http)")
+	f.StringVar(&o.raftAddr, "raft-addr", "127.0.0.1:42354", "Raft transport bind (and advertise) address")
+	f.StringVar(&o.raftAdvertise, "raft-advertise", "", "Raft address other peers dial, where it differs from --raft-addr")
+	f.StringVar(&o.gossipAddr, "gossip-addr", "127.0.0.1:42355", "memberlist address (UDP+TCP)")
+	f.BoolVar(&o.bootstrap, "bootstrap", false, "start a new cluster with this peer as its only voter (a no-op on restart)")
+	f.StringSliceVar(&o.join, "join", nil, "comma-separated HTTP addresses of existing peers to join")
+	f.IntVar(&o.maxBody, "max-body", gateway.DefaultMaxBodySize, "largest request body accepted, in bytes")
+	envFlags.Annotate(f)
+	return cmd
+}
+
+func run(o options) error {
+	logger, err := cli.NewLogger(os.Stderr)
+	if err != nil {
+		return err
+	}
+	if o.id == "" {
+		return errors.New("--id is empty and the host name is unknown")
+	}
+	if err := checkDataDir(o.dataDir); err != nil {
+		return err
+	}
+	if o.httpAdvertise == "" {
+		o.httpAdvertise = advertiseFor(o.listenHTTP)
+	}
+	if o.raftAdvertise == "" {
+		o.raftAdvertise = advertiseFor(o.raftAddr)
+	}
+	jwtSecret := os.Getenv("CONCLAVE_API_JWT_SECRET")
+	logger = logger.With("peer", o.id)
+
+	// Listen first: a port in use should fail before Raft touches anything.
+	ln, err := net.Listen("tcp", o.listenHTTP)
+	if err != nil {
+		return fmt.Errorf("cannot listen for HTTP on %s: %w", o.listenHTTP, err)
+	}
+	node, err := raftnode.Open(raftnode.Config{
+		ID: o.id, DataDir: o.dataDir, RaftBind: o.raftAddr, RaftAdvertise: o.raftAdvertise,
+		HTTPAdvertise: o.httpAdvertise, Bootstrap: o.bootstrap, Join: o.join,
+		PeerToken: auth.PeerTokenSource(jwtSecret, o.id), Logger: logger,
+	})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	srv := gateway.New(gateway.Config{
+		JWTSecret: jwtSecret, ReverseProxy: cli.ParseBool(os.Getenv("CONCLAVE_REVERSE_PROXY_MODE")),
+		MaxBodySize: o.maxBody, Logger: logger, Version: version,
+	}, node)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	logger.Info("conclaved started", "version", version, "http", o.listenHTTP, "raft", o.raftAdvertise,
+		"bootstrap", o.bootstrap, "join", strings.Join(o.join, ","), "admin_auth", jwtSecret != "")
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	select {
+	case sig := <-sigs:
+		logger.Info("shutting down", "signal", sig.String())
+	case err := <-serveErr:
+		logger.Error("HTTP server stopped", "err", err)
+	}
+	// Leadership moves first (inside Shutdown); then stop serving HTTP.
+	if err := node.Shutdown(); err != nil {
+		logger.Warn("raft shutdown", "err", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(ctx)
+	logger.Info("stopped")
+	return nil
+}
+
+// advertiseFor turns a bind address into one others can dial: an
+// unspecified host (0.0.0.0, ::, empty) becomes this host's name.
+func advertiseFor(bind string) string {
+	host, port, err := net.SplitHostPort(bind)
+	if err != nil {
+		return bind
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		h, _ := os.Hostname()
+		return net.JoinHostPort(h, port)
+	}
+	return bind
+}
+
+// checkDataDir makes sure the data dir exists and is writable, so a bad
+// path fails at start with a clear message rather than deep inside Raft.
+func checkDataDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("data dir %s is unusable: %w", dir, err)
+	}
+	probe := filepath.Join(dir, ".write-test")
+	if err := os.WriteFile(probe, nil, 0o600); err != nil {
+		return fmt.Errorf("data dir %s is not writable: %w", dir, err)
+	}
+	return os.Remove(probe)
+}
+

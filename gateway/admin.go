@@ -1,0 +1,426 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/conclave-lb/conclave/auth"
+	"github.com/conclave-lb/conclave/fsm"
+	"github.com/conclave-lb/conclave/raftnode"
+)
+
+// adminTimeout bounds an admin request (a write may wait for an election).
+const adminTimeout = 15 * time.Second
+
+// apiError is the admin API's error body.
+type apiError struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+}
+
+func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		writeError(ctx, fasthttp.StatusInternalServerError, "internal", "encoding the answer failed")
+		return
+	}
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(b)
+}
+
+func writeError(ctx *fasthttp.RequestCtx, status int, code, msg string) {
+	b, _ := json.Marshal(apiError{Error: msg, Code: code})
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(b)
+}
+
+// authorize checks the bearer token for scope, writing 401/403 itself.
+// With no JWT secret configured only loopback callers get in (as admin).
+func (s *Server) authorize(ctx *fasthttp.RequestCtx, scope string) (*auth.Claims, bool) {
+	if s.cfg.JWTSecret == "" {
+		if ip := s.clientIP(ctx); ip != nil && ip.IsLoopback() {
+			return &auth.Claims{Scope: auth.ScopeAdmin}, true
+		}
+		writeError(ctx, fasthttp.StatusForbidden, "forbidden", "admin API is closed: no JWT secret set and the caller is not on loopback")
+		return nil, false
+	}
+	h := string(ctx.Request.Header.Peek("Authorization"))
+	tok, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok || tok == "" {
+		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="conclave"`)
+		writeError(ctx, fasthttp.StatusUnauthorized, "unauthorized", "a bearer token is required")
+		return nil, false
+	}
+	c, err := auth.Verify(s.cfg.JWTSecret, tok)
+	if err != nil {
+		writeError(ctx, fasthttp.StatusUnauthorized, "unauthorized", "invalid token")
+		return nil, false
+	}
+	if !c.HasScope(scope) {
+		writeError(ctx, fasthttp.StatusForbidden, "forbidden", "token lacks scope "+scope)
+		return nil, false
+	}
+	return c, true
+}
+
+// backendView is a backend as the admin API shows it: no secret.
+type backendView struct {
+	ID             string              `json:"id"`
+	URL            string              `json:"url"`
+	Settings       fsm.BackendSettings `json:"settings"`
+	AdminState     fsm.AdminState      `json:"admin_state"`
+	NodeState      fsm.NodeState       `json:"node_state"`
+	Meetings       int                 `json:"meetings"`
+	Attendees      int                 `json:"attendees"`
+	LatencyNs      int64               `json:"latency_ns"`
+	LoadFactor     float64             `json:"load_factor"`
+	LastError      string              `json:"last_error,omitempty"`
+	CreatedAt      int64               `json:"created_at"`
+	StateChangedAt int64               `json:"state_changed_at"`
+	BoundMeetings  int                 `json:"bound_meetings"`
+}
+
+func viewBackend(b fsm.Backend, bound int) backendView {
+	return backendView{
+		ID: b.ID, URL: b.URL, Settings: b.Settings, AdminState: b.AdminState, NodeState: b.NodeState,
+		Meetings: b.Meetings, Attendees: b.Attendees, LatencyNs: b.LatencyNs, LoadFactor: b.LoadFactor(),
+		LastError: b.LastError, CreatedAt: b.CreatedAt, StateChangedAt: b.StateChangedAt, BoundMeetings: bound,
+	}
+}
+
+type frontendView struct {
+	Key       string               `json:"key"`
+	Secret    string               `json:"secret"`
+	Settings  fsm.FrontendSettings `json:"settings"`
+	CreatedAt int64                `json:"created_at"`
+	Meetings  int                  `json:"meetings"`
+}
+
+// serveAdmin routes /api/v1/... (except the internal peer calls).
+func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
+	rest := strings.TrimPrefix(string(ctx.Path()), "/api/v1/")
+	parts := strings.Split(strings.Trim(rest, "/"), "/")
+	for i, p := range parts {
+		if u, err := url.PathUnescape(p); err == nil {
+			parts[i] = u
+		}
+	}
+	method := string(ctx.Method())
+	// Agents may register a backend and change their own; all else is admin.
+	scope := auth.ScopeAdmin
+	if parts[0] == "backends" && (method == "POST" && len(parts) == 1 || method == "PATCH" && len(parts) == 2) {
+		scope = auth.ScopeAgent
+	}
+	claims, ok := s.authorize(ctx, scope)
+	if !ok {
+		return
+	}
+	rctx, cancel := requestContext(adminTimeout)
+	defer cancel()
+	a := &adminRequest{s: s, ctx: ctx, rctx: rctx, claims: claims, method: method, parts: parts}
+	a.route()
+}
+
+type adminRequest struct {
+	s      *Server
+	ctx    *fasthttp.RequestCtx
+	rctx   context.Context
+	claims *auth.Claims
+	method string
+	parts  []string
+}
+
+func (a *adminRequest) route() {
+	p, m := a.parts, a.method
+	n := len(p)
+	switch {
+	case p[0] == "status" && n == 1 && m == "GET":
+		writeJSON(a.ctx, 200, a.s.cluster.Status())
+	case p[0] == "peers" && n == 1 && m == "GET":
+		a.listPeers()
+	case p[0] == "peers" && n == 1 && m == "POST":
+		a.joinPeer()
+	case p[0] == "peers" && n == 2 && m == "DELETE":
+		a.removePeer(p[1])
+	case p[0] == "backends" && n == 1 && m == "GET":
+		a.listBackends()
+	case p[0] == "backends" && n == 1 && m == "POST":
+		a.addBackend()
+	case p[0] == "backends" && n == 2 && m == "GET":
+		a.withBackend(p[1], func(b fsm.Backend) { writeJSON(a.ctx, 200, viewBackend(b, a.s.cluster.FSM().MeetingCounts()[b.ID])) })
+	case p[0] == "backends" && n == 2 && m == "PATCH":
+		a.withBackend(p[1], a.patchBackend)
+	case p[0] == "backends" && n == 2 && m == "DELETE":
+		a.withBackend(p[1], a.deleteBackend)
+	case p[0] == "backends" && n == 3 && m == "POST" && (p[2] == "enable" || p[2] == "disable"):
+		state := fsm.AdminReady
+		if p[2] == "disable" {
+			state = fsm.AdminStopped
+		}
+		a.withBackend(p[1], func(b fsm.Backend) {
+			a.applyBackend(&fsm.SetBackendAdminState{ID: b.ID, State: state, Now: now()}, 200)
+		})
+	case p[0] == "frontends" && n == 1 && m == "GET":
+		a.listFrontends()
+	case p[0] == "frontends" && n == 1 && m == "POST":
+		a.addFrontend()
+	case p[0] == "frontends" && n == 2 && m == "GET":
+		a.getFrontend(p[1])
+	case p[0] == "frontends" && n == 2 && m == "PATCH":
+		a.applyFrontend(&fsm.SetFrontendSettings{Key: p[1], Patch: a.ctx.PostBody()}, 200)
+	case p[0] == "frontends" && n == 2 && m == "DELETE":
+		a.deleteFrontend(p[1])
+	case p[0] == "meetings" && n == 1 && m == "GET":
+		writeJSON(a.ctx, 200, nonNil(a.s.cluster.FSM().Meetings(string(a.ctx.QueryArgs().Peek("frontend")))))
+	case p[0] == "snapshot" && n == 1 && m == "POST":
+		if err := a.s.cluster.Snapshot(); err != nil {
+			writeError(a.ctx, 500, "internal", "snapshot: "+err.Error())
+			return
+		}
+		writeJSON(a.ctx, 200, map[string]bool{"ok": true})
+	default:
+		writeError(a.ctx, fasthttp.StatusNotFound, "not_found", "no route "+m+" /api/v1/"+strings.Join(p, "/"))
+	}
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+func now() int64 { return time.Now().UnixNano() }
+
+// decodeBody strictly decodes a JSON body, answering 400 itself on error.
+func (a *adminRequest) decodeBody(v any) bool {
+	dec := json.NewDecoder(bytes.NewReader(a.ctx.PostBody()))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeError(a.ctx, 400, "invalid", "bad JSON body: "+err.Error())
+		return false
+	}
+	return true
+}
+
+// fail maps an error from Apply or the cluster onto an HTTP answer.
+func (a *adminRequest) fail(err error) {
+	var fe *fsm.Error
+	switch {
+	case errors.As(err, &fe):
+		status := map[string]int{fsm.CodeInvalid: 400, fsm.CodeNotFound: 404, fsm.CodeExists: 409, fsm.CodeConflict: 409}[fe.Code]
+		if status == 0 {
+			status = 400
+		}
+		writeError(a.ctx, status, fe.Code, fe.Msg)
+	case raftnode.IsNotFound(err):
+		writeError(a.ctx, 404, "not_found", err.Error())
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, raftnode.ErrNoLeader):
+		writeError(a.ctx, 503, "unavailable", "the cluster did not commit in time (no quorum?): "+err.Error())
+	default:
+		writeError(a.ctx, 500, "internal", err.Error())
+	}
+}
+
+// apply commits c and returns the FSM's result, answering errors itself.
+func (a *adminRequest) apply(c fsm.Command) (*fsm.Result, bool) {
+	res, err := a.s.cluster.Apply(a.rctx, c)
+	if err == nil {
+		err = raftnode.ResultError(res)
+	}
+	if err != nil {
+		a.fail(err)
+		return nil, false
+	}
+	return res, true
+}
+
+func (a *adminRequest) listPeers() {
+	peers, err := a.s.cluster.Peers(a.rctx)
+	if err != nil {
+		a.fail(err)
+		return
+	}
+	writeJSON(a.ctx, 200, peers)
+}
+
+func (a *adminRequest) joinPeer() {
+	var req raftnode.JoinRequest
+	if !a.decodeBody(&req) {
+		return
+	}
+	if req.ID == "" || req.RaftAddr == "" {
+		writeError(a.ctx, 400, "invalid", "id and raft_addr are required")
+		return
+	}
+	if err := a.s.cluster.Join(a.rctx, req); err != nil {
+		a.fail(err)
+		return
+	}
+	writeJSON(a.ctx, 200, map[string]bool{"ok": true})
+}
+
+func (a *adminRequest) removePeer(id string) {
+	if err := a.s.cluster.Remove(a.rctx, id); err != nil {
+		a.fail(err)
+		return
+	}
+	writeJSON(a.ctx, 200, map[string]bool{"ok": true})
+}
+
+func (a *adminRequest) listBackends() {
+	counts := a.s.cluster.FSM().MeetingCounts()
+	bs := a.s.cluster.FSM().Backends()
+	out := make([]backendView, len(bs))
+	for i, b := range bs {
+		out[i] = viewBackend(b, counts[b.ID])
+	}
+	writeJSON(a.ctx, 200, out)
+}
+
+// withBackend resolves ref (ID, URL or host), answering 404 itself.
+func (a *adminRequest) withBackend(ref string, fn func(fsm.Backend)) {
+	b, ok := a.s.cluster.FSM().FindBackend(ref)
+	if !ok {
+		writeError(a.ctx, 404, "not_found", "no backend "+ref+" (name it by ID, URL or host)")
+		return
+	}
+	fn(b)
+}
+
+// agentOwns reports whether an agent token may change backend b: its
+// subject must be the backend's host. Admin tokens may change any.
+func (a *adminRequest) agentOwns(backendURL string) bool {
+	if a.claims.HasScope(auth.ScopeAdmin) {
+		return true
+	}
+	u, err := url.Parse(backendURL)
+	return err == nil && a.claims.Subject != "" && (a.claims.Subject == u.Host || a.claims.Subject == u.Hostname())
+}
+
+type addBackendRequest struct {
+	URL      string          `json:"url"`
+	Secret   string          `json:"secret"`
+	Settings json.RawMessage `json:"settings,omitempty"`
+}
+
+func (a *adminRequest) addBackend() {
+	var req addBackendRequest
+	if !a.decodeBody(&req) {
+		return
+	}
+	norm, err := fsm.NormalizeBackendURL(req.URL)
+	if err != nil {
+		a.fail(err)
+		return
+	}
+	if !a.agentOwns(norm) {
+		writeError(a.ctx, 403, "forbidden", "an agent token may only register its own node")
+		return
+	}
+	isAgent := !a.claims.HasScope(auth.ScopeAdmin)
+	res, ok := a.apply(&fsm.AddBackend{ID: newID("b-"), URL: norm, Secret: req.Secret, Settings: req.Settings, Now: now(), IfAbsent: isAgent})
+	if !ok {
+		return
+	}
+	writeJSON(a.ctx, 201, viewBackend(*res.Backend, a.s.cluster.FSM().MeetingCounts()[res.Backend.ID]))
+}
+
+func (a *adminRequest) patchBackend(b fsm.Backend) {
+	if !a.agentOwns(b.URL) {
+		writeError(a.ctx, 403, "forbidden", "an agent token may only change its own node")
+		return
+	}
+	if !json.Valid(a.ctx.PostBody()) {
+		writeError(a.ctx, 400, "invalid", "settings patch is not valid JSON")
+		return
+	}
+	a.applyBackend(&fsm.SetBackendSettings{ID: b.ID, Patch: a.ctx.PostBody()}, 200)
+}
+
+func (a *adminRequest) applyBackend(c fsm.Command, status int) {
+	res, ok := a.apply(c)
+	if !ok {
+		return
+	}
+	writeJSON(a.ctx, status, viewBackend(*res.Backend, a.s.cluster.FSM().MeetingCounts()[res.Backend.ID]))
+}
+
+func (a *adminRequest) deleteBackend(b fsm.Backend) {
+	force := string(a.ctx.QueryArgs().Peek("force")) == "true"
+	res, ok := a.apply(&fsm.RemoveBackend{ID: b.ID, Force: force, Now: now()})
+	if !ok {
+		return
+	}
+	writeJSON(a.ctx, 200, map[string]any{"removed": res.Removed, "backend": viewBackend(*res.Backend, 0)})
+}
+
+func (a *adminRequest) viewFrontend(f fsm.Frontend) frontendView {
+	n := len(a.s.cluster.FSM().Meetings(f.Key))
+	return frontendView{Key: f.Key, Secret: f.Secret, Settings: f.Settings, CreatedAt: f.CreatedAt, Meetings: n}
+}
+
+func (a *adminRequest) listFrontends() {
+	fs := a.s.cluster.FSM().Frontends()
+	out := make([]frontendView, len(fs))
+	for i, f := range fs {
+		out[i] = a.viewFrontend(f)
+	}
+	writeJSON(a.ctx, 200, out)
+}
+
+func (a *adminRequest) getFrontend(key string) {
+	f, ok := a.s.cluster.FSM().Frontend(key)
+	if !ok {
+		writeError(a.ctx, 404, "not_found", "no frontend "+key)
+		return
+	}
+	writeJSON(a.ctx, 200, a.viewFrontend(f))
+}
+
+type addFrontendRequest struct {
+	Key      string          `json:"key"`
+	Secret   string          `json:"secret"`
+	Settings json.RawMessage `json:"settings,omitempty"`
+}
+
+func (a *adminRequest) addFrontend() {
+	var req addFrontendRequest
+	if !a.decodeBody(&req) {
+		return
+	}
+	a.applyFrontend(&fsm.AddFrontend{Key: req.Key, Secret: req.Secret, Settings: req.Settings, Now: now()}, 201)
+}
+
+func (a *adminRequest) applyFrontend(c fsm.Command, status int) {
+	res, ok := a.apply(c)
+	if !ok {
+		return
+	}
+	writeJSON(a.ctx, status, a.viewFrontend(*res.Frontend))
+}
+
+func (a *adminRequest) deleteFrontend(key string) {
+	if _, ok := a.apply(&fsm.RemoveFrontend{Key: key}); !ok {
+		return
+	}
+	writeJSON(a.ctx, 200, map[string]bool{"removed": true})
+}
+
+// newID makes a short random ID for a new backend.
+func newID(prefix string) string {
+	var b [5]byte
+	_, _ = rand.Read(b[:])
+	return prefix + hex.EncodeToString(b[:])
+}

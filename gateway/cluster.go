@@ -1,0 +1,30 @@
+package gateway
+
+import (
+	"context"
+
+	"github.com/conclave-lb/conclave/fsm"
+	"github.com/conclave-lb/conclave/raftnode"
+)
+
+// Cluster is what the gateway needs of the replicated core. *raftnode.Node
+// implements it; tests use a single in-memory FSM instead of a cluster.
+type Cluster interface {
+	// FSM is the local replica: reads from it may be slightly stale.
+	FSM() *fsm.FSM
+	// Apply commits a command (forwarded to the leader when needed).
+	Apply(ctx context.Context, c fsm.Command) (*fsm.Result, error)
+	// ConsistentRead waits until the local replica holds every write
+	// acknowledged before the call.
+	ConsistentRead(ctx context.Context) error
+	Join(ctx context.Context, req raftnode.JoinRequest) error
+	Remove(ctx context.Context, id string) error
+	Peers(ctx context.Context) ([]raftnode.PeerInfo, error)
+	Status() raftnode.Status
+	Ready() (bool, string)
+	IsLeader() bool
+	Snapshot() error
+	ServeInternal(ctx context.Context, op string, body []byte) (int, []byte)
+}
+
+var _ Cluster = (*raftnode.Node)(nil)

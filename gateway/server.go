@@ -1,0 +1,145 @@
+// Package gateway is a Conclave peer's HTTP face: the BBB API that clients
+// call, the admin REST API, peer-to-peer calls, metrics and health, all on
+// one fasthttp server.
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
+
+	"github.com/conclave-lb/conclave/raftnode"
+)
+
+// Config configures a Server.
+type Config struct {
+	// JWTSecret guards the admin API; empty opens it to loopback only.
+	JWTSecret string
+	// ReverseProxy trusts X-Forwarded-For/-Proto/-Host from a proxy in front.
+	ReverseProxy bool
+	// MaxBodySize bounds request bodies (slides for create can be large).
+	MaxBodySize int
+	Logger      *slog.Logger
+	Version     string
+	// Registry receives the gateway's metrics; nil makes a new one.
+	Registry *prometheus.Registry
+}
+
+// DefaultMaxBodySize fits a create with a few inline slides.
+const DefaultMaxBodySize = 32 << 20
+
+// Server serves every HTTP route of a peer.
+type Server struct {
+	cfg     Config
+	cluster Cluster
+	log     *slog.Logger
+	srv     *fasthttp.Server
+	metrics *metrics
+	promH   fasthttp.RequestHandler
+}
+
+// New builds a server over a cluster.
+func New(cfg Config, cluster Cluster) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxBodySize <= 0 {
+		cfg.MaxBodySize = DefaultMaxBodySize
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+		cfg.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	s := &Server{cfg: cfg, cluster: cluster, log: cfg.Logger}
+	s.metrics = newMetrics(cfg.Registry, cluster)
+	s.promH = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}))
+	s.srv = &fasthttp.Server{
+		Handler:            s.Handle,
+		Name:               "conclave",
+		MaxRequestBodySize: cfg.MaxBodySize,
+		ReadTimeout:        60 * time.Second,
+		WriteTimeout:       60 * time.Second,
+		IdleTimeout:        120 * time.Second,
+		NoDefaultDate:      false,
+		Logger:             slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
+	}
+	return s
+}
+
+// Serve accepts connections on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
+
+// Shutdown stops accepting and waits for open requests.
+func (s *Server) Shutdown(ctx context.Context) error { return s.srv.ShutdownWithContext(ctx) }
+
+var (
+	prefixBBB      = []byte("/bigbluebutton/api")
+	prefixTenant   = []byte("/bbb/")
+	prefixInternal = []byte(raftnode.InternalPrefix)
+	prefixAdmin    = []byte("/api/v1/")
+)
+
+// Handle routes one request.
+func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
+	path := ctx.Path()
+	switch {
+	case bytes.HasPrefix(path, prefixBBB):
+		s.serveBBB(ctx, "", path[len(prefixBBB):])
+	case bytes.HasPrefix(path, prefixTenant):
+		rest := path[len(prefixTenant):]
+		i := bytes.IndexByte(rest, '/')
+		if i <= 0 || !bytes.HasPrefix(rest[i:], prefixBBB) {
+			ctx.Error("not found", fasthttp.StatusNotFound)
+			return
+		}
+		s.serveBBB(ctx, string(rest[:i]), rest[i+len(prefixBBB):])
+	case bytes.HasPrefix(path, prefixInternal):
+		s.serveInternal(ctx, string(path[len(prefixInternal):]))
+	case bytes.HasPrefix(path, prefixAdmin):
+		s.serveAdmin(ctx)
+	case string(path) == "/metrics":
+		s.promH(ctx)
+	case string(path) == "/healthz":
+		ctx.SetContentType("text/plain; charset=utf-8")
+		ctx.WriteString("ok\n")
+	case string(path) == "/readyz":
+		ok, why := s.cluster.Ready()
+		ctx.SetContentType("text/plain; charset=utf-8")
+		if !ok {
+			ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+			ctx.WriteString("not ready: " + why + "\n")
+			return
+		}
+		ctx.WriteString("ready\n")
+	default:
+		ctx.Error("not found", fasthttp.StatusNotFound)
+	}
+}
+
+// clientIP is the caller's address: the proxy's X-Forwarded-For when
+// running behind one (ReverseProxy), else the connection's.
+func (s *Server) clientIP(ctx *fasthttp.RequestCtx) net.IP {
+	if s.cfg.ReverseProxy {
+		if xff := string(ctx.Request.Header.Peek("X-Forwarded-For")); xff != "" {
+			first, _, _ := strings.Cut(xff, ",")
+			if ip := net.ParseIP(strings.TrimSpace(first)); ip != nil {
+				return ip
+			}
+		}
+	}
+	return ctx.RemoteIP()
+}
+
+// requestContext bounds work done for one request.
+func requestContext(timeout time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), timeout)
+}
