@@ -38,8 +38,12 @@ func (h *hclogAdapter) Log(level hclog.Level, msg string, args ...interface{}) {
 		h.Error(msg, args...)
 	}
 }
-func (h *hclogAdapter) Trace(msg string, args ...interface{}) { h.emit(slog.LevelDebug-4, msg, args...) }
-func (h *hclogAdapter) Debug(msg string, args ...interface{}) { h.emit(slog.LevelDebug-4, msg, args...) }
+func (h *hclogAdapter) Trace(msg string, args ...interface{}) {
+	h.emit(slog.LevelDebug-4, msg, args...)
+}
+func (h *hclogAdapter) Debug(msg string, args ...interface{}) {
+	h.emit(slog.LevelDebug-4, msg, args...)
+}
 func (h *hclogAdapter) Info(msg string, args ...interface{})  { h.emit(slog.LevelDebug, msg, args...) }
 func (h *hclogAdapter) Warn(msg string, args ...interface{})  { h.emit(slog.LevelWarn, msg, args...) }
 func (h *hclogAdapter) Error(msg string, args ...interface{}) { h.emit(slog.LevelError, msg, args...) }

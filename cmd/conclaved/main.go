@@ -176,4 +176,3 @@ func checkDataDir(dir string) error {
 	}
 	return os.Remove(probe)
 }
-
