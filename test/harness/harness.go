@@ -1,0 +1,397 @@
+// Package harness starts real Conclave binaries on loopback for
+// multi-process tests: peers on free ports, each with its own data dir and
+// log file, that a test can kill, stop and restart.
+package harness
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Binaries are the paths of the built programs.
+type Binaries struct {
+	Conclaved, Conclavectl, Fakebbb, Agent string
+}
+
+var (
+	buildOnce sync.Once
+	built     Binaries
+	buildErr  error
+)
+
+// repoRoot finds the module root from this source file's location.
+func repoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// Build compiles the binaries once per test process. CONCLAVE_BIN_DIR, when
+// set (make test sets it), points at binaries built already.
+func Build(t testing.TB) Binaries {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir := os.Getenv("CONCLAVE_BIN_DIR")
+		if dir == "" {
+			dir, buildErr = os.MkdirTemp("", "conclave-bin-")
+			if buildErr != nil {
+				return
+			}
+			for _, name := range []string{"conclaved", "conclavectl", "fakebbb", "conclave-agent"} {
+				if _, err := os.Stat(filepath.Join(repoRoot(), "cmd", name)); err != nil {
+					continue
+				}
+				cmd := exec.Command("go", "build", "-o", filepath.Join(dir, name), "./cmd/"+name)
+				cmd.Dir = repoRoot()
+				if out, err := cmd.CombinedOutput(); err != nil {
+					buildErr = fmt.Errorf("go build %s: %v\n%s", name, err, out)
+					return
+				}
+			}
+		}
+		built = Binaries{
+			Conclaved: filepath.Join(dir, "conclaved"), Conclavectl: filepath.Join(dir, "conclavectl"),
+			Fakebbb: filepath.Join(dir, "fakebbb"), Agent: filepath.Join(dir, "conclave-agent"),
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return built
+}
+
+// FreeAddr returns a loopback address with a port free at the time of the call.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// Peer is one conclaved process.
+type Peer struct {
+	ID, HTTP, Raft, Gossip, DataDir, LogPath string
+	Bootstrap                                bool
+	Join                                     []string
+	c                                        *Cluster
+	cmd                                      *exec.Cmd
+	done                                     chan struct{}
+}
+
+// Cluster is a set of peers sharing an environment.
+type Cluster struct {
+	T     testing.TB
+	Bins  Binaries
+	Dir   string
+	Env   []string // extra environment for every peer, e.g. CONCLAVE_API_JWT_SECRET=…
+	Peers []*Peer
+	mu    sync.Mutex
+}
+
+// NewCluster prepares (but does not start) a cluster in a temp dir.
+func NewCluster(t testing.TB, env ...string) *Cluster {
+	c := &Cluster{T: t, Bins: Build(t), Dir: t.TempDir(), Env: env}
+	t.Cleanup(c.StopAll)
+	return c
+}
+
+// StartCluster starts n peers: the first bootstraps, the others join it,
+// and waits until all n are voters with one leader.
+func StartCluster(t testing.TB, n int, env ...string) *Cluster {
+	c := NewCluster(t, env...)
+	first := c.AddPeer("p1", true, nil)
+	for i := 2; i <= n; i++ {
+		c.AddPeer(fmt.Sprintf("p%d", i), false, []string{first.HTTP})
+	}
+	c.WaitMembers(n, 20*time.Second)
+	return c
+}
+
+// AddPeer creates and starts a peer.
+func (c *Cluster) AddPeer(id string, bootstrap bool, join []string) *Peer {
+	p := &Peer{
+		ID: id, HTTP: FreeAddr(c.T), Raft: FreeAddr(c.T), Gossip: FreeAddr(c.T),
+		DataDir: filepath.Join(c.Dir, id), LogPath: filepath.Join(c.Dir, id+".log"),
+		Bootstrap: bootstrap, Join: join, c: c,
+	}
+	c.mu.Lock()
+	c.Peers = append(c.Peers, p)
+	c.mu.Unlock()
+	p.Start()
+	return p
+}
+
+// Start runs the peer's process (again, after Kill or Stop).
+func (p *Peer) Start() {
+	t := p.c.T
+	args := []string{"--id", p.ID, "--data-dir", p.DataDir, "--listen-http", p.HTTP,
+		"--raft-addr", p.Raft, "--gossip-addr", p.Gossip}
+	if p.Bootstrap {
+		args = append(args, "--bootstrap")
+	}
+	if len(p.Join) > 0 {
+		args = append(args, "--join", strings.Join(p.Join, ","))
+	}
+	logf, err := os.OpenFile(p.LogPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(p.c.Bins.Conclaved, args...)
+	cmd.Env = append(append(os.Environ(), "CONCLAVE_LOG_LEVEL=debug"), p.c.Env...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p.cmd, p.done = cmd, make(chan struct{})
+	go func() { cmd.Wait(); logf.Close(); close(p.done) }()
+	if err := WaitHTTP("http://"+p.HTTP+"/healthz", 10*time.Second); err != nil {
+		t.Fatalf("peer %s did not come up: %v\n%s", p.ID, err, p.Log())
+	}
+}
+
+// Running reports whether the process is alive.
+func (p *Peer) Running() bool {
+	if p.cmd == nil {
+		return false
+	}
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Kill sends SIGKILL (a crash) and waits for the process to go.
+func (p *Peer) Kill() { p.signal(syscall.SIGKILL) }
+
+// Stop sends SIGTERM (a graceful stop) and waits for the process to go.
+func (p *Peer) Stop() { p.signal(syscall.SIGTERM) }
+
+func (p *Peer) signal(sig syscall.Signal) {
+	if !p.Running() {
+		return
+	}
+	_ = p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// Log returns the peer's log so far.
+func (p *Peer) Log() string {
+	b, _ := os.ReadFile(p.LogPath)
+	return string(b)
+}
+
+// StopAll stops every peer (test cleanup). Logs of a failed test are kept
+// in the temp dir and their tails printed.
+func (c *Cluster) StopAll() {
+	for _, p := range c.Peers {
+		p.Kill()
+		if c.T.Failed() {
+			l := p.Log()
+			if len(l) > 4000 {
+				l = l[len(l)-4000:]
+			}
+			c.T.Logf("--- log tail of %s ---\n%s", p.ID, l)
+		}
+	}
+}
+
+// Status is a peer's /api/v1/status answer.
+type Status struct {
+	ID           string `json:"id"`
+	State        string `json:"state"`
+	LeaderID     string `json:"leader_id"`
+	AppliedIndex uint64 `json:"applied_index"`
+	Ready        bool   `json:"ready"`
+}
+
+// Status asks one peer about itself.
+func (p *Peer) Status() (Status, error) {
+	var st Status
+	err := p.c.API(p, "GET", "/api/v1/status", nil, &st)
+	return st, err
+}
+
+// Leader waits for a running peer that says it leads and is ready.
+func (c *Cluster) Leader(timeout time.Duration) *Peer {
+	c.T.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		for _, p := range c.Peers {
+			if !p.Running() {
+				continue
+			}
+			if st, err := p.Status(); err == nil && st.State == "Leader" && st.Ready {
+				return p
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.T.Fatalf("no leader within %v", timeout)
+	return nil
+}
+
+// PeerInfo is one row of GET /api/v1/peers.
+type PeerInfo struct {
+	ID           string `json:"id"`
+	RaftAddr     string `json:"raft_addr"`
+	HTTPAddr     string `json:"http_addr"`
+	Voter        bool   `json:"voter"`
+	Leader       bool   `json:"leader"`
+	State        string `json:"state"`
+	AppliedIndex uint64 `json:"applied_index"`
+	Reachable    bool   `json:"reachable"`
+}
+
+// WaitMembers waits until a leader lists n reachable voters.
+func (c *Cluster) WaitMembers(n int, timeout time.Duration) []PeerInfo {
+	c.T.Helper()
+	deadline := time.Now().Add(timeout)
+	var last []PeerInfo
+	for time.Now().Before(deadline) {
+		l := c.Leader(time.Until(deadline))
+		if err := c.API(l, "GET", "/api/v1/peers", nil, &last); err == nil {
+			ok := 0
+			for _, pi := range last {
+				if pi.Voter && pi.Reachable && pi.HTTPAddr != "" {
+					ok++
+				}
+			}
+			if ok == n && len(last) == n {
+				return last
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	c.T.Fatalf("cluster did not reach %d members: %+v", n, last)
+	return nil
+}
+
+// Token, when set, is sent as the bearer token by API and Ctl.
+var client = &http.Client{Timeout: 30 * time.Second}
+
+// API calls a peer's admin API with JSON and decodes the answer into out.
+// A non-2xx answer is an error carrying the body.
+func (c *Cluster) API(p *Peer, method, path string, body any, out any) error {
+	return APIWithToken(p.HTTP, c.token(), method, path, body, out)
+}
+
+func (c *Cluster) token() string {
+	for _, e := range c.Env {
+		if v, ok := strings.CutPrefix(e, "CONCLAVE_TEST_TOKEN="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// APIWithToken is API against any HTTP address with an explicit token.
+func APIWithToken(httpAddr, token, method, path string, body any, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, "http://"+httpAddr+path, rd)
+	if err != nil {
+		return err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		return &HTTPError{Status: resp.StatusCode, Body: string(data)}
+	}
+	if out != nil {
+		return json.Unmarshal(data, out)
+	}
+	return nil
+}
+
+// HTTPError is a non-2xx answer.
+type HTTPError struct {
+	Status int
+	Body   string
+}
+
+func (e *HTTPError) Error() string { return fmt.Sprintf("HTTP %d: %s", e.Status, e.Body) }
+
+// Ctl runs conclavectl against a peer and returns its stdout.
+func (c *Cluster) Ctl(p *Peer, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, c.Bins.Conclavectl, append([]string{"--api", "http://" + p.HTTP}, args...)...)
+	cmd.Env = append(os.Environ(), c.Env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if err != nil {
+		return stdout.String(), fmt.Errorf("conclavectl %s: %v: %s", strings.Join(args, " "), err, stderr.String())
+	}
+	return stdout.String(), nil
+}
+
+// WaitHTTP polls url until it answers 200.
+func WaitHTTP(url string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	var last error
+	for time.Now().Before(deadline) {
+		resp, err := client.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+			last = fmt.Errorf("status %d", resp.StatusCode)
+		} else {
+			last = err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%s not up after %v: %v", url, timeout, last)
+}
+
+// Eventually retries fn until it returns nil or timeout passes.
+func Eventually(t testing.TB, timeout time.Duration, fn func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = fn(); err == nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("not within %v: %v", timeout, err)
+}
