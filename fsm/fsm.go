@@ -171,6 +171,22 @@ func (f *FSM) Meetings(frontend string) []Meeting {
 	return out
 }
 
+// MeetingsOn returns the meetings bound to one backend.
+func (f *FSM) MeetingsOn(backendID string) []Meeting {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	var out []Meeting
+	if f.st.meetingCount[backendID] == 0 {
+		return nil
+	}
+	for _, m := range f.st.Meetings {
+		if m.BackendID == backendID {
+			out = append(out, *m)
+		}
+	}
+	return out
+}
+
 // Peers returns the peer records, sorted by ID.
 func (f *FSM) Peers() []Peer {
 	f.mu.RLock()

@@ -1,14 +1,156 @@
 package gateway
 
 import (
+	"bytes"
+	"strings"
+	"time"
+
 	"github.com/valyala/fasthttp"
 
 	"github.com/conclave-lb/conclave/bbb"
+	"github.com/conclave-lb/conclave/fsm"
 )
 
-// serveBBB answers the BBB API for a frontend (named by the URL, or found by
-// its secret when key is empty). rest is the path after /bigbluebutton/api.
+// bbbRequest is one BBB API call on its way through the gateway.
+type bbbRequest struct {
+	s        *Server
+	ctx      *fasthttp.RequestCtx
+	call     string
+	frontend fsm.Frontend
+	// args are the verified query parameters, decoded; checksum removed.
+	args *fasthttp.Args
+}
+
+// Limits on what a client may send, beyond the body size.
+const (
+	maxQueryLen      = 64 << 10
+	minMeetingIDLen  = 2
+	maxMeetingIDLen  = 256
+	apiVersionAnswer = "<response><returncode>SUCCESS</returncode><version>2.0</version><apiVersion>2.0</apiVersion><bbbVersion/></response>"
+)
+
+// serveBBB answers the BBB API for a frontend named by key, or, when key is
+// empty, the frontend whose secret validates the checksum. rest is the path
+// after /bigbluebutton/api.
 func (s *Server) serveBBB(ctx *fasthttp.RequestCtx, key string, rest []byte) {
+	start := time.Now()
+	call := string(bytes.Trim(rest, "/"))
+	r := &bbbRequest{s: s, ctx: ctx, call: call}
+	result := r.serve(key)
+	s.metrics.observeBBB(metricCall(call), r.frontend.Key, result, time.Since(start))
+}
+
+// serve returns a short result label for metrics.
+func (r *bbbRequest) serve(key string) string {
+	ctx := r.ctx
+	if r.call == "" {
+		writeXML(ctx, []byte(apiVersionAnswer))
+		return "success"
+	}
+	if !ctx.IsGet() && !ctx.IsPost() && !ctx.IsHead() {
+		return r.fail(bbb.KeyUnsupportedRequest, "Only GET and POST are supported.")
+	}
+	raw := ctx.URI().QueryString()
+	if len(raw) > maxQueryLen {
+		return r.fail(bbb.KeyValidationError, "The query string is too long.")
+	}
+	fe, ok := r.s.resolveFrontend(key, r.call, string(raw))
+	if !ok {
+		return r.fail(bbb.KeyChecksumError, bbb.MsgChecksumError)
+	}
+	r.frontend = fe
+	r.args = &fasthttp.Args{}
+	r.args.ParseBytes(raw)
+	r.args.Del("checksum")
+
+	switch r.call {
+	case "create":
+		return r.create()
+	case "join":
+		return r.join()
+	case "end":
+		return r.forwardMeetingCall(notFoundIsError, r.afterEnd)
+	case "isMeetingRunning":
+		return r.forwardMeetingCall(notFoundIsNotRunning, nil)
+	case "getMeetingInfo":
+		return r.forwardMeetingCall(notFoundIsError, r.afterMeetingInfo)
+	case "insertDocument":
+		if !isXMLContent(ctx) {
+			return r.fail(bbb.KeyUnsupportedContentType, "insertDocument takes an XML body (application/xml or text/xml).")
+		}
+		return r.forwardMeetingCall(notFoundIsError, nil)
+	case "sendChatMessage":
+		return r.forwardMeetingCall(notFoundIsError, nil)
+	case "getMeetings":
+		return r.getMeetings()
+	}
+	return r.fail(bbb.KeyUnsupportedRequest, bbb.MsgUnsupportedRequest)
+}
+
+// resolveFrontend finds the frontend and checks the checksum against its
+// secret. Without a key every frontend's secret is tried (single-tenant
+// setups have one); the query is split only once.
+func (s *Server) resolveFrontend(key, call, raw string) (fsm.Frontend, bool) {
+	rest, sum, found := bbb.SplitChecksum(raw)
+	if !found {
+		return fsm.Frontend{}, false
+	}
+	if key != "" {
+		fe, ok := s.cluster.FSM().Frontend(key)
+		if !ok || !bbb.VerifySplit(call, rest, sum, fe.Secret) {
+			return fsm.Frontend{}, false
+		}
+		return fe, true
+	}
+	for _, fe := range s.cluster.FSM().Frontends() {
+		if bbb.VerifySplit(call, rest, sum, fe.Secret) {
+			return fe, true
+		}
+	}
+	return fsm.Frontend{}, false
+}
+
+// fail answers BBB's FAILED envelope; BBB uses HTTP 200 for these too.
+func (r *bbbRequest) fail(key, msg string) string {
+	writeXML(r.ctx, bbb.FailedXML(key, msg))
+	return key
+}
+
+func writeXML(ctx *fasthttp.RequestCtx, body []byte) {
+	ctx.SetStatusCode(fasthttp.StatusOK)
 	ctx.SetContentType("text/xml; charset=utf-8")
-	ctx.SetBody(bbb.FailedXML(bbb.KeyUnsupportedRequest, bbb.MsgUnsupportedRequest))
+	ctx.SetBody(body)
+}
+
+func isXMLContent(ctx *fasthttp.RequestCtx) bool {
+	ct := strings.ToLower(string(ctx.Request.Header.ContentType()))
+	return strings.HasPrefix(ct, "application/xml") || strings.HasPrefix(ct, "text/xml")
+}
+
+// metricCall keeps the call label bounded: unknown calls share one label.
+func metricCall(call string) string {
+	switch call {
+	case "", "create", "join", "end", "isMeetingRunning", "getMeetingInfo", "getMeetings",
+		"insertDocument", "sendChatMessage", "getRecordings", "publishRecordings",
+		"deleteRecordings", "updateRecordings", "getRecordingTextTracks", "putRecordingTextTrack":
+		if call == "" {
+			return "index"
+		}
+		return call
+	}
+	return "unsupported"
+}
+
+// meetingParam validates the meetingID parameter.
+func (r *bbbRequest) meetingParam() (string, string, bool) {
+	id := string(r.args.Peek("meetingID"))
+	switch {
+	case id == "":
+		return "", r.fail(bbb.KeyMissingParamMeetingID, bbb.MsgMissingMeetingID), false
+	case len(id) < minMeetingIDLen || len(id) > maxMeetingIDLen:
+		return "", r.fail(bbb.KeyValidationError, "Meeting ID must be between 2 and 256 characters."), false
+	case strings.Contains(id, ","):
+		return "", r.fail(bbb.KeyValidationError, "Meeting ID cannot contain ','."), false
+	}
+	return id, "", true
 }

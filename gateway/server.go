@@ -45,6 +45,8 @@ type Server struct {
 	srv     *fasthttp.Server
 	metrics *metrics
 	promH   fasthttp.RequestHandler
+	bc      *fasthttp.Client  // calls to backends
+	pending pendingPlacements // placements chosen, not yet committed
 }
 
 // New builds a server over a cluster.
@@ -59,7 +61,7 @@ func New(cfg Config, cluster Cluster) *Server {
 		cfg.Registry = prometheus.NewRegistry()
 		cfg.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
-	s := &Server{cfg: cfg, cluster: cluster, log: cfg.Logger}
+	s := &Server{cfg: cfg, cluster: cluster, log: cfg.Logger, bc: newBackendHTTPClient()}
 	s.metrics = newMetrics(cfg.Registry, cluster)
 	s.promH = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}))
 	s.srv = &fasthttp.Server{

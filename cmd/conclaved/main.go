@@ -128,6 +128,9 @@ func run(o options) error {
 	}, node)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
+	healthCtx, stopHealth := context.WithCancel(context.Background())
+	defer stopHealth()
+	go srv.RunHealth(healthCtx, gateway.DefaultHealth)
 	logger.Info("conclaved started", "version", version, "http", o.listenHTTP, "raft", o.raftAdvertise,
 		"bootstrap", o.bootstrap, "join", strings.Join(o.join, ","), "admin_auth", jwtSecret != "")
 
@@ -139,6 +142,7 @@ func run(o options) error {
 	case err := <-serveErr:
 		logger.Error("HTTP server stopped", "err", err)
 	}
+	stopHealth()
 	// Leadership moves first (inside Shutdown); then stop serving HTTP.
 	if err := node.Shutdown(); err != nil {
 		logger.Warn("raft shutdown", "err", err)

@@ -1,0 +1,55 @@
+# Conclave — see README.md. `make demo` runs a local cluster; `make test` runs every test.
+SHELL      := /bin/bash
+VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS    := -s -w -X main.version=$(VERSION)
+BIN        := $(CURDIR)/bin
+CMDS       := conclaved conclavectl conclave-agent fakebbb
+GO         ?= go
+FUZZTIME   ?= 10s
+
+.PHONY: all build test unit fuzz e2e demo bench images vet fmt clean
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	@for c in $(CMDS); do \
+	  if [ -d cmd/$$c ]; then CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/$$c ./cmd/$$c || exit 1; fi; \
+	done
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+
+# Every test: unit, multi-process, brief fuzzing, and the container tests.
+test: build vet unit fuzz e2e
+
+unit:
+	CONCLAVE_BIN_DIR=$(BIN) $(GO) test -count=1 -timeout 20m ./...
+
+# Fuzz targets run briefly on each `make test`; longer: make fuzz FUZZTIME=5m
+fuzz:
+	$(GO) test ./bbb -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./fsm -run '^$$' -fuzz '^FuzzApply$$' -fuzztime $(FUZZTIME)
+	@if grep -q 'func FuzzBBBRequest' gateway/*_test.go 2>/dev/null; then \
+	  $(GO) test ./gateway -run '^$$' -fuzz '^FuzzBBBRequest$$' -fuzztime $(FUZZTIME); fi
+
+# Container tests (three peers on their own addresses, faults, DNS round-robin).
+e2e:
+	@if [ -d test/e2e ]; then CONCLAVE_BIN_DIR=$(BIN) $(GO) test -count=1 -timeout 15m -tags e2e ./test/e2e/; \
+	else echo "e2e: no container tests yet"; fi
+
+demo: build
+	@BIN=$(BIN) ./scripts/demo.sh
+
+bench: build
+	@if [ -x scripts/bench.sh ]; then BIN=$(BIN) ./scripts/bench.sh; else $(GO) test -run '^$$' -bench . -benchmem ./...; fi
+
+images: build
+	@if [ -x scripts/images.sh ]; then BIN=$(BIN) ./scripts/images.sh; else echo "images: not yet"; exit 1; fi
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf $(BIN) demo-data

@@ -1,0 +1,101 @@
+package gateway
+
+import (
+	"bytes"
+	"sync"
+
+	"github.com/conclave-lb/conclave/fsm"
+)
+
+const noMeetingsAnswer = "<response><returncode>SUCCESS</returncode><meetings/><messageKey>noMeetings</messageKey><message>no meetings were found on this server</message></response>"
+
+// getMeetings gathers the frontend's meetings from every backend that runs
+// one, concurrently, each with its own timeout: a dead backend costs its
+// meetings in the answer, never the whole call (Scalelite fails it).
+func (r *bbbRequest) getMeetings() string {
+	mine := map[string]string{} // internal ID -> client's ID
+	perBackend := map[string]bool{}
+	for _, m := range r.s.cluster.FSM().Meetings(r.frontend.Key) {
+		mine[m.InternalID] = m.MeetingID
+		perBackend[m.BackendID] = true
+	}
+	if len(mine) == 0 {
+		writeXML(r.ctx, []byte(noMeetingsAnswer))
+		return "success"
+	}
+	ids := sortedSet(perBackend)
+	parts := make([][]byte, len(ids))
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		b, ok := r.s.cluster.FSM().Backend(id)
+		if !ok {
+			continue
+		}
+		wg.Add(1)
+		go func(i int, b fsm.Backend) {
+			defer wg.Done()
+			answer, err := r.s.callBackend(&b, "getMeetings", nil, nil, "", getMeetingsTimeout)
+			if err != nil {
+				r.s.log.Debug("getMeetings: backend skipped", "backend", b.ID, "err", err)
+				return
+			}
+			parts[i] = ownMeetings(answer, mine)
+		}(i, b)
+	}
+	wg.Wait()
+	total := 0
+	for _, p := range parts {
+		total += len(p)
+	}
+	if total == 0 {
+		writeXML(r.ctx, []byte(noMeetingsAnswer))
+		return "success"
+	}
+	out := make([]byte, 0, total+96)
+	out = append(out, "<response><returncode>SUCCESS</returncode><meetings>"...)
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	out = append(out, "</meetings></response>"...)
+	writeXML(r.ctx, out)
+	return "success"
+}
+
+// ownMeetings cuts the <meeting> elements of one backend's getMeetings
+// answer that belong to the frontend, with their meetingID shown as the
+// client's own; the rest of each element is passed on byte for byte.
+func ownMeetings(doc []byte, mine map[string]string) []byte {
+	els, err := scanXML(doc, "meeting", "meetingID")
+	if err != nil {
+		return nil
+	}
+	var out bytes.Buffer
+	for i, m := range els {
+		if m.name != "meeting" || m.depth != 3 {
+			continue
+		}
+		// Its own meetingID is a direct child scanned before it closed.
+		for _, c := range els[:i] {
+			if c.name != "meetingID" || c.depth != m.depth+1 || c.start < m.start || c.end > m.end {
+				continue
+			}
+			ext, ok := mine[c.text]
+			if !ok {
+				break
+			}
+			out.Write(doc[m.start:c.contentStart])
+			out.WriteString(escapeText(ext))
+			out.Write(doc[c.contentEnd:m.end])
+			break
+		}
+	}
+	return out.Bytes()
+}
+
+func sortedSet(m map[string]bool) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	return sortStrings(keys)
+}

@@ -1,0 +1,207 @@
+package gateway
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/conclave-lb/conclave/fsm"
+)
+
+// HealthConfig tunes the leader's backend prober.
+type HealthConfig struct {
+	Interval time.Duration // between probe rounds
+	Timeout  time.Duration // per probe
+	// FailAfter consecutive failed probes make a backend NodeState error;
+	// RecoverAfter consecutive good ones make it ready again.
+	FailAfter, RecoverAfter int
+	// LoadEvery bounds how often load-only changes are committed.
+	LoadEvery time.Duration
+	// EndedGrace: a bound meeting missing from its backend's list for this
+	// long is forgotten (a create in flight is not yet listed).
+	EndedGrace time.Duration
+}
+
+// DefaultHealth makes a dead backend `error` within
+// Interval×FailAfter + Timeout = 1s×3 + 1s = 4 s.
+var DefaultHealth = HealthConfig{
+	Interval: time.Second, Timeout: time.Second, FailAfter: 3, RecoverAfter: 2,
+	LoadEvery: 5 * time.Second, EndedGrace: 30 * time.Second,
+}
+
+type probeResult struct {
+	ok                  bool
+	latency             time.Duration
+	meetings, attendees int
+	meetingIDs          map[string]bool
+	err                 string
+}
+
+// backendHealth is the prober's memory of one backend.
+type backendHealth struct {
+	fails, goods int
+	missingSince map[string]time.Time
+}
+
+// RunHealth probes every backend while this peer leads, and commits
+// NodeState changes (at once), load (at most every LoadEvery) and ended
+// meetings through Raft. It returns when ctx ends.
+func (s *Server) RunHealth(ctx context.Context, cfg HealthConfig) {
+	t := time.NewTicker(cfg.Interval)
+	defer t.Stop()
+	mem := map[string]*backendHealth{}
+	var lastLoad time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !s.cluster.IsLeader() {
+			clear(mem) // a new leader starts from what the state says
+			continue
+		}
+		lastLoad = s.probeRound(ctx, cfg, mem, lastLoad)
+	}
+}
+
+func (s *Server) probeRound(ctx context.Context, cfg HealthConfig, mem map[string]*backendHealth, lastLoad time.Time) time.Time {
+	backends := s.cluster.FSM().Backends()
+	results := make([]probeResult, len(backends))
+	var wg sync.WaitGroup
+	for i := range backends {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			results[i] = s.probe(&backends[i], cfg.Timeout)
+		}(i)
+	}
+	wg.Wait()
+
+	now := time.Now()
+	var reports []fsm.BackendReport
+	var ended []fsm.MeetingRef
+	stateChanged, loadChanged := false, false
+	seen := map[string]bool{}
+	for i := range backends {
+		b, r := &backends[i], results[i]
+		seen[b.ID] = true
+		h := mem[b.ID]
+		if h == nil {
+			h = &backendHealth{missingSince: map[string]time.Time{}}
+			mem[b.ID] = h
+		}
+		state := b.NodeState
+		if r.ok {
+			h.fails, h.goods = 0, h.goods+1
+			if state != fsm.NodeReady && (state == fsm.NodeInit || h.goods >= cfg.RecoverAfter) {
+				state = fsm.NodeReady
+			}
+			ended = append(ended, h.endedMeetings(s.cluster.FSM(), b.ID, r.meetingIDs, now, cfg.EndedGrace)...)
+		} else {
+			h.goods, h.fails = 0, h.fails+1
+			if h.fails >= cfg.FailAfter {
+				state = fsm.NodeError
+			}
+		}
+		rep := fsm.BackendReport{ID: b.ID, NodeState: state, Meetings: int64(b.Meetings), Attendees: int64(b.Attendees),
+			LatencyNs: b.LatencyNs, Error: r.err}
+		if r.ok {
+			rep.Meetings, rep.Attendees, rep.LatencyNs = int64(r.meetings), int64(r.attendees), int64(r.latency)
+		}
+		if state != b.NodeState {
+			stateChanged = true
+			s.log.Info("backend state changed", "backend", b.ID, "from", b.NodeState, "to", state, "err", r.err)
+		}
+		if rep.Meetings != int64(b.Meetings) || rep.Attendees != int64(b.Attendees) || rep.Error != b.LastError {
+			loadChanged = true
+		}
+		reports = append(reports, rep)
+	}
+	for id := range mem {
+		if !seen[id] {
+			delete(mem, id)
+		}
+	}
+	if stateChanged || (loadChanged && now.Sub(lastLoad) >= cfg.LoadEvery) || now.Sub(lastLoad) >= 6*cfg.LoadEvery {
+		cctx, cancel := context.WithTimeout(ctx, claimTimeout)
+		if _, err := s.cluster.Apply(cctx, &fsm.ReportBackends{Reports: reports, Now: now.UnixNano()}); err != nil {
+			s.log.Warn("could not commit backend reports", "err", err)
+		} else {
+			lastLoad = now
+		}
+		cancel()
+	}
+	if len(ended) > 0 {
+		cctx, cancel := context.WithTimeout(ctx, claimTimeout)
+		if _, err := s.cluster.Apply(cctx, &fsm.ReleaseMeetings{Meetings: ended}); err != nil {
+			s.log.Warn("could not release ended meetings", "err", err)
+		}
+		cancel()
+	}
+	return lastLoad
+}
+
+// endedMeetings lists meetings bound to backend id that its answer has not
+// listed for longer than grace.
+func (h *backendHealth) endedMeetings(st *fsm.FSM, id string, listed map[string]bool, now time.Time, grace time.Duration) []fsm.MeetingRef {
+	var out []fsm.MeetingRef
+	bound := map[string]bool{}
+	for _, m := range st.MeetingsOn(id) {
+		bound[m.InternalID] = true
+		if listed[m.InternalID] || now.Sub(time.Unix(0, m.CreatedAt)) < grace {
+			delete(h.missingSince, m.InternalID)
+			continue
+		}
+		since, ok := h.missingSince[m.InternalID]
+		if !ok {
+			h.missingSince[m.InternalID] = now
+			continue
+		}
+		if now.Sub(since) >= grace {
+			out = append(out, fsm.MeetingRef{InternalID: m.InternalID, BackendID: id})
+			delete(h.missingSince, m.InternalID)
+		}
+	}
+	for k := range h.missingSince {
+		if !bound[k] {
+			delete(h.missingSince, k)
+		}
+	}
+	return out
+}
+
+// probe calls getMeetings on a backend: a signed call proves the node is
+// up and the secret right, and its answer carries the node's load.
+func (s *Server) probe(b *fsm.Backend, timeout time.Duration) probeResult {
+	start := time.Now()
+	answer, err := s.callBackend(b, "getMeetings", nil, nil, "", timeout)
+	r := probeResult{latency: time.Since(start)}
+	if err != nil {
+		r.err = err.Error()
+		return r
+	}
+	els, err := scanXML(answer, "returncode", "messageKey", "meeting", "meetingID", "participantCount")
+	if err != nil {
+		r.err = "unreadable getMeetings answer: " + err.Error()
+		return r
+	}
+	r.meetingIDs = map[string]bool{}
+	for _, e := range els {
+		switch {
+		case e.name == "returncode" && e.depth == 2 && e.text != "SUCCESS":
+			r.err = "getMeetings answered " + e.text
+			return r
+		case e.name == "meeting" && e.depth == 3:
+			r.meetings++
+		case e.name == "meetingID" && e.depth == 4:
+			r.meetingIDs[e.text] = true
+		case e.name == "participantCount" && e.depth == 4:
+			n, _ := strconv.Atoi(e.text)
+			r.attendees += n
+		}
+	}
+	r.ok = true
+	return r
+}

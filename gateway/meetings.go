@@ -1,0 +1,311 @@
+package gateway
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/conclave-lb/conclave/bbb"
+	"github.com/conclave-lb/conclave/fsm"
+)
+
+// Raft work done for one BBB request must fit in these.
+const (
+	claimTimeout      = 5 * time.Second
+	consistentTimeout = 3 * time.Second
+	maxPlaceAttempts  = 3
+)
+
+const (
+	msgUnavailable = "The cluster cannot commit the meeting now (no quorum reachable from this peer). Please retry."
+	msgBackendDown = "The server running this meeting did not answer."
+)
+
+// create places a new meeting or sends a repeated create to the backend
+// that already runs it. A claim is committed through Raft before the
+// backend is asked, so concurrent creates on different peers agree.
+func (r *bbbRequest) create() string {
+	mid, res, ok := r.meetingParam()
+	if !ok {
+		return res
+	}
+	body, contentType, res, ok := r.createBody()
+	if !ok {
+		return res
+	}
+	r.applyFrontendSettings()
+	internal := internalMeetingID(r.frontend.Key, mid)
+	r.args.Set("meetingID", internal)
+
+	// Known and on a live backend: no Raft write needed.
+	if m, ok := r.s.cluster.FSM().Meeting(internal); ok {
+		if b, ok := r.s.cluster.FSM().Backend(m.BackendID); ok && b.NodeState != fsm.NodeError {
+			return r.createOn(&b, internal, mid, body, contentType, false)
+		}
+	}
+	tried := map[string]bool{}
+	for attempt := 0; attempt < maxPlaceAttempts; attempt++ {
+		b, err := r.s.place(&r.frontend, tried)
+		if err != nil {
+			if attempt > 0 {
+				return r.fail(bbb.KeyServerUnavailable, "No backend accepted the meeting: "+err.Error())
+			}
+			return r.fail(bbb.KeyNoBackendAvailable, err.Error())
+		}
+		r.s.pending.add(b.ID, 1)
+		ctx, cancel := context.WithTimeout(context.Background(), claimTimeout)
+		claim, err := r.s.cluster.Apply(ctx, &fsm.ClaimMeeting{
+			InternalID: internal, Frontend: r.frontend.Key, MeetingID: mid, BackendID: b.ID, Now: now(),
+		})
+		cancel()
+		r.s.pending.add(b.ID, -1)
+		if err != nil {
+			r.s.log.Warn("claim not committed", "meeting", mid, "frontend", r.frontend.Key, "err", err)
+			return r.fail(bbb.KeyServerUnavailable, msgUnavailable)
+		}
+		if claim.Error != nil {
+			tried[b.ID] = true // became unplaceable meanwhile: choose again
+			continue
+		}
+		target, ok := r.s.backendFor(claim.Meeting.BackendID)
+		if !ok {
+			tried[claim.Meeting.BackendID] = true
+			continue
+		}
+		if !claim.Created { // another peer's create won the race
+			return r.createOn(target, internal, mid, body, contentType, false)
+		}
+		if claim.PreviousBackend != "" {
+			r.s.log.Info("meeting moved off a failed backend", "meeting", mid, "frontend", r.frontend.Key,
+				"from", claim.PreviousBackend, "to", target.ID)
+		}
+		result := r.createOn(target, internal, mid, body, contentType, true)
+		if result != "retry" {
+			return result
+		}
+		tried[target.ID] = true
+	}
+	return r.fail(bbb.KeyServerUnavailable, "No backend accepted the meeting after several attempts.")
+}
+
+// backendFor returns a backend from the local replica, waiting briefly
+// for the replica to catch up when the claim named one it lacks.
+func (s *Server) backendFor(id string) (*fsm.Backend, bool) {
+	if b, ok := s.cluster.FSM().Backend(id); ok {
+		return &b, true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), consistentTimeout)
+	defer cancel()
+	if s.cluster.ConsistentRead(ctx) != nil {
+		return nil, false
+	}
+	b, ok := s.cluster.FSM().Backend(id)
+	return &b, ok
+}
+
+// createOn sends create to backend b. For a fresh claim, a backend that
+// fails or refuses releases the claim: no meeting stays bound to a backend
+// that does not run it. It returns "retry" when another backend should try.
+func (r *bbbRequest) createOn(b *fsm.Backend, internal, mid string, body []byte, contentType string, fresh bool) string {
+	answer, err := r.s.callBackend(b, "create", r.args, body, contentType, backendCreateTimeout)
+	if err != nil {
+		r.s.log.Warn("backend create failed", "backend", b.ID, "err", err)
+		if fresh {
+			r.s.release(internal, b.ID)
+			return "retry"
+		}
+		return r.fail(bbb.KeyServerUnavailable, msgBackendDown)
+	}
+	env, perr := bbb.ParseEnvelope(answer)
+	if fresh && (perr != nil || (!env.OK() && env.MessageKey != bbb.KeyIDNotUnique)) {
+		r.s.release(internal, b.ID)
+		if perr != nil {
+			return "retry"
+		}
+	}
+	writeXML(r.ctx, rewriteMeetingIDs(answer, internal, mid))
+	if env.OK() {
+		return "success"
+	}
+	return env.MessageKey
+}
+
+// release forgets a claim on backend id (a failed create or an ended meeting).
+func (s *Server) release(internal, backendID string) {
+	ctx, cancel := context.WithTimeout(context.Background(), claimTimeout)
+	defer cancel()
+	if _, err := s.cluster.Apply(ctx, &fsm.ReleaseMeetings{Meetings: []fsm.MeetingRef{{InternalID: internal, BackendID: backendID}}}); err != nil {
+		s.log.Warn("could not release meeting", "backend", backendID, "err", err)
+	}
+}
+
+func rewriteMeetingIDs(doc []byte, internal, external string) []byte {
+	return rewriteTexts(doc, "meetingID", func(t string) (string, bool) { return external, t == internal })
+}
+
+// createBody returns the body to send with create: the client's slides
+// (XML), or the frontend's default presentation, or none.
+func (r *bbbRequest) createBody() (body []byte, contentType string, res string, ok bool) {
+	if r.ctx.IsPost() && len(r.ctx.PostBody()) > 0 {
+		ct := strings.ToLower(string(r.ctx.Request.Header.ContentType()))
+		switch {
+		case isXMLContent(r.ctx):
+			return append([]byte(nil), r.ctx.PostBody()...), ct, "", true
+		case strings.HasPrefix(ct, "application/x-www-form-urlencoded"):
+			// Form parameters count as parameters (not covered by the checksum, as in BBB).
+			r.ctx.PostArgs().VisitAll(func(k, v []byte) {
+				if !r.args.Has(string(k)) && string(k) != "checksum" {
+					r.args.SetBytesKV(k, v)
+				}
+			})
+			return nil, "", "", true
+		default:
+			return nil, "", r.fail(bbb.KeyUnsupportedContentType, "POST create takes an XML body or form parameters."), false
+		}
+	}
+	if p := r.frontend.Settings.DefaultPresentation; p != nil && p.URL != "" {
+		doc := `<?xml version="1.0" encoding="UTF-8"?><modules><module name="presentation"><document url="` +
+			escapeAttr(p.URL) + `"/></module></modules>`
+		return []byte(doc), "application/xml", "", true
+	}
+	return nil, "", "", true
+}
+
+func escapeAttr(s string) string {
+	return strings.NewReplacer("&", "&amp;", `"`, "&quot;", "<", "&lt;", ">", "&gt;").Replace(s)
+}
+
+// applyFrontendSettings fills in the frontend's default create parameters
+// and enforces its overrides.
+func (r *bbbRequest) applyFrontendSettings() {
+	st := r.frontend.Settings
+	for k, v := range st.CreateDefaultParams {
+		if !r.args.Has(k) {
+			r.args.Set(k, v)
+		}
+	}
+	for k, v := range st.CreateOverrideParams {
+		r.args.Set(k, v)
+	}
+}
+
+// lookup finds a meeting and its backend in the local replica; on a miss
+// it makes the replica consistent first (read-your-writes: a create just
+// answered by another peer must be found here).
+func (r *bbbRequest) lookup(internal string) (*fsm.Meeting, *fsm.Backend, error) {
+	st := r.s.cluster.FSM()
+	m, ok := st.Meeting(internal)
+	if !ok {
+		ctx, cancel := context.WithTimeout(context.Background(), consistentTimeout)
+		err := r.s.cluster.ConsistentRead(ctx)
+		cancel()
+		if err != nil {
+			return nil, nil, err
+		}
+		if m, ok = st.Meeting(internal); !ok {
+			return nil, nil, nil
+		}
+	}
+	b, ok := st.Backend(m.BackendID)
+	if !ok {
+		return nil, nil, nil
+	}
+	return &m, &b, nil
+}
+
+// join redirects the browser to the backend's own join URL, signed with
+// the backend's secret: bbb-web binds the session to a cookie on its own
+// domain, so the gateway never calls join itself. redirect=false is the
+// exception: the caller wants BBB's XML answer.
+func (r *bbbRequest) join() string {
+	mid, res, ok := r.meetingParam()
+	if !ok {
+		return res
+	}
+	internal := internalMeetingID(r.frontend.Key, mid)
+	m, b, err := r.lookup(internal)
+	if err != nil {
+		return r.fail(bbb.KeyServerUnavailable, "The cluster cannot confirm the meeting now. Please retry.")
+	}
+	if m == nil {
+		return r.fail(bbb.KeyNotFound, bbb.MsgNotFound)
+	}
+	r.args.Set("meetingID", internal)
+	if strings.EqualFold(string(r.args.Peek("redirect")), "false") {
+		answer, err := r.s.callBackend(b, "join", r.args, nil, "", backendCallTimeout)
+		if err != nil {
+			return r.fail(bbb.KeyServerUnavailable, msgBackendDown)
+		}
+		writeXML(r.ctx, rewriteMeetingIDs(answer, internal, mid))
+		return "success"
+	}
+	r.ctx.Response.Header.Set("Location", signedBackendURL(b, "join", r.args.QueryString()))
+	r.ctx.SetStatusCode(fasthttp.StatusFound)
+	return "redirect"
+}
+
+type notFoundMode int
+
+const (
+	notFoundIsError notFoundMode = iota
+	notFoundIsNotRunning
+)
+
+const notRunningAnswer = "<response><returncode>SUCCESS</returncode><running>false</running></response>"
+
+// forwardMeetingCall sends a meeting's call to the backend that runs it and
+// shows the client its own meeting ID in the answer.
+func (r *bbbRequest) forwardMeetingCall(mode notFoundMode, after func(m *fsm.Meeting, b *fsm.Backend, env bbb.Envelope)) string {
+	mid, res, ok := r.meetingParam()
+	if !ok {
+		return res
+	}
+	internal := internalMeetingID(r.frontend.Key, mid)
+	m, b, err := r.lookup(internal)
+	if err != nil {
+		return r.fail(bbb.KeyServerUnavailable, "The cluster cannot confirm the meeting now. Please retry.")
+	}
+	if m == nil {
+		if mode == notFoundIsNotRunning {
+			writeXML(r.ctx, []byte(notRunningAnswer))
+			return "success"
+		}
+		return r.fail(bbb.KeyNotFound, bbb.MsgNotFound)
+	}
+	r.args.Set("meetingID", internal)
+	var body []byte
+	var ct string
+	if r.ctx.IsPost() && len(r.ctx.PostBody()) > 0 {
+		body, ct = append([]byte(nil), r.ctx.PostBody()...), string(r.ctx.Request.Header.ContentType())
+	}
+	answer, err := r.s.callBackend(b, r.call, r.args, body, ct, backendCallTimeout)
+	if err != nil {
+		return r.fail(bbb.KeyServerUnavailable, msgBackendDown)
+	}
+	env, _ := bbb.ParseEnvelope(answer)
+	if after != nil {
+		after(m, b, env)
+	}
+	writeXML(r.ctx, rewriteMeetingIDs(answer, internal, mid))
+	if env.OK() || env.ReturnCode == "" {
+		return "success"
+	}
+	return env.MessageKey
+}
+
+// afterEnd forgets an ended meeting (decommissioned backends go with their last).
+func (r *bbbRequest) afterEnd(m *fsm.Meeting, b *fsm.Backend, env bbb.Envelope) {
+	if env.OK() {
+		r.s.release(m.InternalID, b.ID)
+	}
+}
+
+// afterMeetingInfo forgets a meeting its backend no longer knows (it ended
+// on its own, e.g. when the last attendee left).
+func (r *bbbRequest) afterMeetingInfo(m *fsm.Meeting, b *fsm.Backend, env bbb.Envelope) {
+	if !env.OK() && env.MessageKey == bbb.KeyNotFound {
+		go r.s.release(m.InternalID, b.ID)
+	}
+}
