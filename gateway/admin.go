@@ -109,7 +109,10 @@ type frontendView struct {
 
 // serveAdmin routes /api/v1/... (except the internal peer calls).
 func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
-	rest := strings.TrimPrefix(string(ctx.Path()), "/api/v1/")
+	// The raw path: a backend named by its URL arrives path-escaped, and
+	// fasthttp's Path() would already have turned its %2F into separators.
+	raw, _, _ := strings.Cut(string(ctx.URI().PathOriginal()), "?")
+	rest := strings.TrimPrefix(raw, "/api/v1/")
 	parts := strings.Split(strings.Trim(rest, "/"), "/")
 	for i, p := range parts {
 		if u, err := url.PathUnescape(p); err == nil {

@@ -1,0 +1,59 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+
+	"github.com/conclave-lb/conclave/fsm"
+	"github.com/conclave-lb/conclave/raftnode"
+)
+
+// MemCluster is a one-peer, in-memory Cluster: the FSM without Raft. Tests
+// and benchmarks use it to exercise the gateway alone. Commands still go
+// through the codec, as they would through the log.
+type MemCluster struct {
+	f   *fsm.FSM
+	mu  sync.Mutex
+	idx uint64
+}
+
+// NewMemCluster returns an empty in-memory cluster.
+func NewMemCluster() *MemCluster { return &MemCluster{f: fsm.New()} }
+
+func (m *MemCluster) FSM() *fsm.FSM { return m.f }
+
+func (m *MemCluster) Apply(_ context.Context, c fsm.Command) (*fsm.Result, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.idx++
+	return m.f.Apply(m.idx, fsm.Encode(c)), nil
+}
+
+// MustApply applies c and panics on any error: for test setup only.
+func (m *MemCluster) MustApply(c fsm.Command) *fsm.Result {
+	r, _ := m.Apply(context.Background(), c)
+	if r.Error != nil {
+		panic(r.Error)
+	}
+	return r
+}
+
+func (m *MemCluster) ConsistentRead(context.Context) error { return nil }
+func (m *MemCluster) Join(context.Context, raftnode.JoinRequest) error {
+	return errors.New("in-memory cluster has no peers")
+}
+func (m *MemCluster) Remove(context.Context, string) error { return raftnode.ErrNotFound }
+func (m *MemCluster) Peers(context.Context) ([]raftnode.PeerInfo, error) {
+	return []raftnode.PeerInfo{{ID: "mem", Voter: true, Leader: true, State: "Leader", Reachable: true}}, nil
+}
+func (m *MemCluster) Status() raftnode.Status {
+	return raftnode.Status{ID: "mem", State: "Leader", LeaderID: "mem", AppliedIndex: m.f.AppliedIndex(), Ready: true}
+}
+func (m *MemCluster) Ready() (bool, string) { return true, "" }
+func (m *MemCluster) IsLeader() bool        { return true }
+func (m *MemCluster) Snapshot() error       { return nil }
+func (m *MemCluster) ServeInternal(context.Context, string, []byte) (int, []byte) {
+	return http.StatusNotFound, []byte(`{"error":"no peers"}`)
+}

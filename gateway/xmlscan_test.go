@@ -1,0 +1,86 @@
+package gateway
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func fixture(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "shared", "bbb-responses", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// ownMeetings must keep a real getMeetings answer's elements byte for byte,
+// dropping other tenants' meetings and showing the client its own ID.
+func TestOwnMeetingsOnRealAnswer(t *testing.T) {
+	doc := fixture(t, "get_meetings.xml")
+	els, err := scanXML(doc, "meeting", "meetingID")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, e := range els {
+		if e.name == "meetingID" && e.depth == 4 {
+			ids = append(ids, e.text)
+		}
+	}
+	if len(ids) < 1 {
+		t.Fatalf("fixture has no meetings: %v", ids)
+	}
+	mine := map[string]string{ids[0]: "client-id-<1>"}
+	out := string(ownMeetings(doc, mine))
+	if !strings.HasPrefix(out, "<meeting>") || !strings.HasSuffix(out, "</meeting>") {
+		t.Fatalf("not a meeting element: %.80s…", out)
+	}
+	if !strings.Contains(out, "<meetingID>client-id-&lt;1&gt;</meetingID>") {
+		t.Fatalf("meetingID not rewritten: %s", out)
+	}
+	for _, other := range ids[1:] {
+		if strings.Contains(out, "<meetingID>"+other+"<") {
+			t.Fatalf("another tenant's meeting %s leaked", other)
+		}
+	}
+	// Everything but the ID is as the backend wrote it.
+	orig := string(doc)
+	start := strings.Index(orig, "<meeting>")
+	end := strings.Index(orig, "</meeting>") + len("</meeting>")
+	want := strings.Replace(orig[start:end], "<meetingID>"+ids[0]+"</meetingID>", "<meetingID>client-id-&lt;1&gt;</meetingID>", 1)
+	if out != want {
+		t.Fatalf("element changed beyond its ID:\n%s\nwant\n%s", out, want)
+	}
+}
+
+func TestRewriteMeetingIDsOnlyExactMatch(t *testing.T) {
+	doc := fixture(t, "create_meeting.xml")
+	els, _ := scanXML(doc, "meetingID")
+	if len(els) != 1 {
+		t.Fatalf("create fixture meetingIDs: %d", len(els))
+	}
+	got := string(rewriteMeetingIDs(doc, els[0].text, "mine"))
+	if !strings.Contains(got, "<meetingID>mine</meetingID>") || strings.Count(got, "<meetingID>") != 1 {
+		t.Fatalf("%s", got)
+	}
+	if string(rewriteMeetingIDs(doc, "other", "mine")) != string(doc) {
+		t.Fatal("a non-matching ID changed the document")
+	}
+	if string(rewriteMeetingIDs([]byte("<not xml"), "a", "b")) != "<not xml" {
+		t.Fatal("garbage was changed")
+	}
+}
+
+func TestInternalMeetingID(t *testing.T) {
+	if got := internalMeetingID("moodle", "m1"); got != "moodle~m1" || !ownedBy(got, "moodle") || ownedBy(got, "mood") {
+		t.Fatal(got)
+	}
+	long := strings.Repeat("x", 256)
+	got := internalMeetingID("moodle", long)
+	if len(got) > 256 || !ownedBy(got, "moodle") || got == internalMeetingID("moodle", long[:255]+"y") {
+		t.Fatalf("long ID mapping: %s", got)
+	}
+}
