@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# make demo: three conclaved peers, three fake BBB nodes (with agents when
+# conclave-agent is built), a frontend, all on loopback. Ctrl-C stops it.
+set -euo pipefail
+BIN=${BIN:-$(pwd)/bin}
+DIR=${DEMO_DIR:-$(pwd)/demo-data}
+rm -rf "$DIR" && mkdir -p "$DIR"
+pids=()
+cleanup() { echo; echo "stopping demo…"; kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
+trap cleanup EXIT INT TERM
+
+export CONCLAVE_LOG_FORMAT=plain CONCLAVE_LOG_LEVEL=${CONCLAVE_LOG_LEVEL:-info}
+FRONTEND_SECRET=demo-frontend-secret
+
+for i in 1 2 3; do
+  "$BIN/fakebbb" --listen 127.0.0.1:1900$i --secret "node$i-secret" \
+    --properties "$DIR/bbb$i.properties" >"$DIR/fakebbb$i.log" 2>&1 &
+  pids+=($!)
+done
+"$BIN/conclaved" --id peer1 --data-dir "$DIR/peer1" --listen-http 127.0.0.1:42353 \
+  --raft-addr 127.0.0.1:42354 --gossip-addr 127.0.0.1:42355 --bootstrap >"$DIR/peer1.log" 2>&1 &
+pids+=($!)
+for i in 2 3; do
+  base=$((42353 + (i - 1) * 10)) # peer2: 42363-42365, peer3: 42373-42375
+  "$BIN/conclaved" --id peer$i --data-dir "$DIR/peer$i" --listen-http 127.0.0.1:$base \
+    --raft-addr 127.0.0.1:$((base + 1)) --gossip-addr 127.0.0.1:$((base + 2)) --join 127.0.0.1:42353 >"$DIR/peer$i.log" 2>&1 &
+  pids+=($!)
+done
+
+ctl() { "$BIN/conclavectl" --api http://127.0.0.1:42353 "$@"; }
+for _ in $(seq 1 100); do
+  ctl show peers >/dev/null 2>&1 && [ "$(ctl show peers -o json 2>/dev/null | grep -o '"reachable": *true' | wc -l)" -eq 3 ] && break
+  sleep 0.2
+done
+ctl show peers
+
+if [ -x "$BIN/conclave-agent" ]; then
+  for i in 1 2 3; do
+    BBB_CONFIG="$DIR/bbb$i.properties" "$BIN/conclave-agent" --join 127.0.0.1:42355 -a \
+      --gossip-addr 127.0.0.1:4700$i >"$DIR/agent$i.log" 2>&1 &
+    pids+=($!)
+  done
+  sleep 3
+  for i in 1 2 3; do ctl enable backend "127.0.0.1:1900$i" >/dev/null 2>&1 || true; done
+else
+  for i in 1 2 3; do
+    ctl add backend "http://127.0.0.1:1900$i/bigbluebutton/api/" --secret "node$i-secret" >/dev/null
+    ctl enable backend "127.0.0.1:1900$i" >/dev/null
+  done
+fi
+ctl add frontend demo --secret "$FRONTEND_SECRET" >/dev/null
+sleep 2
+ctl show backends
+
+Q="name=Demo+Meeting&meetingID=demo-1&attendeePW=ap&moderatorPW=mp"
+SUM=$(printf '%s' "create${Q}${FRONTEND_SECRET}" | sha256sum | cut -d' ' -f1)
+J="fullName=Alice&meetingID=demo-1&password=mp"
+JSUM=$(printf '%s' "join${J}${FRONTEND_SECRET}" | sha256sum | cut -d' ' -f1)
+cat <<EOT
+
+Conclave demo is running (logs in $DIR).
+  BBB API (any peer):   http://127.0.0.1:42353/bigbluebutton/api  (peers on :42353 :42363 :42373)
+  Frontend secret:      $FRONTEND_SECRET   (multi-tenant route: /bbb/demo/bigbluebutton/api)
+
+Create a meeting on peer 1, then join it through peer 2:
+  curl -s 'http://127.0.0.1:42353/bigbluebutton/api/create?${Q}&checksum=${SUM}'
+  curl -si 'http://127.0.0.1:42363/bigbluebutton/api/join?${J}&checksum=${JSUM}' | grep -i location
+
+Operate it:
+  $BIN/conclavectl show backends
+  $BIN/conclavectl show meetings
+  $BIN/conclavectl disable backend 127.0.0.1:19001
+
+Press Ctrl-C to stop.
+EOT
+wait
