@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"bytes"
+	"context"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -37,7 +39,14 @@ func (s *Server) serveBBB(ctx *fasthttp.RequestCtx, key string, rest []byte) {
 	call := string(bytes.Trim(rest, "/"))
 	r := &bbbRequest{s: s, ctx: ctx, call: call}
 	result := r.serve(key)
-	s.metrics.observeBBB(metricCall(call), r.frontend.Key, result, time.Since(start))
+	took := time.Since(start)
+	s.metrics.observeBBB(metricCall(call), r.frontend.Key, result, took)
+	// One line per request at debug. The query is never logged: it carries
+	// the checksum and meeting passwords.
+	if s.log.Enabled(context.Background(), slog.LevelDebug) {
+		s.log.Debug("bbb request", "call", metricCall(call), "frontend", r.frontend.Key,
+			"meeting", string(ctx.QueryArgs().Peek("meetingID")), "result", result, "took", took)
+	}
 }
 
 // serve returns a short result label for metrics.

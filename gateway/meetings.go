@@ -49,6 +49,7 @@ func (r *bbbRequest) create() string {
 	for attempt := 0; attempt < maxPlaceAttempts; attempt++ {
 		b, err := r.s.place(&r.frontend, tried)
 		if err != nil {
+			r.s.metrics.placeFailures.WithLabelValues(placeFailureReason(err, attempt)).Inc()
 			if attempt > 0 {
 				return r.fail(bbb.KeyServerUnavailable, "No backend accepted the meeting: "+err.Error())
 			}
@@ -56,12 +57,15 @@ func (r *bbbRequest) create() string {
 		}
 		r.s.pending.add(b.ID, 1)
 		ctx, cancel := context.WithTimeout(context.Background(), claimTimeout)
+		started := time.Now()
 		claim, err := r.s.cluster.Apply(ctx, &fsm.ClaimMeeting{
 			InternalID: internal, Frontend: r.frontend.Key, MeetingID: mid, BackendID: b.ID, Now: now(),
 		})
+		r.s.metrics.applyLatency.Observe(time.Since(started).Seconds())
 		cancel()
 		r.s.pending.add(b.ID, -1)
 		if err != nil {
+			r.s.metrics.placeFailures.WithLabelValues("no_quorum").Inc()
 			r.s.log.Warn("claim not committed", "meeting", mid, "frontend", r.frontend.Key, "err", err)
 			return r.fail(bbb.KeyServerUnavailable, msgUnavailable)
 		}
@@ -77,6 +81,7 @@ func (r *bbbRequest) create() string {
 		if !claim.Created { // another peer's create won the race
 			return r.createOn(target, internal, mid, body, contentType, false)
 		}
+		r.s.metrics.placements.WithLabelValues(target.ID).Inc()
 		if claim.PreviousBackend != "" {
 			r.s.log.Info("meeting moved off a failed backend", "meeting", mid, "frontend", r.frontend.Key,
 				"from", claim.PreviousBackend, "to", target.ID)
@@ -88,6 +93,16 @@ func (r *bbbRequest) create() string {
 		tried[target.ID] = true
 	}
 	return r.fail(bbb.KeyServerUnavailable, "No backend accepted the meeting after several attempts.")
+}
+
+func placeFailureReason(err error, attempt int) string {
+	switch {
+	case attempt > 0:
+		return "backends_failed"
+	case err == errNoTaggedNode:
+		return "no_tagged_backend"
+	}
+	return "no_backend"
 }
 
 // backendFor returns a backend from the local replica, waiting briefly

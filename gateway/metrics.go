@@ -1,17 +1,24 @@
 package gateway
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/conclave-lb/conclave/fsm"
 )
 
-// metrics holds the gateway's collectors. Label values never carry secrets.
+// metrics holds the gateway's collectors. Label values are IDs, keys and
+// call names: never secrets.
 type metrics struct {
 	bbbRequests    *prometheus.CounterVec
 	bbbLatency     *prometheus.HistogramVec
 	backendCalls   *prometheus.CounterVec
 	backendLatency *prometheus.HistogramVec
+	placements     *prometheus.CounterVec
+	placeFailures  *prometheus.CounterVec
+	applyLatency   prometheus.Histogram
 }
 
 func (m *metrics) observeBBB(call, frontend, result string, d time.Duration) {
@@ -28,6 +35,13 @@ func (m *metrics) observeBackend(backend, call string, err error, d time.Duratio
 	m.backendLatency.WithLabelValues(backend).Observe(d.Seconds())
 }
 
+// RaftStatsSource is what the metrics read of Raft beyond the Cluster
+// interface; *raftnode.Node has it. Optional: MemCluster lacks it.
+type RaftStatsSource interface {
+	RaftStats() map[string]string
+	LeaderChanges() uint64
+}
+
 func newMetrics(reg *prometheus.Registry, cluster Cluster) *metrics {
 	m := &metrics{
 		bbbRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -37,25 +51,105 @@ func newMetrics(reg *prometheus.Registry, cluster Cluster) *metrics {
 			Name: "conclave_bbb_request_duration_seconds", Help: "BBB API request latency by call.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"call"}),
+		backendCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "conclave_backend_calls_total", Help: "Calls from this peer to backends, by backend, call and result.",
+		}, []string{"backend", "call", "result"}),
+		backendLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "conclave_backend_call_duration_seconds", Help: "Latency of calls to backends.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"backend"}),
+		placements: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "conclave_placements_total", Help: "New meetings placed by this peer, by backend.",
+		}, []string{"backend"}),
+		placeFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "conclave_placement_failures_total", Help: "Creates this peer could not place, by reason.",
+		}, []string{"reason"}),
+		applyLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "conclave_raft_apply_duration_seconds", Help: "Time to commit and apply a command, from this peer (forwarding included).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}),
 	}
-	m.backendCalls = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "conclave_backend_calls_total", Help: "Calls from this peer to backends, by backend, call and result.",
-	}, []string{"backend", "call", "result"})
-	m.backendLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name: "conclave_backend_call_duration_seconds", Help: "Latency of calls to backends.",
-		Buckets: prometheus.DefBuckets,
-	}, []string{"backend"})
-	reg.MustRegister(m.bbbRequests, m.bbbLatency, m.backendCalls, m.backendLatency)
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "conclave_raft_applied_index", Help: "Index of the last command applied to the local replica.",
-	}, func() float64 { return float64(cluster.FSM().AppliedIndex()) }))
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "conclave_raft_leader", Help: "1 when this peer leads the cluster.",
-	}, func() float64 {
-		if cluster.IsLeader() {
-			return 1
-		}
-		return 0
-	}))
+	reg.MustRegister(m.bbbRequests, m.bbbLatency, m.backendCalls, m.backendLatency, m.placements, m.placeFailures, m.applyLatency)
+	reg.MustRegister(&stateCollector{cluster: cluster})
 	return m
+}
+
+// stateCollector reads gauges from the replica and Raft at scrape time, so
+// nothing is kept in sync by hand and removed backends vanish on their own.
+type stateCollector struct{ cluster Cluster }
+
+var (
+	descBackendMeetings  = prometheus.NewDesc("conclave_backend_meetings", "Meetings on a backend, as last reported.", []string{"backend"}, nil)
+	descBackendAttendees = prometheus.NewDesc("conclave_backend_attendees", "Attendees on a backend, as last reported.", []string{"backend"}, nil)
+	descBackendBound     = prometheus.NewDesc("conclave_backend_bound_meetings", "Meetings the cluster has bound to a backend.", []string{"backend"}, nil)
+	descBackendLatency   = prometheus.NewDesc("conclave_backend_probe_latency_seconds", "Latency of the last health probe.", []string{"backend"}, nil)
+	descNodeState        = prometheus.NewDesc("conclave_backend_node_state", "1 for the backend's current NodeState.", []string{"backend", "state"}, nil)
+	descAdminState       = prometheus.NewDesc("conclave_backend_admin_state", "1 for the backend's current AdminState.", []string{"backend", "state"}, nil)
+	descFrontends        = prometheus.NewDesc("conclave_frontends", "Frontends (tenants) configured.", nil, nil)
+	descMeetings         = prometheus.NewDesc("conclave_meetings", "Meetings bound, per frontend.", []string{"frontend"}, nil)
+	descApplied          = prometheus.NewDesc("conclave_raft_applied_index", "Index of the last command applied to the local replica.", nil, nil)
+	descLeader           = prometheus.NewDesc("conclave_raft_leader", "1 when this peer leads the cluster.", nil, nil)
+	descRaftState        = prometheus.NewDesc("conclave_raft_state", "1 for this peer's current Raft state.", []string{"state"}, nil)
+	descTerm             = prometheus.NewDesc("conclave_raft_term", "Current Raft term.", nil, nil)
+	descLastIndex        = prometheus.NewDesc("conclave_raft_last_log_index", "Last index in the local Raft log.", nil, nil)
+	descCommitIndex      = prometheus.NewDesc("conclave_raft_commit_index", "Raft commit index known to this peer.", nil, nil)
+	descLeaderChanges    = prometheus.NewDesc("conclave_raft_leader_changes_total", "Leadership changes seen by this peer.", nil, nil)
+	descPeers            = prometheus.NewDesc("conclave_raft_peers", "Voters in the Raft configuration.", nil, nil)
+)
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descBackendMeetings, descBackendAttendees, descBackendBound, descBackendLatency,
+		descNodeState, descAdminState, descFrontends, descMeetings, descApplied, descLeader, descRaftState, descTerm,
+		descLastIndex, descCommitIndex, descLeaderChanges, descPeers} {
+		ch <- d
+	}
+}
+
+func boolGauge(v bool) float64 {
+	if v {
+		return 1
+	}
+	return 0
+}
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.cluster.FSM()
+	counts := st.MeetingCounts()
+	for _, b := range st.Backends() {
+		ch <- prometheus.MustNewConstMetric(descBackendMeetings, prometheus.GaugeValue, float64(b.Meetings), b.ID)
+		ch <- prometheus.MustNewConstMetric(descBackendAttendees, prometheus.GaugeValue, float64(b.Attendees), b.ID)
+		ch <- prometheus.MustNewConstMetric(descBackendBound, prometheus.GaugeValue, float64(counts[b.ID]), b.ID)
+		ch <- prometheus.MustNewConstMetric(descBackendLatency, prometheus.GaugeValue, time.Duration(b.LatencyNs).Seconds(), b.ID)
+		for _, s := range []fsm.NodeState{fsm.NodeInit, fsm.NodeReady, fsm.NodeStopped, fsm.NodeError, fsm.NodeDecommissioned} {
+			ch <- prometheus.MustNewConstMetric(descNodeState, prometheus.GaugeValue, boolGauge(b.NodeState == s), b.ID, string(s))
+		}
+		for _, s := range []fsm.AdminState{fsm.AdminInit, fsm.AdminReady, fsm.AdminStopped, fsm.AdminDecommissioned} {
+			ch <- prometheus.MustNewConstMetric(descAdminState, prometheus.GaugeValue, boolGauge(b.AdminState == s), b.ID, string(s))
+		}
+	}
+	fes := st.Frontends()
+	ch <- prometheus.MustNewConstMetric(descFrontends, prometheus.GaugeValue, float64(len(fes)))
+	perFrontend := map[string]int{}
+	for _, m := range st.Meetings("") {
+		perFrontend[m.Frontend]++
+	}
+	for _, f := range fes {
+		ch <- prometheus.MustNewConstMetric(descMeetings, prometheus.GaugeValue, float64(perFrontend[f.Key]), f.Key)
+	}
+	ch <- prometheus.MustNewConstMetric(descApplied, prometheus.GaugeValue, float64(st.AppliedIndex()))
+	ch <- prometheus.MustNewConstMetric(descLeader, prometheus.GaugeValue, boolGauge(c.cluster.IsLeader()))
+	rs, ok := c.cluster.(RaftStatsSource)
+	if !ok {
+		return
+	}
+	stats := rs.RaftStats()
+	for _, s := range []string{"Follower", "Candidate", "Leader", "Shutdown"} {
+		ch <- prometheus.MustNewConstMetric(descRaftState, prometheus.GaugeValue, boolGauge(stats["state"] == s), s)
+	}
+	num := func(k string) float64 { v, _ := strconv.ParseFloat(stats[k], 64); return v }
+	ch <- prometheus.MustNewConstMetric(descTerm, prometheus.GaugeValue, num("term"))
+	ch <- prometheus.MustNewConstMetric(descLastIndex, prometheus.GaugeValue, num("last_log_index"))
+	ch <- prometheus.MustNewConstMetric(descCommitIndex, prometheus.GaugeValue, num("commit_index"))
+	ch <- prometheus.MustNewConstMetric(descPeers, prometheus.GaugeValue, num("num_peers")+1)
+	ch <- prometheus.MustNewConstMetric(descLeaderChanges, prometheus.CounterValue, float64(rs.LeaderChanges()))
 }
