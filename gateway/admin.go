@@ -292,9 +292,14 @@ func (a *adminRequest) listBackends() {
 	writeJSON(a.ctx, 200, out)
 }
 
-// withBackend resolves ref (ID, URL or host), answering 404 itself.
+// withBackend resolves ref (ID, URL or host), answering 404 itself. A miss
+// is confirmed with a consistent read: the backend may have been added a
+// moment ago through another peer.
 func (a *adminRequest) withBackend(ref string, fn func(fsm.Backend)) {
 	b, ok := a.s.cluster.FSM().FindBackend(ref)
+	if !ok && a.s.cluster.ConsistentRead(a.rctx) == nil {
+		b, ok = a.s.cluster.FSM().FindBackend(ref)
+	}
 	if !ok {
 		writeError(a.ctx, 404, "not_found", "no backend "+ref+" (name it by ID, URL or host)")
 		return

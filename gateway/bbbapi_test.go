@@ -149,7 +149,7 @@ func TestReferenceVectorThroughGateway(t *testing.T) {
 func TestTenantsAreIsolated(t *testing.T) {
 	r := newRig(t, 2)
 	for _, fe := range []string{"fe1", "fe2"} {
-		if a := r.client(fe).Get(t, "create", "meetingID=m1&name=x"); a.ReturnCode != "SUCCESS" || a.MeetingID != "m1" {
+		if a := r.client(fe).Get(t, "create", "meetingID=m1&name=x&moderatorPW=mp"); a.ReturnCode != "SUCCESS" || a.MeetingID != "m1" {
 			t.Fatalf("%s create: %s", fe, a.Raw)
 		}
 	}
@@ -166,7 +166,7 @@ func TestTenantsAreIsolated(t *testing.T) {
 			t.Fatalf("%s sees %s", fe, a.Raw)
 		}
 	}
-	r.client("fe1").Get(t, "end", "meetingID=m1&password=x")
+	r.client("fe1").Get(t, "end", "meetingID=m1&password=mp")
 	if a := r.client("fe2").Get(t, "isMeetingRunning", "meetingID=m1"); a.Running != "true" {
 		t.Fatalf("ending fe1's m1 touched fe2's: %s", a.Raw)
 	}
@@ -222,14 +222,14 @@ func TestMeetingCallsForwarded(t *testing.T) {
 		t.Fatalf("getMeetingInfo on unknown: %s", a.Raw)
 	}
 	slides := `<?xml version="1.0"?><modules><module name="presentation"><document url="https://example.org/a.pdf"/></module></modules>`
-	if a := fetch(t, c.URL("create", "meetingID=lecture&name=Lecture"), "application/xml", slides); a.ReturnCode != "SUCCESS" || a.MeetingID != "lecture" {
+	if a := fetch(t, c.URL("create", "meetingID=lecture&name=Lecture&moderatorPW=mp&attendeePW=ap"), "application/xml", slides); a.ReturnCode != "SUCCESS" || a.MeetingID != "lecture" {
 		t.Fatalf("POST create with slides: %s", a.Raw)
 	}
 	node := r.nodes[r.nodeOf("fe1", "lecture")]
 	if p := node.Presentations("fe1~lecture"); len(p) != 1 || p[0] != "https://example.org/a.pdf" {
 		t.Fatalf("slides did not reach the node: %v", p)
 	}
-	if a := c.Get(t, "create", "meetingID=lecture&name=Lecture"); a.ReturnCode != "SUCCESS" || a.MessageKey != bbb.KeyDuplicateWarning {
+	if a := c.Get(t, "create", "meetingID=lecture&name=Lecture&moderatorPW=mp&attendeePW=ap"); a.ReturnCode != "SUCCESS" || a.MessageKey != bbb.KeyDuplicateWarning {
 		t.Fatalf("duplicate create: %s", a.Raw)
 	}
 	if a := c.Get(t, "isMeetingRunning", "meetingID=lecture"); a.Running != "true" {
@@ -305,16 +305,24 @@ func TestFrontendSettingsAndTags(t *testing.T) {
 	if p := r.nodes[1].Presentations("fe1~t0"); len(p) != 1 || p[0] != "https://example.org/default.pdf" {
 		t.Fatalf("default presentation: %v", p)
 	}
+	// The override beat the client's 999; the default filled in nothing the
+	// client set (its own welcome stays), and record came from the defaults.
 	info := c.Get(t, "getMeetingInfo", "meetingID=t0")
-	if !strings.Contains(info.Raw, "<maxUsers>50</maxUsers>") || !strings.Contains(info.Raw, "<recording>true</recording>") {
-		t.Logf("note: fake node's getMeetingInfo: %s", info.Raw)
+	if !strings.Contains(info.Raw, "<maxUsers>50</maxUsers>") {
+		t.Fatalf("create_override_params not applied: %s", info.Raw)
+	}
+	if !strings.Contains(info.Raw, "<recording>true</recording>") {
+		t.Fatalf("create_default_params not applied: %s", info.Raw)
+	}
+	if rec := r.nodes[1].Requests("create"); rec == 0 {
+		t.Fatal("no create reached the tagged node")
 	}
 	r.mc.MustApply(&fsm.SetBackendAdminState{ID: r.ids[1], State: fsm.AdminStopped})
 	if a := c.Get(t, "create", "meetingID=t9"); a.ReturnCode != "FAILED" || a.MessageKey != bbb.KeyNoBackendAvailable {
 		t.Fatalf("create with no tagged node left: %s", a.Raw)
 	}
 	// fe2 has no required tags and still gets the untagged node.
-	if a := r.client("fe2").Get(t, "create", "meetingID=x"); a.ReturnCode != "SUCCESS" || r.nodeOf("fe2", "x") != 0 {
+	if a := r.client("fe2").Get(t, "create", "meetingID=xx"); a.ReturnCode != "SUCCESS" || r.nodeOf("fe2", "xx") != 0 {
 		t.Fatalf("fe2: %s", a.Raw)
 	}
 }

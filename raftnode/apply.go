@@ -27,31 +27,45 @@ func (n *Node) applyRaw(ctx context.Context, data []byte) (*fsm.Result, error) {
 	}
 	return retry(ctx, n, func() (*fsm.Result, error) {
 		if n.raft.State() == raft.Leader {
-			return n.applyLocal(ctx, data)
+			res, _, err := n.applyLocal(ctx, data)
+			return res, err
 		}
-		var res fsm.Result
-		err := n.forward(ctx, "apply", data, &res)
-		return &res, err
+		var ar applyResponse
+		if err := n.forward(ctx, "apply", data, &ar); err != nil {
+			return nil, err
+		}
+		// Read-your-writes on this peer: answer only once the local
+		// replica holds the write, so the caller's next read sees it.
+		if err := n.WaitApplied(ctx, ar.Index); err != nil {
+			return nil, err
+		}
+		return &ar.Result, nil
 	})
+}
+
+// applyResponse is the leader's answer to a forwarded command.
+type applyResponse struct {
+	Result fsm.Result `json:"result"`
+	Index  uint64     `json:"index"`
 }
 
 // applyLocal appends to the log on the leader. Concurrent callers are
 // group-committed by raft: entries waiting in its apply channel go to the
 // log store in one batch, one fsync for all.
-func (n *Node) applyLocal(ctx context.Context, data []byte) (*fsm.Result, error) {
+func (n *Node) applyLocal(ctx context.Context, data []byte) (*fsm.Result, uint64, error) {
 	timeout := time.Until(deadline(ctx))
 	f := n.raft.Apply(data, timeout)
 	if err := f.Error(); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress) {
-			return nil, errNotLeader
+			return nil, 0, errNotLeader
 		}
-		return nil, err
+		return nil, 0, err
 	}
 	res, ok := f.Response().(*fsm.Result)
 	if !ok {
-		return nil, fmt.Errorf("raftnode: unexpected FSM response %T", f.Response())
+		return nil, 0, fmt.Errorf("raftnode: unexpected FSM response %T", f.Response())
 	}
-	return res, nil
+	return res, f.Index(), nil
 }
 
 func deadline(ctx context.Context) time.Time {

@@ -43,7 +43,8 @@ type errorBody struct {
 }
 
 // ServeInternal answers a peer-to-peer call: op is the path after
-// InternalPrefix. The caller (gateway) has authenticated the peer.
+// InternalPrefix. The caller (gateway) has authenticated the peer. body is
+// not retained after the call returns.
 func (n *Node) ServeInternal(ctx context.Context, op string, body []byte) (status int, resp []byte) {
 	var (
 		v   any
@@ -54,7 +55,17 @@ func (n *Node) ServeInternal(ctx context.Context, op string, body []byte) (statu
 		if n.raftState() != "Leader" {
 			return notLeaderAnswer()
 		}
-		v, err = n.applyLocal(ctx, body)
+		var ar applyResponse
+		var res *fsm.Result
+		// Raft keeps Log.Data (in its log cache, to replicate later), while
+		// the caller's body buffer may be reused once we return (fasthttp
+		// does): hand raft its own copy, or lagging followers receive
+		// whatever the buffer holds by then.
+		res, ar.Index, err = n.applyLocal(ctx, bytes.Clone(body))
+		if res != nil {
+			ar.Result = *res
+		}
+		v = ar
 	case "readindex":
 		var idx uint64
 		idx, err = n.readIndex()

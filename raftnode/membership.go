@@ -56,7 +56,7 @@ func (n *Node) joinLocal(ctx context.Context, req JoinRequest) error {
 		}
 	}
 	if req.HTTPAddr != "" {
-		res, err := n.applyLocal(ctx, fsm.Encode(&fsm.SetPeer{ID: req.ID, RaftAddr: req.RaftAddr, HTTPAddr: req.HTTPAddr}))
+		res, _, err := n.applyLocal(ctx, fsm.Encode(&fsm.SetPeer{ID: req.ID, RaftAddr: req.RaftAddr, HTTPAddr: req.HTTPAddr}))
 		if err != nil {
 			return err
 		}
@@ -111,7 +111,7 @@ func (n *Node) removeLocal(ctx context.Context, id string) error {
 	if err := n.raft.RemoveServer(raft.ServerID(id), 0, time.Until(deadline(ctx))).Error(); err != nil {
 		return mapLeaderErr(err)
 	}
-	res, err := n.applyLocal(ctx, fsm.Encode(&fsm.RemovePeer{ID: id}))
+	res, _, err := n.applyLocal(ctx, fsm.Encode(&fsm.RemovePeer{ID: id}))
 	if err != nil {
 		return err
 	}

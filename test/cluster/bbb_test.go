@@ -51,6 +51,11 @@ func startBBBCluster(t *testing.T, nodes int) *bbbCluster {
 		var bs []struct {
 			NodeState string `json:"node_state"`
 		}
+		for _, p := range c.Peers { // the new frontend has reached every replica
+			if err := c.API(p, "GET", "/api/v1/frontends/moodle", nil, nil); err != nil {
+				return err
+			}
+		}
 		if err := c.API(c.Peers[2], "GET", "/api/v1/backends", nil, &bs); err != nil {
 			return err
 		}

@@ -22,9 +22,16 @@ type backend struct {
 func addBackend(c *harness.Cluster, p *harness.Peer, i int) (backend, error) {
 	var b backend
 	err := c.API(p, "POST", "/api/v1/backends", map[string]string{
-		"url": fmt.Sprintf("https://node%d.example.org/bigbluebutton/api/", i), "secret": "s",
+		"url": backendURL(i), "secret": "s",
 	}, &b)
 	return b, err
+}
+
+// backendURL is a distinct loopback address per i, on a closed port: the
+// leader's prober gets "connection refused" at once and no traffic leaves
+// the machine (no DNS either).
+func backendURL(i int) string {
+	return fmt.Sprintf("http://127.0.%d.%d:9/bigbluebutton/api/", i/250, i%250+1)
 }
 
 func backendURLs(t *testing.T, c *harness.Cluster, p *harness.Peer) map[string]bool {
@@ -91,7 +98,7 @@ func TestThreePeersFormCluster(t *testing.T) {
 func TestAddBackendOnFollowerReplicates(t *testing.T) {
 	c := harness.StartCluster(t, 3)
 	f := followers(c, c.Leader(10*time.Second))[0]
-	url := "https://node22.bbb.example.org/bigbluebutton/api/"
+	url := backendURL(22)
 	if _, err := c.Ctl(f, "add", "backend", url, "--secret", "s3cret"); err != nil {
 		t.Fatal(err)
 	}
@@ -148,6 +155,14 @@ func TestLeaderCrashFailover(t *testing.T) {
 	leader.Start()
 	waitHasAll(t, c, leader, acked, 15*time.Second)
 	c.WaitMembers(3, 15*time.Second)
+	// Converged means identical, not merely a superset: a replica that
+	// applied corrupted entries would hold backends nobody added.
+	want := backendURLs(t, c, survivor)
+	for _, p := range c.Peers {
+		if got := backendURLs(t, c, p); fmt.Sprint(got) != fmt.Sprint(want) || len(got) != len(acked) {
+			t.Fatalf("%s holds %d backends, %s holds %d, %d acknowledged", p.ID, len(got), survivor.ID, len(want), len(acked))
+		}
+	}
 }
 
 // TestRestartRestoresFromSnapshot restarts a peer after a snapshot and

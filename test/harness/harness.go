@@ -51,7 +51,7 @@ func Build(t testing.TB) Binaries {
 				return
 			}
 			for _, name := range []string{"conclaved", "conclavectl", "fakebbb", "conclave-agent"} {
-				if _, err := os.Stat(filepath.Join(repoRoot(), "cmd", name)); err != nil {
+				if _, err := os.Stat(filepath.Join(repoRoot(), "cmd", name, "main.go")); err != nil {
 					continue
 				}
 				cmd := exec.Command("go", "build", "-o", filepath.Join(dir, name), "./cmd/"+name)
@@ -106,7 +106,11 @@ type Cluster struct {
 
 // NewCluster prepares (but does not start) a cluster in a temp dir.
 func NewCluster(t testing.TB, env ...string) *Cluster {
-	c := &Cluster{T: t, Bins: Build(t), Dir: t.TempDir(), Env: env}
+	dir := t.TempDir()
+	if keep := os.Getenv("CONCLAVE_TEST_KEEP"); keep != "" { // keep data dirs and logs for a post-mortem
+		dir, _ = os.MkdirTemp(keep, strings.ReplaceAll(t.Name(), "/", "_")+"-")
+	}
+	c := &Cluster{T: t, Bins: Build(t), Dir: dir, Env: env}
 	t.Cleanup(c.StopAll)
 	return c
 }

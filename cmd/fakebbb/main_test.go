@@ -1,0 +1,136 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// syncBuffer lets the test read what a running run() writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func runQuick(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestVersionHelpAndBadFlags(t *testing.T) {
+	if code, out, _ := runQuick(t, "--version"); code != 0 || out != "fakebbb dev\n" {
+		t.Fatalf("--version: %d %q", code, out)
+	}
+	if code, out, _ := runQuick(t, "--help"); code != 0 || !strings.Contains(out, "--listen") || !strings.Contains(out, "FAKEBBB_SECRET") {
+		t.Fatalf("--help: %d %q", code, out)
+	}
+	if code, _, errOut := runQuick(t, "--bogus"); code != 2 || !strings.Contains(errOut, "bogus") {
+		t.Fatalf("bad flag: %d %q", code, errOut)
+	}
+	if code, _, errOut := runQuick(t, "extra"); code != 2 || !strings.Contains(errOut, "extra") {
+		t.Fatalf("stray argument: %d %q", code, errOut)
+	}
+	t.Setenv("FAKEBBB_SECRET", "")
+	if code, _, errOut := runQuick(t, "--listen", "127.0.0.1:0"); code != 2 || !strings.Contains(errOut, "secret is required") {
+		t.Fatalf("no secret: %d %q", code, errOut)
+	}
+}
+
+func TestPortInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	code, _, errOut := runQuick(t, "--listen", ln.Addr().String(), "--secret", "s")
+	if code != 1 || !strings.Contains(errOut, "cannot listen on "+ln.Addr().String()) {
+		t.Fatalf("port in use: %d %q", code, errOut)
+	}
+}
+
+// Serve with the environment's settings (a flag wins), write the
+// properties file, answer a signed call, stop on cancel.
+func TestServeWritesPropertiesAndStops(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	props := filepath.Join(t.TempDir(), "bigbluebutton.properties")
+	t.Setenv("FAKEBBB_LISTEN", "127.0.0.1:1") // overridden by --listen
+	t.Setenv("FAKEBBB_SECRET", "env-secret")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errOut syncBuffer
+	done := make(chan int)
+	go func() { done <- run(ctx, []string{"--listen", addr, "--properties", props}, &out, &errOut) }()
+
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(out.String(), "BBB API at") {
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("not serving: %q %q", out.String(), errOut.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	data, err := os.ReadFile(props)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(data), "bigbluebutton.web.serverURL=http://"+addr+"\n") ||
+		!strings.Contains(string(data), "securitySalt=env-secret\n") {
+		t.Fatalf("properties: %s", data)
+	}
+	if fi, err := os.Stat(props); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("properties mode: %v %v", fi.Mode(), err)
+	}
+
+	sum := sha256.Sum256([]byte("getMeetings" + "" + "env-secret"))
+	resp, err := http.Get("http://" + addr + "/bigbluebutton/api/getMeetings?checksum=" + hex.EncodeToString(sum[:]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "<returncode>SUCCESS</returncode>") {
+		t.Fatalf("getMeetings: %s", body)
+	}
+
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, errOut.String())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("did not stop")
+	}
+	if _, err := http.Get("http://" + addr + "/bigbluebutton/api"); err == nil {
+		t.Fatal("still serving after shutdown")
+	}
+}

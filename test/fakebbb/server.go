@@ -1,0 +1,416 @@
+// Package fakebbb is an in-memory BigBlueButton node for tests, the demo and
+// benchmarks. It answers the BBB API as bbb-web does — checksums over the raw
+// query, the same XML (and, for text tracks, JSON) bodies and message keys,
+// HTTP 200 on FAILED — and keeps meetings, attendees and recordings in memory
+// so a test can assert what a balancer did to a node. A join redirect lands
+// on a page of the fake's own, and only that landing counts the attendee, as
+// a real node counts a user once the browser arrives.
+package fakebbb
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"math/rand/v2"
+	"mime"
+	"mime/multipart"
+	"net"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/conclave-lb/conclave/bbb"
+)
+
+// maxBody bounds request bodies: slides and caption files fit, a client
+// cannot make the fake buffer without limit.
+const maxBody = 32 << 20
+
+const (
+	apiRoot        = "/bigbluebutton/api"
+	landingPath    = "/html5client/join"
+	playbackPrefix = "/playback/presentation/2.3/"
+	captionsPrefix = "/bigbluebutton/captions/"
+)
+
+// Server is one fake BBB node. All methods are safe for concurrent use.
+type Server struct {
+	secret string
+
+	mu             sync.Mutex
+	meetings       map[string]*meeting   // running meetings by external meetingID
+	sessions       map[string]*session   // join sessions by session token
+	recordings     map[string]*recording // by recordID
+	presentations  map[string][]string   // by meetingID; kept after end for tests
+	chats          map[string][]string   // by meetingID; kept after end for tests
+	requests       map[string]int        // by call name
+	blockCallbacks bool
+	client         *http.Client
+	lastCreate     int64 // createTime of the newest meeting, to keep IDs unique
+
+	life sync.Mutex // guards srv; separate so serving never waits on state
+	srv  *http.Server
+}
+
+// New returns a node that checks checksums with secret (BBB's securitySalt).
+func New(secret string) *Server {
+	return &Server{
+		secret:        secret,
+		meetings:      map[string]*meeting{},
+		sessions:      map[string]*session{},
+		recordings:    map[string]*recording{},
+		presentations: map[string][]string{},
+		chats:         map[string][]string{},
+		requests:      map[string]int{},
+		client: &http.Client{
+			Timeout: 5 * time.Second,
+			// BBB treats a redirect from a callback receiver as an error.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+	}
+}
+
+// Handler serves the BBB API under /bigbluebutton/api, the join landing
+// page, recording playback pages and uploaded caption files.
+func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
+
+// Start listens on addr (e.g. "127.0.0.1:0") and serves in the background.
+// It returns the API base URL, http://host:port/bigbluebutton/api/.
+func (s *Server) Start(addr string) (string, error) {
+	s.life.Lock()
+	defer s.life.Unlock()
+	if s.srv != nil {
+		return "", errors.New("fakebbb: already serving")
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", err
+	}
+	srv := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          log.New(io.Discard, "", 0), // clients that hang up are no news
+	}
+	s.srv = srv
+	go srv.Serve(ln)
+	return "http://" + ln.Addr().String() + apiRoot + "/", nil
+}
+
+// Close stops listening and drops open connections, like a node going down.
+// Meetings and recordings stay, so Start on the same address "restarts" it.
+func (s *Server) Close() error {
+	s.life.Lock()
+	defer s.life.Unlock()
+	if s.srv == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := s.srv.Shutdown(ctx); err != nil {
+		s.srv.Close()
+	}
+	s.srv = nil
+	return nil
+}
+
+// MeetingCount is the number of running meetings.
+func (s *Server) MeetingCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.meetings)
+}
+
+// AttendeeCount is the number of users in running meetings: users whose
+// browser reached the join landing page.
+func (s *Server) AttendeeCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, m := range s.meetings {
+		n += len(m.attendees)
+	}
+	return n
+}
+
+// MeetingIDs lists the running meetings' external IDs, sorted.
+func (s *Server) MeetingIDs() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ids := make([]string, 0, len(s.meetings))
+	for id := range s.meetings {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// Requests counts the requests that reached /bigbluebutton/api/<call>,
+// whatever their outcome (a bad checksum counts too). The API root counts
+// under "".
+func (s *Server) Requests(call string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.requests[call]
+}
+
+// Presentations lists the documents given for a meeting, by create (POST
+// slides) and insertDocument: URLs, or the name of embedded documents. The
+// list survives the meeting's end and restarts with a new create.
+func (s *Server) Presentations(meetingID string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.presentations[meetingID]...)
+}
+
+// ChatMessages lists the messages sendChatMessage posted to a meeting.
+func (s *Server) ChatMessages(meetingID string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.chats[meetingID]...)
+}
+
+// RecordingIDs lists every recording the node holds, in any state, sorted.
+func (s *Server) RecordingIDs() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ids := make([]string, 0, len(s.recordings))
+	for id := range s.recordings {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// SetBlockCallbacks, when true, keeps recording-ready callbacks from being
+// sent (to test a balancer that must cope with a silent node).
+func (s *Server) SetBlockCallbacks(block bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.blockCallbacks = block
+}
+
+// SetCallbackClient replaces the HTTP client used for callbacks.
+func (s *Server) SetCallbackClient(c *http.Client) {
+	if c == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.client = c
+}
+
+// apiRequest is one API call being answered.
+type apiRequest struct {
+	w         http.ResponseWriter
+	r         *http.Request
+	call      string
+	params    url.Values
+	body      []byte
+	mediaType string          // of a POST body, lower case; "" when none
+	form      *multipart.Form // a multipart body, parsed
+	base      string          // scheme://host of this node as the client sees it
+}
+
+// get returns a parameter; meetingID and recordID are stripped of spaces
+// around them, as bbb-web does.
+func (q *apiRequest) get(name string) string {
+	v := q.params.Get(name)
+	if name == "meetingID" || name == "recordID" {
+		v = strings.TrimSpace(v)
+	}
+	return v
+}
+
+type callHandler func(s *Server, q *apiRequest)
+
+var calls = map[string]callHandler{
+	"create":                 (*Server).create,
+	"join":                   (*Server).join,
+	"end":                    (*Server).end,
+	"isMeetingRunning":       (*Server).isMeetingRunning,
+	"getMeetingInfo":         (*Server).getMeetingInfo,
+	"getMeetings":            (*Server).getMeetings,
+	"insertDocument":         (*Server).insertDocument,
+	"sendChatMessage":        (*Server).sendChatMessage,
+	"getRecordings":          (*Server).getRecordings,
+	"publishRecordings":      (*Server).publishRecordings,
+	"deleteRecordings":       (*Server).deleteRecordings,
+	"updateRecordings":       (*Server).updateRecordings,
+	"getRecordingTextTracks": (*Server).getRecordingTextTracks,
+	"putRecordingTextTrack":  (*Server).putRecordingTextTrack,
+}
+
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	defer func() {
+		// A panic is a bug in the fake, never an answer BBB would give:
+		// answer 500 so tests notice, and keep serving.
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			http.Error(w, fmt.Sprint("fakebbb: internal error: ", v), http.StatusInternalServerError)
+		}
+	}()
+	p := r.URL.Path
+	switch {
+	case p == apiRoot || p == apiRoot+"/":
+		s.count("")
+		s.apiVersion(w, r)
+	case strings.HasPrefix(p, apiRoot+"/"):
+		s.apiCall(w, r, p[len(apiRoot)+1:])
+	case p == landingPath:
+		s.landing(w, r)
+	case strings.HasPrefix(p, playbackPrefix):
+		s.playback(w, r, p[len(playbackPrefix):])
+	case strings.HasPrefix(p, captionsPrefix):
+		s.caption(w, r, p[len(captionsPrefix):])
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func (s *Server) count(call string) {
+	s.mu.Lock()
+	s.requests[call]++
+	s.mu.Unlock()
+}
+
+func (s *Server) apiCall(w http.ResponseWriter, r *http.Request, call string) {
+	s.count(call)
+	h, ok := calls[call]
+	if !ok {
+		fail(w, bbb.KeyUnsupportedRequest, bbb.MsgUnsupportedRequest)
+		return
+	}
+	q := &apiRequest{w: w, r: r, call: call, base: baseURL(r)}
+	if r.Method == http.MethodPost || r.Method == http.MethodPut {
+		body, err := readBody(w, r)
+		if err != nil {
+			// What nginx in front of bbb-web does with an oversized body.
+			http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
+			return
+		}
+		q.body = body
+		q.mediaType = mediaType(r.Header.Get("Content-Type"))
+	}
+	// Values of a malformed query are kept as far as they parse, as a
+	// servlet container does; the checksum still covers the raw text.
+	q.params, _ = url.ParseQuery(r.URL.RawQuery)
+	rest, sum, found := bbb.SplitChecksum(r.URL.RawQuery)
+	switch q.mediaType {
+	case "application/x-www-form-urlencoded":
+		// bbb-web also takes every parameter, checksum included, in a form
+		// body; then the checksum covers the body's text.
+		bodyParams, _ := url.ParseQuery(string(q.body))
+		if !found {
+			rest, sum, found = bbb.SplitChecksum(string(q.body))
+		}
+		for k, v := range bodyParams {
+			if _, dup := q.params[k]; !dup {
+				q.params[k] = v
+			}
+		}
+	case "multipart/form-data":
+		q.form = parseMultipart(q.body, r.Header.Get("Content-Type"))
+		if q.form != nil {
+			for k, v := range q.form.Value {
+				if _, dup := q.params[k]; !dup {
+					q.params[k] = v
+				}
+			}
+		}
+	}
+	if !found || !bbb.VerifySplit(call, rest, sum, s.secret) {
+		if call == "putRecordingTextTrack" {
+			failJSON(w, bbb.KeyChecksumError, bbb.MsgChecksumError)
+			return
+		}
+		fail(w, bbb.KeyChecksumError, bbb.MsgChecksumError)
+		return
+	}
+	h(s, q)
+}
+
+// apiVersion answers the API root, which needs no checksum.
+func (s *Server) apiVersion(w http.ResponseWriter, r *http.Request) {
+	base := baseURL(r)
+	ws := "ws" + strings.TrimPrefix(base, "http")
+	x := newResponse("SUCCESS")
+	x.leaf("version", "2.0")
+	x.leaf("apiVersion", "2.0")
+	x.leaf("bbbVersion", BBBVersion)
+	x.leaf("html5PluginSdkVersion", "0.0.95")
+	x.leaf("graphqlWebsocketUrl", ws+"/graphql")
+	x.leaf("graphqlApiUrl", base+"/api/rest")
+	writeXML(w, x.done())
+}
+
+// BBBVersion is the BBB release the fake answers like.
+const BBBVersion = "3.0.19"
+
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	if r.Body == nil {
+		return nil, nil
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return nil, err
+	}
+	// Any other read error leaves what arrived; the call judges it.
+	return body, nil
+}
+
+func mediaType(header string) string {
+	if header == "" {
+		return ""
+	}
+	mt, _, err := mime.ParseMediaType(header)
+	if err != nil {
+		return "invalid"
+	}
+	return strings.ToLower(mt)
+}
+
+func parseMultipart(body []byte, header string) *multipart.Form {
+	_, params, err := mime.ParseMediaType(header)
+	if err != nil || params["boundary"] == "" {
+		return nil
+	}
+	form, err := multipart.NewReader(bytes.NewReader(body), params["boundary"]).ReadForm(maxBody)
+	if err != nil {
+		return nil
+	}
+	return form
+}
+
+// baseURL is scheme://host of this node as the client addressed it; join
+// and playback URLs point there, as bbb-web's serverURL would.
+func baseURL(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") {
+		scheme = "https"
+	}
+	host := r.Host
+	if host == "" || strings.ContainsAny(host, "/ \\\"<>") {
+		host = "localhost"
+	}
+	return scheme + "://" + host
+}
+
+// randToken returns n random lower-case letters and digits, the alphabet of
+// bbb-web's tokens and user IDs.
+func randToken(n int) string {
+	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = alphabet[rand.IntN(len(alphabet))]
+	}
+	return string(b)
+}
