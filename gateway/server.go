@@ -108,6 +108,8 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 		s.serveInternal(ctx, string(path[len(prefixInternal):]))
 	case bytes.HasPrefix(path, prefixAdmin):
 		s.serveAdmin(ctx)
+	case string(path) == "/" || string(path) == "/status":
+		s.serveStatus(ctx)
 	case string(path) == "/metrics":
 		s.promH(ctx)
 	case string(path) == "/healthz":
