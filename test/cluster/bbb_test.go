@@ -24,8 +24,8 @@ type bbbCluster struct {
 
 const frontendSecret = "moodle-secret"
 
-func startBBBCluster(t *testing.T, nodes int) *bbbCluster {
-	c := &bbbCluster{Cluster: harness.StartCluster(t, 3)}
+func startBBBCluster(t *testing.T, nodes int, env ...string) *bbbCluster {
+	c := &bbbCluster{Cluster: harness.StartCluster(t, 3, env...)}
 	for i := 0; i < nodes; i++ {
 		secret := fmt.Sprintf("node%d-secret", i)
 		n := fakebbb.New(secret)
