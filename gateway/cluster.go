@@ -12,8 +12,11 @@ import (
 type Cluster interface {
 	// FSM is the local replica: reads from it may be slightly stale.
 	FSM() *fsm.FSM
-	// Apply commits a command (forwarded to the leader when needed).
+	// Apply commits a command (forwarded to the leader when needed) and
+	// returns once the local replica has applied it too.
 	Apply(ctx context.Context, c fsm.Command) (*fsm.Result, error)
+	// Commit is Apply without waiting for the local replica.
+	Commit(ctx context.Context, c fsm.Command) (*fsm.Result, error)
 	// ConsistentRead waits until the local replica holds every write
 	// acknowledged before the call.
 	ConsistentRead(ctx context.Context) error

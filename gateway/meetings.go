@@ -58,7 +58,7 @@ func (r *bbbRequest) create() string {
 		r.s.pending.add(b.ID, 1)
 		ctx, cancel := context.WithTimeout(context.Background(), claimTimeout)
 		started := time.Now()
-		claim, err := r.s.cluster.Apply(ctx, &fsm.ClaimMeeting{
+		claim, err := r.s.cluster.Commit(ctx, &fsm.ClaimMeeting{
 			InternalID: internal, Frontend: r.frontend.Key, MeetingID: mid, BackendID: b.ID, Now: now(),
 		})
 		r.s.metrics.applyLatency.Observe(time.Since(started).Seconds())
@@ -151,7 +151,7 @@ func (r *bbbRequest) createOn(b *fsm.Backend, internal, mid string, body []byte,
 func (s *Server) release(internal, backendID string) {
 	ctx, cancel := context.WithTimeout(context.Background(), claimTimeout)
 	defer cancel()
-	if _, err := s.cluster.Apply(ctx, &fsm.ReleaseMeetings{Meetings: []fsm.MeetingRef{{InternalID: internal, BackendID: backendID}}}); err != nil {
+	if _, err := s.cluster.Commit(ctx, &fsm.ReleaseMeetings{Meetings: []fsm.MeetingRef{{InternalID: internal, BackendID: backendID}}}); err != nil {
 		s.log.Warn("could not release meeting", "backend", backendID, "err", err)
 	}
 }

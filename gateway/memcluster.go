@@ -31,6 +31,10 @@ func (m *MemCluster) Apply(_ context.Context, c fsm.Command) (*fsm.Result, error
 	return m.f.Apply(m.idx, fsm.Encode(c)), nil
 }
 
+func (m *MemCluster) Commit(ctx context.Context, c fsm.Command) (*fsm.Result, error) {
+	return m.Apply(ctx, c)
+}
+
 // MustApply applies c and panics on any error: for test setup only.
 func (m *MemCluster) MustApply(c fsm.Command) *fsm.Result {
 	r, _ := m.Apply(context.Background(), c)

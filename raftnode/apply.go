@@ -16,10 +16,18 @@ import (
 // way are retried until ctx ends: commands are idempotent, so a retry after
 // an unknown outcome cannot apply twice in effect.
 func (n *Node) Apply(ctx context.Context, c fsm.Command) (*fsm.Result, error) {
-	return n.applyRaw(ctx, fsm.Encode(c))
+	return n.applyRaw(ctx, fsm.Encode(c), true)
 }
 
-func (n *Node) applyRaw(ctx context.Context, data []byte) (*fsm.Result, error) {
+// Commit is Apply without read-your-writes on a follower: it returns as
+// soon as the leader has applied the command, without waiting for the local
+// replica (which learns the commit a few milliseconds later). For callers
+// that need only the FSM's answer, such as a meeting claim.
+func (n *Node) Commit(ctx context.Context, c fsm.Command) (*fsm.Result, error) {
+	return n.applyRaw(ctx, fsm.Encode(c), false)
+}
+
+func (n *Node) applyRaw(ctx context.Context, data []byte, waitLocal bool) (*fsm.Result, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, defaultOpTimeout)
@@ -36,8 +44,10 @@ func (n *Node) applyRaw(ctx context.Context, data []byte) (*fsm.Result, error) {
 		}
 		// Read-your-writes on this peer: answer only once the local
 		// replica holds the write, so the caller's next read sees it.
-		if err := n.WaitApplied(ctx, ar.Index); err != nil {
-			return nil, err
+		if waitLocal {
+			if err := n.WaitApplied(ctx, ar.Index); err != nil {
+				return nil, err
+			}
 		}
 		return &ar.Result, nil
 	})

@@ -1,0 +1,103 @@
+// Package bench holds Conclave's load generator and the scenario runner
+// behind `make bench`. All traffic goes to loopback; every run is bounded
+// by a request count and a duration and stops by itself.
+package bench
+
+import (
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Load describes one bounded run.
+type Load struct {
+	Name     string
+	URLs     []string      // requests to send, in order, each used once at most per cycle
+	Cycle    bool          // reuse URLs round-robin (reads); false: each URL once (creates)
+	Conns    int           // concurrent connections (workers)
+	Duration time.Duration // stop after this long …
+	MaxReqs  int           // … or after this many requests, whichever first
+	// Check validates a response; nil accepts any 2xx/3xx.
+	Check func(status int, body []byte) bool
+}
+
+// Result is what a run measured.
+type Result struct {
+	Name                string
+	Requests, Errors    int
+	Elapsed             time.Duration
+	RPS                 float64
+	P50, P99, P999, Max time.Duration
+}
+
+func (r Result) String() string {
+	return fmt.Sprintf("| %s | %d | %d | %.0f | %s | %s | %s |", r.Name, r.Requests, r.Errors, r.RPS,
+		ms(r.P50), ms(r.P99), ms(r.P999))
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
+
+// TableHeader matches Result.String.
+const TableHeader = "| scenario | requests | errors | req/s | p50 | p99 | p99.9 |\n|---|---:|---:|---:|---:|---:|---:|"
+
+// Run executes a load and reports latency percentiles over all requests.
+func Run(l Load) Result {
+	client := &fasthttp.Client{MaxConnsPerHost: l.Conns * 2, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second,
+		NoDefaultUserAgentHeader: true, MaxIdleConnDuration: time.Minute}
+	var next atomic.Int64
+	var errs atomic.Int64
+	lat := make([][]time.Duration, l.Conns)
+	deadline := time.Now().Add(l.Duration)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := 0; w < l.Conns; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(resp)
+			for time.Now().Before(deadline) {
+				i := int(next.Add(1)) - 1
+				if i >= l.MaxReqs || (!l.Cycle && i >= len(l.URLs)) {
+					return
+				}
+				req.SetRequestURI(l.URLs[i%len(l.URLs)])
+				t0 := time.Now()
+				err := client.DoTimeout(req, resp, 10*time.Second)
+				d := time.Since(t0)
+				lat[w] = append(lat[w], d)
+				ok := err == nil && resp.StatusCode() < 400
+				if ok && l.Check != nil {
+					ok = l.Check(resp.StatusCode(), resp.Body())
+				}
+				if !ok {
+					errs.Add(1)
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	var all []time.Duration
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	pct := func(p float64) time.Duration {
+		if len(all) == 0 {
+			return 0
+		}
+		return all[min(len(all)-1, int(p*float64(len(all))))]
+	}
+	r := Result{Name: l.Name, Requests: len(all), Errors: int(errs.Load()), Elapsed: elapsed,
+		P50: pct(.5), P99: pct(.99), P999: pct(.999), Max: pct(1)}
+	if elapsed > 0 {
+		r.RPS = float64(len(all)) / elapsed.Seconds()
+	}
+	return r
+}

@@ -1,0 +1,204 @@
+//go:build bench
+
+package bench
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/conclave-lb/conclave/test/fakebbb"
+	"github.com/conclave-lb/conclave/test/harness"
+)
+
+const feSecret = "bench-frontend-secret"
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(name)); err == nil && d > 0 {
+		return d
+	}
+	return def
+}
+
+type node struct {
+	srv         *fakebbb.Server
+	api, secret string
+	host        string
+}
+
+func startNodes(t *testing.T, from, n int) []node {
+	var out []node
+	for i := from; i < from+n; i++ {
+		secret := fmt.Sprintf("node%d-secret", i)
+		s := fakebbb.New(secret)
+		api, err := s.Start("127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		u, _ := url.Parse(api)
+		out = append(out, node{srv: s, api: api, secret: secret, host: u.Host})
+	}
+	return out
+}
+
+func register(t *testing.T, c *harness.Cluster, nodes []node) {
+	for _, n := range nodes {
+		if err := c.API(c.Peers[0], "POST", "/api/v1/backends", map[string]string{"url": n.api, "secret": n.secret}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.API(c.Peers[0], "POST", "/api/v1/backends/"+url.PathEscape(n.host)+"/enable", nil, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	harness.Eventually(t, 30*time.Second, func() error {
+		var bs []struct {
+			NodeState string `json:"node_state"`
+		}
+		if err := c.API(c.Peers[0], "GET", "/api/v1/backends", nil, &bs); err != nil {
+			return err
+		}
+		for _, b := range bs {
+			if b.NodeState != "ready" {
+				return fmt.Errorf("not all ready")
+			}
+		}
+		return nil
+	})
+}
+
+func okBody(want string) func(int, []byte) bool {
+	return func(_ int, b []byte) bool { return bytes.Contains(b, []byte(want)) }
+}
+
+func redirect(status int, _ []byte) bool { return status == http.StatusFound }
+
+// TestScenarios runs every `make bench` scenario and prints a table.
+func TestScenarios(t *testing.T) {
+	dur := envDuration("BENCH_DURATION", 8*time.Second)
+	c := harness.StartCluster(t, 3)
+	nodes := startNodes(t, 0, 2)
+	register(t, c, nodes)
+	if err := c.API(c.Peers[0], "POST", "/api/v1/frontends", map[string]string{"key": "bench", "secret": feSecret}, nil); err != nil {
+		t.Fatal(err)
+	}
+	peerBase := func(i int) string { return "http://" + c.Peers[i].HTTP + "/bigbluebutton/api" }
+	client := func(i int) harness.BBBClient { return harness.BBBClient{Base: peerBase(i), Secret: feSecret} }
+	var results []Result
+	only := os.Getenv("BENCH_ONLY") // run only scenarios whose name contains it
+	run := func(l Load) {
+		if only != "" && !strings.Contains(l.Name, only) {
+			return
+		}
+		r := Run(l)
+		t.Log(r.String())
+		results = append(results, r)
+	}
+
+	// A trivial Go redirect server: the ceiling for join on this machine.
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	trivial := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "http://127.0.0.1:1/bigbluebutton/api/join?"+r.URL.RawQuery, http.StatusFound)
+	})}
+	go trivial.Serve(ln)
+	defer trivial.Close()
+
+	// Meetings to join: 200, spread by placement.
+	const rooms = 200
+	for i := 0; i < rooms; i++ {
+		if a := client(i%3).Get(t, "create", fmt.Sprintf("meetingID=room%d&moderatorPW=mp&attendeePW=ap", i)); a.ReturnCode != "SUCCESS" {
+			t.Fatal(a.Raw)
+		}
+	}
+	joinURLs := func(peers ...int) []string {
+		var out []string
+		for i := 0; i < rooms; i++ {
+			out = append(out, client(peers[i%len(peers)]).URL("join", fmt.Sprintf("fullName=User+%d&meetingID=room%d&password=ap", i, i)))
+		}
+		return out
+	}
+	var trivialURLs []string
+	for _, u := range joinURLs(0) {
+		trivialURLs = append(trivialURLs, "http://"+ln.Addr().String()+"/bigbluebutton/api/join?"+strings.SplitN(u, "?", 2)[1])
+	}
+	// The same joins straight to a fake node: the no-balancer reference.
+	direct := harness.BBBClient{Base: strings.TrimSuffix(nodes[0].api, "/"), Secret: nodes[0].secret}
+	for i := 0; i < rooms; i++ {
+		direct.Get(t, "create", fmt.Sprintf("meetingID=d%d&moderatorPW=mp&attendeePW=ap", i))
+	}
+	var directJoin, directRunning, peerRunning []string
+	for i := 0; i < rooms; i++ {
+		directJoin = append(directJoin, direct.URL("join", fmt.Sprintf("fullName=User+%d&meetingID=d%d&password=ap", i, i)))
+		directRunning = append(directRunning, direct.URL("isMeetingRunning", fmt.Sprintf("meetingID=d%d", i)))
+		peerRunning = append(peerRunning, client(i%3).URL("isMeetingRunning", fmt.Sprintf("meetingID=room%d", i)))
+	}
+	const maxReads = 2_000_000
+	run(Load{Name: "join: trivial Go redirect server (ceiling)", URLs: trivialURLs, Cycle: true, Conns: 64, Duration: dur, MaxReqs: maxReads, Check: redirect})
+	run(Load{Name: "join: fakebbb direct (no balancer)", URLs: directJoin, Cycle: true, Conns: 64, Duration: dur, MaxReqs: maxReads, Check: redirect})
+	run(Load{Name: "join: one peer", URLs: joinURLs(0), Cycle: true, Conns: 64, Duration: dur, MaxReqs: maxReads, Check: redirect})
+	run(Load{Name: "join: three peers", URLs: joinURLs(0, 1, 2), Cycle: true, Conns: 64, Duration: dur, MaxReqs: maxReads, Check: redirect})
+	run(Load{Name: "isMeetingRunning: fakebbb direct", URLs: directRunning, Cycle: true, Conns: 64, Duration: dur, MaxReqs: maxReads, Check: okBody("<running>true")})
+	run(Load{Name: "isMeetingRunning: three peers", URLs: peerRunning, Cycle: true, Conns: 64, Duration: dur, MaxReqs: maxReads, Check: okBody("<running>true")})
+
+	// getMeetings over 10 and 100 backends, two meetings of a frontend of
+	// its own on each (the busy nodes above are cordoned meanwhile, so its
+	// meetings land only on the new ones).
+	if err := c.API(c.Peers[0], "POST", "/api/v1/frontends", map[string]string{"key": "gm", "secret": "gm-secret"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	gmClient := func(i int) harness.BBBClient { return harness.BBBClient{Base: peerBase(i), Secret: "gm-secret"} }
+	var gmNodes []node
+	for _, n := range nodes {
+		c.API(c.Peers[0], "POST", "/api/v1/backends/"+url.PathEscape(n.host)+"/disable", nil, nil)
+	}
+	for _, total := range []int{10, 100} {
+		more := startNodes(t, len(nodes)+len(gmNodes), total-len(gmNodes))
+		register(t, c, more)
+		gmNodes = append(gmNodes, more...)
+		for i := 0; i < total*2; i++ {
+			if a := gmClient(0).Get(t, "create", fmt.Sprintf("meetingID=gm%d-%d&moderatorPW=mp", total, i)); a.ReturnCode != "SUCCESS" {
+				t.Fatal(a.Raw)
+			}
+		}
+		gm := []string{gmClient(0).URL("getMeetings", ""), gmClient(1).URL("getMeetings", ""), gmClient(2).URL("getMeetings", "")}
+		run(Load{Name: fmt.Sprintf("getMeetings: %d backends", total), URLs: gm, Cycle: true, Conns: 16, Duration: dur, MaxReqs: maxReads, Check: okBody("SUCCESS")})
+	}
+	for _, n := range gmNodes { // creates below go to the first two nodes again
+		c.API(c.Peers[0], "POST", "/api/v1/backends/"+url.PathEscape(n.host)+"/disable", nil, nil)
+	}
+	for _, n := range nodes {
+		c.API(c.Peers[0], "POST", "/api/v1/backends/"+url.PathEscape(n.host)+"/enable", nil, nil)
+	}
+
+	// Creates of new meetings: the Raft write path.
+	createURLs := func(prefix string, cl func(i int) harness.BBBClient, n int) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = cl(i).URL("create", fmt.Sprintf("meetingID=%s%d&moderatorPW=mp&attendeePW=ap", prefix, i))
+		}
+		return out
+	}
+	run(Load{Name: "create: fakebbb direct, 1 conn", URLs: createURLs("dc", func(int) harness.BBBClient { return direct }, 5000), Conns: 1, Duration: dur / 2, MaxReqs: 5000, Check: okBody("SUCCESS")})
+	run(Load{Name: "create: three peers, 1 conn", URLs: createURLs("s", func(i int) harness.BBBClient { return client(i % 3) }, 5000), Conns: 1, Duration: dur / 2, MaxReqs: 5000, Check: okBody("SUCCESS")})
+	run(Load{Name: "create: three peers, 64 conns", URLs: createURLs("c", func(i int) harness.BBBClient { return client(i % 3) }, 100000), Conns: 64, Duration: dur, MaxReqs: 100000, Check: okBody("SUCCESS")})
+
+	var out strings.Builder
+	fmt.Fprintf(&out, "Machine: %d cores (%s), load generator, fake BBB nodes and three peers on the same machine; %s per scenario.\n\n%s\n",
+		runtime.NumCPU(), runtime.GOARCH, dur, TableHeader)
+	for _, r := range results {
+		out.WriteString(r.String() + "\n")
+	}
+	fmt.Println(out.String())
+	if f := os.Getenv("BENCH_OUT"); f != "" {
+		if err := os.WriteFile(f, []byte(out.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
