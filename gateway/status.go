@@ -19,7 +19,7 @@ import (
 // every few seconds. It shows IDs, URLs, states and counts — never secrets.
 var statusTemplate = template.Must(template.New("status").Funcs(template.FuncMap{
 	"join": strings.Join,
-	"dur": func(ns int64) string { return time.Duration(ns).Round(time.Microsecond).String() },
+	"dur":  func(ns int64) string { return time.Duration(ns).Round(time.Microsecond).String() },
 	"ago": func(ns int64) string {
 		if ns == 0 {
 			return "-"
