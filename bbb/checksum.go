@@ -12,6 +12,7 @@ import (
 	"hash"
 	"net/url"
 	"strings"
+	"sync"
 )
 
 // Algorithm names a checksum hash accepted by BBB.
@@ -55,16 +56,14 @@ func AlgorithmForLength(n int) (Algorithm, bool) {
 	return "", false
 }
 
-// Checksum is lowercase hex of H(call + query + secret).
+// Checksum is lowercase hex of H(call + query + secret); an unknown
+// algorithm counts as sha256.
 func Checksum(a Algorithm, call, query, secret string) string {
-	h := newHash(a)
-	if h == nil {
-		h = sha256.New()
+	if hashPools[a] == nil {
+		a = SHA256
 	}
-	h.Write([]byte(call))
-	h.Write([]byte(query))
-	h.Write([]byte(secret))
-	return hex.EncodeToString(h.Sum(nil))
+	var d [sha512.Size]byte
+	return hex.EncodeToString(digest(a, call, query, secret, d[:0]))
 }
 
 // SplitChecksum cuts the checksum parameter out of a raw query string as
@@ -120,8 +119,43 @@ func VerifySplit(call, rest, sum, secret string, allowed ...Algorithm) bool {
 			return false
 		}
 	}
-	want := Checksum(a, call, rest, secret)
-	return subtle.ConstantTimeCompare([]byte(want), []byte(strings.ToLower(sum))) == 1
+	// Compare raw digests: decode the client's hex (either case) instead of
+	// building and lower-casing strings; hashers and buffers are pooled, as
+	// this runs on every request.
+	var got, want [sha512.Size]byte
+	n, err := hex.Decode(got[:], []byte(sum))
+	if err != nil {
+		return false
+	}
+	d := digest(a, call, rest, secret, want[:0])
+	return subtle.ConstantTimeCompare(got[:n], d) == 1
+}
+
+type hashState struct {
+	h   hash.Hash
+	buf []byte
+}
+
+var hashPools = map[Algorithm]*sync.Pool{}
+
+func init() {
+	for _, a := range []Algorithm{SHA1, SHA256, SHA384, SHA512} {
+		hashPools[a] = &sync.Pool{New: func() any { return &hashState{h: newHash(a)} }}
+	}
+}
+
+// digest appends H(call+query+secret) to dst.
+func digest(a Algorithm, call, query, secret string, dst []byte) []byte {
+	pool := hashPools[a]
+	st := pool.Get().(*hashState)
+	st.buf = append(append(append(st.buf[:0], call...), query...), secret...)
+	st.h.Reset()
+	st.h.Write(st.buf)
+	dst = st.h.Sum(dst)
+	if cap(st.buf) <= 64<<10 {
+		pool.Put(st)
+	}
+	return dst
 }
 
 // SignQuery appends a checksum parameter for call to an encoded query.

@@ -39,6 +39,9 @@ func (s *Server) serveBBB(ctx *fasthttp.RequestCtx, key string, rest []byte) {
 	call := string(bytes.Trim(rest, "/"))
 	r := &bbbRequest{s: s, ctx: ctx, call: call}
 	result := r.serve(key)
+	if r.args != nil {
+		fasthttp.ReleaseArgs(r.args) // everything built from it has been copied by now
+	}
 	took := time.Since(start)
 	s.metrics.observeBBB(metricCall(call), r.frontend.Key, result, took)
 	// One line per request at debug. The query is never logged: it carries
@@ -68,7 +71,7 @@ func (r *bbbRequest) serve(key string) string {
 		return r.fail(bbb.KeyChecksumError, bbb.MsgChecksumError)
 	}
 	r.frontend = fe
-	r.args = &fasthttp.Args{}
+	r.args = fasthttp.AcquireArgs()
 	r.args.ParseBytes(raw)
 	r.args.Del("checksum")
 
