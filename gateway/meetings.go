@@ -39,10 +39,18 @@ func (r *bbbRequest) create() string {
 	internal := internalMeetingID(r.frontend.Key, mid)
 	r.args.Set("meetingID", internal)
 
-	// Known and on a live backend: no Raft write needed.
+	// Known and on a live backend: no Raft write needed. If that backend
+	// does not answer, this replica may not know yet that it died: make it
+	// consistent and go through a claim, which moves the meeting only if
+	// the cluster has declared the node dead.
 	if m, ok := r.s.cluster.FSM().Meeting(internal); ok {
 		if b, ok := r.s.cluster.FSM().Backend(m.BackendID); ok && b.NodeState != fsm.NodeError {
-			return r.createOn(&b, internal, mid, body, contentType, false)
+			if res := r.createOn(&b, internal, mid, body, contentType, false); res != "retry" {
+				return res
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), consistentTimeout)
+			_ = r.s.cluster.ConsistentRead(ctx)
+			cancel()
 		}
 	}
 	tried := map[string]bool{}
@@ -78,8 +86,11 @@ func (r *bbbRequest) create() string {
 			tried[claim.Meeting.BackendID] = true
 			continue
 		}
-		if !claim.Created { // another peer's create won the race
-			return r.createOn(target, internal, mid, body, contentType, false)
+		if !claim.Created { // another peer's create won the race, or the node is not declared dead
+			if res := r.createOn(target, internal, mid, body, contentType, false); res != "retry" {
+				return res
+			}
+			return r.fail(bbb.KeyServerUnavailable, msgBackendDown)
 		}
 		r.s.metrics.placements.WithLabelValues(target.ID).Inc()
 		if claim.PreviousBackend != "" {
@@ -122,16 +133,16 @@ func (s *Server) backendFor(id string) (*fsm.Backend, bool) {
 
 // createOn sends create to backend b. For a fresh claim, a backend that
 // fails or refuses releases the claim: no meeting stays bound to a backend
-// that does not run it. It returns "retry" when another backend should try.
+// that does not run it. It returns "retry", having written no answer, when
+// the backend did not answer (fresh: another backend should try).
 func (r *bbbRequest) createOn(b *fsm.Backend, internal, mid string, body []byte, contentType string, fresh bool) string {
 	answer, err := r.s.callBackend(b, "create", r.args, body, contentType, backendCreateTimeout)
 	if err != nil {
 		r.s.log.Warn("backend create failed", "backend", b.ID, "err", err)
 		if fresh {
 			r.s.release(internal, b.ID)
-			return "retry"
 		}
-		return r.fail(bbb.KeyServerUnavailable, msgBackendDown)
+		return "retry"
 	}
 	env, perr := bbb.ParseEnvelope(answer)
 	if fresh && (perr != nil || (!env.OK() && env.MessageKey != bbb.KeyIDNotUnique)) {
@@ -206,28 +217,40 @@ func (r *bbbRequest) applyFrontendSettings() {
 	}
 }
 
-// lookup finds a meeting and its backend in the local replica; on a miss
-// it makes the replica consistent first (read-your-writes: a create just
-// answered by another peer must be found here).
+// lookup finds a meeting and its backend in the local replica. It makes
+// the replica consistent first (read-your-writes) when the answer could be
+// stale: on a miss (a create just answered by another peer must be found
+// here), and when the bound backend is in error or gone (the meeting may
+// have just been moved to a live backend by a create elsewhere).
 func (r *bbbRequest) lookup(internal string) (*fsm.Meeting, *fsm.Backend, error) {
 	st := r.s.cluster.FSM()
+	m, b, found := bound(st, internal)
+	if found && b != nil && b.NodeState != fsm.NodeError {
+		return m, b, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), consistentTimeout)
+	err := r.s.cluster.ConsistentRead(ctx)
+	cancel()
+	if err != nil {
+		return nil, nil, err
+	}
+	if m, b, found = bound(st, internal); !found || b == nil {
+		return nil, nil, nil
+	}
+	return m, b, nil
+}
+
+// bound reads a meeting and its backend (nil if the backend is gone).
+func bound(st *fsm.FSM, internal string) (*fsm.Meeting, *fsm.Backend, bool) {
 	m, ok := st.Meeting(internal)
 	if !ok {
-		ctx, cancel := context.WithTimeout(context.Background(), consistentTimeout)
-		err := r.s.cluster.ConsistentRead(ctx)
-		cancel()
-		if err != nil {
-			return nil, nil, err
-		}
-		if m, ok = st.Meeting(internal); !ok {
-			return nil, nil, nil
-		}
+		return nil, nil, false
 	}
 	b, ok := st.Backend(m.BackendID)
 	if !ok {
-		return nil, nil, nil
+		return &m, nil, true
 	}
-	return &m, &b, nil
+	return &m, &b, true
 }
 
 // join redirects the browser to the backend's own join URL, signed with

@@ -399,3 +399,26 @@ func Eventually(t testing.TB, timeout time.Duration, fn func() error) {
 	}
 	t.Fatalf("not within %v: %v", timeout, err)
 }
+
+// WaitConverged waits until every running peer has applied as far as the
+// most advanced one: a write acknowledged on one peer is then visible on all.
+func (c *Cluster) WaitConverged(timeout time.Duration) {
+	c.T.Helper()
+	Eventually(c.T, timeout, func() error {
+		var hi, lo uint64 = 0, ^uint64(0)
+		for _, p := range c.Peers {
+			if !p.Running() {
+				continue
+			}
+			st, err := p.Status()
+			if err != nil {
+				return err
+			}
+			hi, lo = max(hi, st.AppliedIndex), min(lo, st.AppliedIndex)
+		}
+		if hi != lo {
+			return fmt.Errorf("applied indexes range %d..%d", lo, hi)
+		}
+		return nil
+	})
+}
