@@ -14,7 +14,7 @@ all: build
 build:
 	@mkdir -p $(BIN)
 	@for c in $(CMDS); do \
-	  if [ -d cmd/$$c ]; then CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/$$c ./cmd/$$c || exit 1; fi; \
+	  if [ -f cmd/$$c/main.go ]; then CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/$$c ./cmd/$$c || exit 1; fi; \
 	done
 
 vet:
