@@ -48,6 +48,28 @@ func TestMetricsMoveAndSecretsStayHidden(t *testing.T) {
 	if err := harness.APIWithToken(c.Peers[0].HTTP, "", "GET", "/api/v1/backends", nil, nil); err == nil || !strings.Contains(err.Error(), "401") {
 		t.Fatalf("admin API without a token: %v", err)
 	}
+	// An agent token may not add a frontend.
+	agentTok, _ := auth.Mint(jwtSecret, "node9.local", []string{auth.ScopeAgent}, time.Hour)
+	err := harness.APIWithToken(c.Peers[1].HTTP, agentTok, "POST", "/api/v1/frontends", map[string]string{"key": "evil", "secret": "x"}, nil)
+	if err == nil || !strings.Contains(err.Error(), "403") {
+		t.Fatalf("agent token adding a frontend: %v", err)
+	}
+	// With the secret in its environment, conclavectl mints an admin token
+	// and every command works.
+	for _, args := range [][]string{
+		{"show", "peers"}, {"show", "backends"}, {"show", "frontends"}, {"show", "meetings"},
+		{"add", "frontend", "extra", "--secret", "extra-secret"},
+		{"set", "frontend", "-j", `{"required_tags":["x"]}`, "extra"},
+		{"delete", "frontend", "extra"},
+		{"disable", "backend", c.hosts[0]}, {"enable", "backend", c.hosts[0]},
+		{"set", "backend", "-j", `{"load_factor":1.5}`, c.hosts[0]},
+		{"show", "backend", c.hosts[0]},
+		{"token", "--ttl", "1m"},
+	} {
+		if _, err := c.Ctl(c.Peers[2], args...); err != nil {
+			t.Fatalf("with an admin token: %v", err)
+		}
+	}
 	cl := c.client(c.Peers[0])
 	for i := 0; i < 5; i++ {
 		if a := cl.Get(t, "create", fmt.Sprintf("meetingID=obs%d&moderatorPW=mp", i)); a.ReturnCode != "SUCCESS" {
@@ -112,7 +134,7 @@ func TestMetricsMoveAndSecretsStayHidden(t *testing.T) {
 	leader.Start()
 
 	// Secrets never appear in logs or metrics.
-	secrets := append([]string{jwtSecret, frontendSecret}, c.secrets...)
+	secrets := append([]string{jwtSecret, frontendSecret, "extra-secret"}, c.secrets...)
 	for _, p := range c.Peers {
 		texts := map[string]string{"log": p.Log()}
 		if p.Running() {
