@@ -95,6 +95,12 @@ func (r *bbbRequest) serve(key string) string {
 		return r.forwardMeetingCall(notFoundIsError, nil)
 	case "getMeetings":
 		return r.getMeetings()
+	case "getRecordings":
+		return r.getRecordings()
+	case "publishRecordings", "updateRecordings", "deleteRecordings":
+		return r.changeRecordings()
+	case "getRecordingTextTracks", "putRecordingTextTrack":
+		return r.textTrackCall()
 	}
 	return r.fail(bbb.KeyUnsupportedRequest, bbb.MsgUnsupportedRequest)
 }

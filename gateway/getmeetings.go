@@ -83,9 +83,7 @@ func ownMeetings(doc []byte, mine map[string]string) []byte {
 			if !ok {
 				break
 			}
-			out.Write(doc[m.start:c.contentStart])
-			out.WriteString(escapeText(ext))
-			out.Write(doc[c.contentEnd:m.end])
+			out.Write(rewriteMeetingIDs(doc[m.start:m.end], c.text, ext))
 			break
 		}
 	}

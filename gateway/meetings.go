@@ -167,8 +167,14 @@ func (s *Server) release(internal, backendID string) {
 	}
 }
 
+// idElements are where BBB echoes a meeting's ID: its meetingID, and the
+// name it defaults to the ID (meetingName, a recording's name and metadata).
+var idElements = []string{"meetingID", "meetingName", "name", "meetingId"}
+
+// rewriteMeetingIDs shows the client its own meeting ID wherever the
+// backend echoed the internal one.
 func rewriteMeetingIDs(doc []byte, internal, external string) []byte {
-	return rewriteTexts(doc, "meetingID", func(t string) (string, bool) { return external, t == internal })
+	return rewriteTexts(doc, idElements, func(t string) (string, bool) { return external, t == internal })
 }
 
 // createBody returns the body to send with create: the client's slides

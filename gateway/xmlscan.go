@@ -71,10 +71,10 @@ func escapeText(s string) string {
 	return b.String()
 }
 
-// rewriteTexts replaces the content of every element named name whose
-// text fn maps to a new value. Elements fn declines are left as they were.
-func rewriteTexts(doc []byte, name string, fn func(string) (string, bool)) []byte {
-	els, err := scanXML(doc, name)
+// rewriteTexts replaces the content of every element named one of names
+// whose text fn maps to a new value. Elements fn declines are left as they were.
+func rewriteTexts(doc []byte, names []string, fn func(string) (string, bool)) []byte {
+	els, err := scanXML(doc, names...)
 	if err != nil || len(els) == 0 {
 		return doc
 	}
