@@ -1,12 +1,14 @@
 package ctl
 
 import (
-	"context"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -15,63 +17,51 @@ import (
 	"github.com/conclave-lb/conclave/auth"
 )
 
-// options are the global flags.
+// Environment variables conclavectl reads (a flag wins over its variable).
+const (
+	EnvAPI       = "CONCLAVE_API"
+	EnvToken     = "CONCLAVE_API_TOKEN"
+	EnvJWTSecret = "CONCLAVE_API_JWT_SECRET"
+)
+
+// options are the global flags, resolved against the environment.
 type options struct {
 	api, token, output string
 }
 
-// NewRootCommand builds conclavectl.
+// NewRootCommand builds conclavectl. version is printed by --version.
 func NewRootCommand(version string) *cobra.Command {
 	o := &options{}
 	root := &cobra.Command{
 		Use:   "conclavectl",
 		Short: "Operate a Conclave cluster: peers, backends, frontends, meetings",
-		Long: `conclavectl talks to any Conclave peer's admin API; writes are forwarded to the leader.
+		Long: `conclavectl talks to the admin API of any Conclave peer; writes are forwarded to the leader.
 
-Environment: CONCLAVE_API (--api), CONCLAVE_API_TOKEN (--token). With neither token
-set but CONCLAVE_API_JWT_SECRET set, an admin token is minted for each call.`,
+Environment:
+  CONCLAVE_API             the peer to talk to (--api)
+  CONCLAVE_API_TOKEN       bearer token (--token)
+  CONCLAVE_API_JWT_SECRET  with no token given, mint a one-hour admin token from this secret`,
 		Version:       version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			f := cmd.Flags()
-			if !f.Changed("api") {
-				if v := os.Getenv("CONCLAVE_API"); v != "" {
-					o.api = v
-				}
-			}
-			if !f.Changed("token") {
-				o.token = os.Getenv("CONCLAVE_API_TOKEN")
-			}
-			if o.token == "" {
-				if secret := os.Getenv("CONCLAVE_API_JWT_SECRET"); secret != "" {
-					t, err := auth.Mint(secret, "conclavectl", []string{auth.ScopeAdmin}, time.Hour)
-					if err != nil {
-						return err
-					}
-					o.token = t
-				}
-			}
-			if o.output != "text" && o.output != "json" {
-				return fmt.Errorf("-o must be text or json, not %q", o.output)
-			}
-			return nil
+			return o.resolve(cmd)
 		},
 	}
 	root.SetVersionTemplate("conclavectl {{.Version}}\n")
 	pf := root.PersistentFlags()
-	pf.StringVar(&o.api, "api", "http://127.0.0.1:42353", "a peer's HTTP address (env CONCLAVE_API)")
-	pf.StringVar(&o.token, "token", "", "admin API bearer token (env CONCLAVE_API_TOKEN)")
+	pf.StringVar(&o.api, "api", DefaultAPI, "base URL of a peer's HTTP listener (env "+EnvAPI+")")
+	pf.StringVar(&o.token, "token", "", "admin API bearer token (env "+EnvToken+")")
 	pf.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
 
-	add := &cobra.Command{Use: "add", Short: "Add a backend or frontend"}
-	set := &cobra.Command{Use: "set", Short: "Change a backend's or frontend's settings (JSON merge; null unsets)"}
-	show := &cobra.Command{Use: "show", Short: "Show backends, frontends, meetings or peers"}
-	del := &cobra.Command{Use: "delete", Short: "Delete (decommission) a backend, or delete a frontend"}
-	enable := &cobra.Command{Use: "enable", Short: "Enable a backend (AdminState ready)"}
-	disable := &cobra.Command{Use: "disable", Short: "Disable (cordon) a backend: no new meetings"}
-	join := &cobra.Command{Use: "join", Short: "Add a peer to the cluster"}
-	remove := &cobra.Command{Use: "remove", Short: "Remove a peer from the cluster"}
+	add := group("add", "Add a backend or frontend")
+	set := group("set", "Change a backend's or frontend's settings (JSON merge patch; null unsets)")
+	show := group("show", "Show backends, frontends, meetings or peers")
+	del := group("delete", "Decommission a backend, or delete a frontend")
+	enable := group("enable", "Enable a backend (AdminState ready)")
+	disable := group("disable", "Disable (cordon) a backend: no new meetings, running ones go on")
+	join := group("join", "Add a peer to the cluster")
+	remove := group("remove", "Remove a peer from the cluster")
 	root.AddCommand(add, set, show, del, enable, disable, join, remove, tokenCommand())
 
 	add.AddCommand(o.addBackend(), o.addFrontend())
@@ -85,60 +75,126 @@ set but CONCLAVE_API_JWT_SECRET set, an admin token is minted for each call.`,
 	return root
 }
 
-func (o *options) client() *Client { return NewClient(o.api, o.token) }
-
-func ctx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), 60*time.Second)
+// resolve applies the environment to flags not given, and mints a token
+// from the JWT secret when none is given.
+func (o *options) resolve(cmd *cobra.Command) error {
+	f := cmd.Flags()
+	if !f.Changed("api") {
+		if v := os.Getenv(EnvAPI); v != "" {
+			o.api = v
+		}
+	}
+	if !f.Changed("token") {
+		o.token = os.Getenv(EnvToken)
+	}
+	if o.token == "" {
+		if secret := os.Getenv(EnvJWTSecret); secret != "" {
+			t, err := auth.Mint(secret, "conclavectl", []string{auth.ScopeAdmin}, time.Hour)
+			if err != nil {
+				return fmt.Errorf("minting a token from %s: %w", EnvJWTSecret, err)
+			}
+			o.token = t
+		}
+	}
+	if o.output != "text" && o.output != "json" {
+		return fmt.Errorf("-o must be text or json, not %q", o.output)
+	}
+	return nil
 }
+
+// group is a command word that only holds subcommands ("show", "add", ...).
+// Without a subcommand it prints its help; an unknown one is an error.
+func group(use, short string) *cobra.Command {
+	return &cobra.Command{
+		Use: use, Short: short, Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return cmd.Help()
+			}
+			var names []string
+			for _, c := range cmd.Commands() {
+				if c.IsAvailableCommand() {
+					names = append(names, c.Name())
+				}
+			}
+			sort.Strings(names)
+			return fmt.Errorf("unknown command %q for %q (one of: %s)", args[0], cmd.CommandPath(), strings.Join(names, ", "))
+		},
+	}
+}
+
+// nargs checks the number of positional arguments, naming the usage on error.
+func nargs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return fmt.Errorf("%s takes %d argument(s), got %d; usage: %s", cmd.CommandPath(), n, len(args), cmd.UseLine())
+		}
+		return nil
+	}
+}
+
+func (o *options) client() *Client { return NewClient(o.api, o.token) }
 
 // jsonObject validates a -j argument locally, before anything is sent.
 func jsonObject(s string) (json.RawMessage, error) {
-	if s == "" {
-		return json.RawMessage("{}"), nil
-	}
 	var m map[string]any
-	if err := json.Unmarshal([]byte(s), &m); err != nil {
-		return nil, fmt.Errorf("-j must be a JSON object: %v", err)
+	if err := json.Unmarshal([]byte(s), &m); err != nil || m == nil {
+		if err == nil {
+			err = errors.New("got null")
+		}
+		return nil, fmt.Errorf("-j must be a JSON object, e.g. '{\"tags\":[\"bbb_30\"]}': %v", err)
 	}
 	return json.RawMessage(s), nil
 }
 
-// emit prints v as indented JSON (-o json) or calls text.
-func (o *options) emit(w io.Writer, v any, text func()) error {
+// optionalJSON is jsonObject for an optional -j (nil when not given).
+func optionalJSON(cmd *cobra.Command, s string) (json.RawMessage, error) {
+	if !cmd.Flags().Changed("json") {
+		return nil, nil
+	}
+	return jsonObject(s)
+}
+
+// emit prints v as indented JSON (-o json) or runs text.
+func (o *options) emit(w io.Writer, v any, text func(w io.Writer)) error {
 	if o.output == "json" {
 		b, err := json.MarshalIndent(v, "", "  ")
 		if err != nil {
 			return err
 		}
-		fmt.Fprintln(w, string(b))
-		return nil
+		_, err = fmt.Fprintln(w, string(b))
+		return err
 	}
-	text()
+	text(w)
 	return nil
 }
 
 func (o *options) addBackend() *cobra.Command {
 	var secret, settings string
 	cmd := &cobra.Command{
-		Use: "backend URL --secret S [-j JSON]", Short: "Register a BBB server (AdminState init until enabled)",
-		Args: cobra.ExactArgs(1),
+		Use:   "backend URL --secret S [-j JSON]",
+		Short: "Register a BBB server (AdminState init: no meetings until enabled)",
+		Long: `Register a BBB server by its API URL (…/bigbluebutton/api/ is added when missing).
+It starts in AdminState init and gets no meetings until "conclavectl enable backend".
+Settings (-j): {"tags":["bbb_30"],"load_factor":1.5}`,
+		Args: nargs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if secret == "" {
-				return errors.New("--secret is required (the BBB server's securitySalt)")
+				return errors.New("--secret is required (the BBB server's shared secret, `bbb-conf --secret`)")
 			}
-			js, err := jsonObject(settings)
+			js, err := optionalJSON(cmd, settings)
 			if err != nil {
 				return err
 			}
-			c, cancel := ctx()
-			defer cancel()
-			var b Backend
-			body := map[string]any{"url": args[0], "secret": secret, "settings": js}
-			if err := o.client().Do(c, "POST", "/api/v1/backends", body, &b); err != nil {
+			b, err := o.client().AddBackend(cmd.Context(), args[0], secret, js)
+			if err != nil {
 				return err
 			}
-			return o.emit(cmd.OutOrStdout(), b, func() {
-				fmt.Fprintf(cmd.OutOrStdout(), "backend %s added: %s (AdminState %s; enable it to place meetings)\n", b.ID, b.URL, b.AdminState)
+			return o.emit(cmd.OutOrStdout(), b, func(w io.Writer) {
+				fmt.Fprintf(w, "backend %s added (AdminState %s): %s\n", b.ID, b.AdminState, b.URL)
+				if b.AdminState == "init" {
+					fmt.Fprintf(w, "enable it to place meetings on it: conclavectl enable backend %s\n", b.ID)
+				}
 			})
 		},
 	}
@@ -150,24 +206,23 @@ func (o *options) addBackend() *cobra.Command {
 func (o *options) setBackend() *cobra.Command {
 	var settings string
 	cmd := &cobra.Command{
-		Use: "backend -j JSON URL|ID|HOST", Short: "Merge settings into a backend's (null unsets a key)",
-		Args: cobra.ExactArgs(1),
+		Use:   "backend -j JSON URL|ID|HOST",
+		Short: "Merge settings into a backend's (null unsets a key)",
+		Args:  nargs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if settings == "" {
-				return errors.New("-j JSON is required")
+			if !cmd.Flags().Changed("json") {
+				return errors.New("-j JSON is required, e.g. -j '{\"tags\":[\"bbb_30\"]}'")
 			}
 			js, err := jsonObject(settings)
 			if err != nil {
 				return err
 			}
-			c, cancel := ctx()
-			defer cancel()
-			var b Backend
-			if err := o.client().Do(c, "PATCH", "/api/v1/backends/"+ref(args[0]), js, &b); err != nil {
+			b, err := o.client().SetBackend(cmd.Context(), args[0], js)
+			if err != nil {
 				return err
 			}
-			return o.emit(cmd.OutOrStdout(), b, func() {
-				fmt.Fprintf(cmd.OutOrStdout(), "backend %s settings: %s\n", b.ID, compact(b.Settings))
+			return o.emit(cmd.OutOrStdout(), b, func(w io.Writer) {
+				fmt.Fprintf(w, "backend %s settings: %s\n", b.ID, compact(b.Settings))
 			})
 		},
 	}
@@ -176,17 +231,24 @@ func (o *options) setBackend() *cobra.Command {
 }
 
 func (o *options) backendState(action string) *cobra.Command {
+	short := "Enable a backend: AdminState ready, it takes new meetings"
+	if action == "disable" {
+		short = "Disable (cordon) a backend: AdminState stopped, no new meetings, running ones go on"
+	}
 	return &cobra.Command{
-		Use: "backend URL|ID|HOST", Short: action + " a backend", Args: cobra.ExactArgs(1),
+		Use: "backend URL|ID|HOST", Short: short, Args: nargs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, cancel := ctx()
-			defer cancel()
-			var b Backend
-			if err := o.client().Do(c, "POST", "/api/v1/backends/"+ref(args[0])+"/"+action, nil, &b); err != nil {
+			c := o.client()
+			do := c.EnableBackend
+			if action == "disable" {
+				do = c.DisableBackend
+			}
+			b, err := do(cmd.Context(), args[0])
+			if err != nil {
 				return err
 			}
-			return o.emit(cmd.OutOrStdout(), b, func() {
-				fmt.Fprintf(cmd.OutOrStdout(), "backend %s: AdminState %s\n", b.ID, b.AdminState)
+			return o.emit(cmd.OutOrStdout(), b, func(w io.Writer) {
+				fmt.Fprintf(w, "backend %s %sd (AdminState %s, NodeState %s)\n", b.ID, action, b.AdminState, b.NodeState)
 			})
 		},
 	}
@@ -195,46 +257,46 @@ func (o *options) backendState(action string) *cobra.Command {
 func (o *options) deleteBackend() *cobra.Command {
 	var force bool
 	cmd := &cobra.Command{
-		Use: "backend URL|ID|HOST [--force]", Short: "Decommission a backend (removed when its last meeting ends; --force: now)",
-		Args: cobra.ExactArgs(1),
+		Use:   "backend URL|ID|HOST [--force]",
+		Short: "Decommission a backend: removed when its last meeting ends (--force: now)",
+		Args:  nargs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, cancel := ctx()
-			defer cancel()
-			path := "/api/v1/backends/" + ref(args[0])
-			if force {
-				path += "?force=true"
-			}
-			var res struct {
-				Removed bool    `json:"removed"`
-				Backend Backend `json:"backend"`
-			}
-			if err := o.client().Do(c, "DELETE", path, nil, &res); err != nil {
+			res, err := o.client().DeleteBackend(cmd.Context(), args[0], force)
+			if err != nil {
 				return err
 			}
-			return o.emit(cmd.OutOrStdout(), res, func() {
+			return o.emit(cmd.OutOrStdout(), res, func(w io.Writer) {
 				if res.Removed {
-					fmt.Fprintf(cmd.OutOrStdout(), "backend %s removed\n", res.Backend.ID)
+					fmt.Fprintf(w, "backend %s removed\n", res.Backend.ID)
+				} else if n := res.Backend.BoundMeetings; n > 0 {
+					fmt.Fprintf(w, "backend %s decommissioned: no new meetings; removed when its %d meeting(s) end (--force removes it now)\n", res.Backend.ID, n)
 				} else {
-					fmt.Fprintf(cmd.OutOrStdout(), "backend %s decommissioned: no new meetings; removed when its %d meeting(s) end\n", res.Backend.ID, res.Backend.BoundMeetings)
+					fmt.Fprintf(w, "backend %s decommissioned: no new meetings; removed when its last meeting ends (--force removes it now)\n", res.Backend.ID)
 				}
 			})
 		},
 	}
-	cmd.Flags().BoolVar(&force, "force", false, "remove now, forgetting its meetings")
+	cmd.Flags().BoolVar(&force, "force", false, "remove it now and forget its meetings")
 	return cmd
 }
 
-// FormatBackend writes one backend in the block format b3scale users know.
-func FormatBackend(w io.Writer, b Backend) {
-	ratio := 0.0
-	if b.Meetings > 0 {
-		ratio = float64(b.Attendees) / float64(b.Meetings)
-	}
+// FormatBackend writes one backend in the block format b3scale users know:
+//
+//	<id>
+//	  Host:        https://node22.bbb.example.org/bigbluebutton/api/
+//	  Settings:    {"tags":["bbb_25"]}
+//	  NodeState:   ready    AdminState:  ready
+//	  MC/AC/R:     0/0/0.00
+//	  LoadFactor:  1
+//	  Latency:     92.5466361ms
+//
+// plus a LastError line when the node is in error.
+func FormatBackend(w io.Writer, b *Backend) {
 	fmt.Fprintf(w, "%s\n", b.ID)
 	fmt.Fprintf(w, "  Host:        %s\n", b.URL)
 	fmt.Fprintf(w, "  Settings:    %s\n", compact(b.Settings))
 	fmt.Fprintf(w, "  NodeState:   %-8s AdminState:  %s\n", b.NodeState, b.AdminState)
-	fmt.Fprintf(w, "  MC/AC/R:     %d/%d/%.2f\n", b.Meetings, b.Attendees, ratio)
+	fmt.Fprintf(w, "  MC/AC/R:     %d/%d/%.2f\n", b.Meetings, b.Attendees, b.Ratio())
 	fmt.Fprintf(w, "  LoadFactor:  %v\n", b.LoadFactor)
 	fmt.Fprintf(w, "  Latency:     %v\n", time.Duration(b.LatencyNs))
 	if b.NodeState == "error" && b.LastError != "" {
@@ -242,37 +304,40 @@ func FormatBackend(w io.Writer, b Backend) {
 	}
 }
 
+// compact is raw JSON on one line, keys in the server's order ({} when
+// absent or null).
 func compact(raw json.RawMessage) string {
-	if len(raw) == 0 {
+	t := bytes.TrimSpace(raw)
+	if len(t) == 0 || string(t) == "null" {
 		return "{}"
 	}
-	var v any
-	if json.Unmarshal(raw, &v) != nil {
-		return string(raw)
+	var buf bytes.Buffer
+	if json.Compact(&buf, t) != nil {
+		return string(t)
 	}
-	b, _ := json.Marshal(v)
-	return string(b)
+	return buf.String()
 }
 
 func (o *options) showBackends() *cobra.Command {
 	return &cobra.Command{
-		Use: "backends", Short: "List backends with their states and load", Args: cobra.NoArgs,
+		Use: "backends", Short: "List backends with their states and load", Args: nargs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, cancel := ctx()
-			defer cancel()
-			var bs []Backend
-			if err := o.client().Do(c, "GET", "/api/v1/backends", nil, &bs); err != nil {
+			bs, err := o.client().Backends(cmd.Context())
+			if err != nil {
 				return err
 			}
-			return o.emit(cmd.OutOrStdout(), bs, func() {
+			if bs == nil {
+				bs = []Backend{}
+			}
+			return o.emit(cmd.OutOrStdout(), bs, func(w io.Writer) {
 				if len(bs) == 0 {
-					fmt.Fprintln(cmd.OutOrStdout(), "no backends; add one with: conclavectl add backend URL --secret S")
+					fmt.Fprintln(w, "no backends; add one with: conclavectl add backend URL --secret S")
 				}
-				for i, b := range bs {
+				for i := range bs {
 					if i > 0 {
-						fmt.Fprintln(cmd.OutOrStdout())
+						fmt.Fprintln(w)
 					}
-					FormatBackend(cmd.OutOrStdout(), b)
+					FormatBackend(w, &bs[i])
 				}
 			})
 		},
@@ -281,15 +346,13 @@ func (o *options) showBackends() *cobra.Command {
 
 func (o *options) showBackend() *cobra.Command {
 	return &cobra.Command{
-		Use: "backend URL|ID|HOST", Short: "Show one backend", Args: cobra.ExactArgs(1),
+		Use: "backend URL|ID|HOST", Short: "Show one backend", Args: nargs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, cancel := ctx()
-			defer cancel()
-			var b Backend
-			if err := o.client().Do(c, "GET", "/api/v1/backends/"+ref(args[0]), nil, &b); err != nil {
+			b, err := o.client().Backend(cmd.Context(), args[0])
+			if err != nil {
 				return err
 			}
-			return o.emit(cmd.OutOrStdout(), b, func() { FormatBackend(cmd.OutOrStdout(), b) })
+			return o.emit(cmd.OutOrStdout(), b, func(w io.Writer) { FormatBackend(w, b) })
 		},
 	}
 }
@@ -297,24 +360,26 @@ func (o *options) showBackend() *cobra.Command {
 func (o *options) addFrontend() *cobra.Command {
 	var secret, settings string
 	cmd := &cobra.Command{
-		Use: "frontend KEY --secret S [-j JSON]", Short: "Add a frontend (tenant)", Args: cobra.ExactArgs(1),
+		Use:   "frontend KEY --secret S [-j JSON]",
+		Short: "Add a frontend (tenant: an LMS or portal with its own secret)",
+		Long: `Add a frontend. Its BBB API is /bigbluebutton/api/ (found by its secret) or
+/bbb/KEY/bigbluebutton/api/. Settings (-j): required_tags, default_presentation
+({"url":…}), create_default_params, create_override_params.`,
+		Args: nargs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if secret == "" {
-				return errors.New("--secret is required (the secret the LMS will use)")
+				return errors.New("--secret is required (the shared secret the frontend will use)")
 			}
-			js, err := jsonObject(settings)
+			js, err := optionalJSON(cmd, settings)
 			if err != nil {
 				return err
 			}
-			c, cancel := ctx()
-			defer cancel()
-			var f Frontend
-			body := map[string]any{"key": args[0], "secret": secret, "settings": js}
-			if err := o.client().Do(c, "POST", "/api/v1/frontends", body, &f); err != nil {
+			f, err := o.client().AddFrontend(cmd.Context(), args[0], secret, js)
+			if err != nil {
 				return err
 			}
-			return o.emit(cmd.OutOrStdout(), f, func() {
-				fmt.Fprintf(cmd.OutOrStdout(), "frontend %s added: BBB API at /bigbluebutton/api/ (by secret) or /bbb/%s/bigbluebutton/api/\n", f.Key, f.Key)
+			return o.emit(cmd.OutOrStdout(), f, func(w io.Writer) {
+				fmt.Fprintf(w, "frontend %s added: BBB API at /bigbluebutton/api/ (by its secret) or /bbb/%s/bigbluebutton/api/\n", f.Key, f.Key)
 			})
 		},
 	}
@@ -326,23 +391,23 @@ func (o *options) addFrontend() *cobra.Command {
 func (o *options) setFrontend() *cobra.Command {
 	var settings string
 	cmd := &cobra.Command{
-		Use: "frontend -j JSON KEY", Short: "Merge settings into a frontend's (null unsets a key)", Args: cobra.ExactArgs(1),
+		Use:   "frontend -j JSON KEY",
+		Short: "Merge settings into a frontend's (null unsets a key)",
+		Args:  nargs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if settings == "" {
-				return errors.New("-j JSON is required")
+			if !cmd.Flags().Changed("json") {
+				return errors.New("-j JSON is required, e.g. -j '{\"required_tags\":[\"bbb_30\"]}'")
 			}
 			js, err := jsonObject(settings)
 			if err != nil {
 				return err
 			}
-			c, cancel := ctx()
-			defer cancel()
-			var f Frontend
-			if err := o.client().Do(c, "PATCH", "/api/v1/frontends/"+ref(args[0]), js, &f); err != nil {
+			f, err := o.client().SetFrontend(cmd.Context(), args[0], js)
+			if err != nil {
 				return err
 			}
-			return o.emit(cmd.OutOrStdout(), f, func() {
-				fmt.Fprintf(cmd.OutOrStdout(), "frontend %s settings: %s\n", f.Key, compact(f.Settings))
+			return o.emit(cmd.OutOrStdout(), f, func(w io.Writer) {
+				fmt.Fprintf(w, "frontend %s settings: %s\n", f.Key, compact(f.Settings))
 			})
 		},
 	}
@@ -352,20 +417,27 @@ func (o *options) setFrontend() *cobra.Command {
 
 func (o *options) showFrontends() *cobra.Command {
 	return &cobra.Command{
-		Use: "frontends", Short: "List frontends", Args: cobra.NoArgs,
+		Use: "frontends", Short: "List frontends", Args: nargs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, cancel := ctx()
-			defer cancel()
-			var fs []Frontend
-			if err := o.client().Do(c, "GET", "/api/v1/frontends", nil, &fs); err != nil {
+			fs, err := o.client().Frontends(cmd.Context())
+			if err != nil {
 				return err
 			}
-			return o.emit(cmd.OutOrStdout(), fs, func() {
+			if fs == nil {
+				fs = []Frontend{}
+			}
+			return o.emit(cmd.OutOrStdout(), fs, func(w io.Writer) {
+				if len(fs) == 0 {
+					fmt.Fprintln(w, "no frontends; add one with: conclavectl add frontend KEY --secret S")
+				}
 				for i, f := range fs {
 					if i > 0 {
-						fmt.Fprintln(cmd.OutOrStdout())
+						fmt.Fprintln(w)
 					}
-					fmt.Fprintf(cmd.OutOrStdout(), "%s\n  Secret:      %s\n  Settings:    %s\n  Meetings:    %d\n", f.Key, f.Secret, compact(f.Settings), f.Meetings)
+					fmt.Fprintf(w, "%s\n", f.Key)
+					fmt.Fprintf(w, "  Secret:      %s\n", f.Secret)
+					fmt.Fprintf(w, "  Settings:    %s\n", compact(f.Settings))
+					fmt.Fprintf(w, "  Meetings:    %d\n", f.Meetings)
 				}
 			})
 		},
@@ -374,15 +446,14 @@ func (o *options) showFrontends() *cobra.Command {
 
 func (o *options) deleteFrontend() *cobra.Command {
 	return &cobra.Command{
-		Use: "frontend KEY", Short: "Delete a frontend and forget its meetings", Args: cobra.ExactArgs(1),
+		Use: "frontend KEY", Short: "Delete a frontend and forget its meetings", Args: nargs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, cancel := ctx()
-			defer cancel()
-			var res map[string]any
-			if err := o.client().Do(c, "DELETE", "/api/v1/frontends/"+ref(args[0]), nil, &res); err != nil {
+			if err := o.client().DeleteFrontend(cmd.Context(), args[0]); err != nil {
 				return err
 			}
-			return o.emit(cmd.OutOrStdout(), res, func() { fmt.Fprintf(cmd.OutOrStdout(), "frontend %s deleted\n", args[0]) })
+			return o.emit(cmd.OutOrStdout(), map[string]bool{"removed": true}, func(w io.Writer) {
+				fmt.Fprintf(w, "frontend %s deleted\n", args[0])
+			})
 		},
 	}
 }
@@ -390,23 +461,20 @@ func (o *options) deleteFrontend() *cobra.Command {
 func (o *options) showMeetings() *cobra.Command {
 	var frontend string
 	cmd := &cobra.Command{
-		Use: "meetings [--frontend KEY]", Short: "List meetings and the backend each runs on", Args: cobra.NoArgs,
+		Use: "meetings [--frontend KEY]", Short: "List meetings and the backend each runs on", Args: nargs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, cancel := ctx()
-			defer cancel()
-			path := "/api/v1/meetings"
-			if frontend != "" {
-				path += "?frontend=" + ref(frontend)
-			}
-			var ms []Meeting
-			if err := o.client().Do(c, "GET", path, nil, &ms); err != nil {
+			ms, err := o.client().Meetings(cmd.Context(), frontend)
+			if err != nil {
 				return err
 			}
-			return o.emit(cmd.OutOrStdout(), ms, func() {
-				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "FRONTEND\tMEETING ID\tBACKEND\tCREATED")
+			if ms == nil {
+				ms = []Meeting{}
+			}
+			return o.emit(cmd.OutOrStdout(), ms, func(w io.Writer) {
+				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "FRONTEND\tMEETING ID\tBACKEND\tCREATED\tINTERNAL ID")
 				for _, m := range ms {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m.Frontend, m.MeetingID, m.BackendID, time.Unix(0, m.CreatedAt).UTC().Format(time.RFC3339))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Frontend, m.MeetingID, m.BackendID, stamp(m.CreatedAt), m.InternalID)
 				}
 				tw.Flush()
 			})
@@ -416,27 +484,51 @@ func (o *options) showMeetings() *cobra.Command {
 	return cmd
 }
 
+// stamp formats unix nanoseconds as UTC RFC 3339 ("-" for 0).
+func stamp(ns int64) string {
+	if ns == 0 {
+		return "-"
+	}
+	return time.Unix(0, ns).UTC().Format(time.RFC3339)
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
 func (o *options) showPeers() *cobra.Command {
 	return &cobra.Command{
-		Use: "peers", Short: "List the Raft peers: ID, addresses, voter, leader, last contact, applied index", Args: cobra.NoArgs,
+		Use:   "peers",
+		Short: "List the Raft peers: ID, addresses, voter, leader, state, last contact, applied index",
+		Args:  nargs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, cancel := ctx()
-			defer cancel()
-			var ps []Peer
-			if err := o.client().Do(c, "GET", "/api/v1/peers", nil, &ps); err != nil {
+			ps, err := o.client().Peers(cmd.Context())
+			if err != nil {
 				return err
 			}
-			return o.emit(cmd.OutOrStdout(), ps, func() {
-				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "ID\tRAFT ADDRESS\tHTTP ADDRESS\tVOTER\tLEADER\tSTATE\tLAST CONTACT\tAPPLIED")
+			if ps == nil {
+				ps = []Peer{}
+			}
+			return o.emit(cmd.OutOrStdout(), ps, func(w io.Writer) {
+				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "ID\tRAFT ADDRESS\tHTTP ADDRESS\tVOTER\tLEADER\tSTATE\tLAST CONTACT\tAPPLIED INDEX")
 				for _, p := range ps {
-					state := p.State
+					state := dash(p.State)
 					if !p.Reachable {
 						state = "unreachable"
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%v\t%s\t%s\t%d\n", p.ID, p.RaftAddr, p.HTTPAddr, p.Voter, p.Leader, state, p.LastContact, p.AppliedIndex)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%v\t%s\t%s\t%d\n", p.ID, dash(p.RaftAddr), dash(p.HTTPAddr),
+						p.Voter, p.Leader, state, dash(p.LastContact), p.AppliedIndex)
 				}
 				tw.Flush()
+				for _, p := range ps {
+					if p.Error != "" {
+						fmt.Fprintf(w, "%s: %s\n", p.ID, p.Error)
+					}
+				}
 			})
 		},
 	}
@@ -445,19 +537,16 @@ func (o *options) showPeers() *cobra.Command {
 func (o *options) joinPeer() *cobra.Command {
 	var httpAddr string
 	cmd := &cobra.Command{
-		Use: "peer ID RAFT_ADDR", Short: "Add a voter (a conclaved started without --bootstrap or --join)", Args: cobra.ExactArgs(2),
+		Use:   "peer ID RAFT_ADDR [--http-addr HOST:PORT]",
+		Short: "Add a voter (a conclaved started without --bootstrap or --join)",
+		Args:  nargs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, cancel := ctx()
-			defer cancel()
-			body := map[string]string{"id": args[0], "raft_addr": args[1]}
-			if httpAddr != "" {
-				body["http_addr"] = httpAddr
-			}
-			if err := o.client().Do(c, "POST", "/api/v1/peers", body, nil); err != nil {
+			if err := o.client().JoinPeer(cmd.Context(), args[0], args[1], httpAddr); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "peer %s (%s) added as a voter\n", args[0], args[1])
-			return nil
+			return o.emit(cmd.OutOrStdout(), map[string]bool{"ok": true}, func(w io.Writer) {
+				fmt.Fprintf(w, "peer %s (%s) added as a voter\n", args[0], args[1])
+			})
 		},
 	}
 	cmd.Flags().StringVar(&httpAddr, "http-addr", "", "the peer's HTTP address (it also announces it itself)")
@@ -466,15 +555,14 @@ func (o *options) joinPeer() *cobra.Command {
 
 func (o *options) removePeer() *cobra.Command {
 	return &cobra.Command{
-		Use: "peer ID", Short: "Remove a peer (a leader hands leadership over first)", Args: cobra.ExactArgs(1),
+		Use: "peer ID", Short: "Remove a peer (a leader hands leadership over first)", Args: nargs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, cancel := ctx()
-			defer cancel()
-			if err := o.client().Do(c, "DELETE", "/api/v1/peers/"+ref(args[0]), nil, nil); err != nil {
+			if err := o.client().RemovePeer(cmd.Context(), args[0]); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "peer %s removed; wipe its data dir before it joins again\n", args[0])
-			return nil
+			return o.emit(cmd.OutOrStdout(), map[string]bool{"ok": true}, func(w io.Writer) {
+				fmt.Fprintf(w, "peer %s removed; wipe its data dir before it joins again\n", args[0])
+			})
 		},
 	}
 }
@@ -483,26 +571,34 @@ func tokenCommand() *cobra.Command {
 	var scope, subject string
 	var ttl time.Duration
 	cmd := &cobra.Command{
-		Use: "token [--scope S] [--ttl D]", Short: "Mint an admin API token from CONCLAVE_API_JWT_SECRET", Args: cobra.NoArgs,
+		Use:   "token [--scope S] [--ttl D] [--subject NAME]",
+		Short: "Print a JWT for the admin API, signed with " + EnvJWTSecret,
+		Long: `Print a JWT for the admin API, signed with ` + EnvJWTSecret + ` (HS256).
+Scopes: conclave:admin (everything) or conclave:agent (register a backend and
+change its own; --subject must be the backend URL's host, e.g. node1.example.org).`,
+		Args: nargs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			secret := os.Getenv("CONCLAVE_API_JWT_SECRET")
+			secret := os.Getenv(EnvJWTSecret)
 			if secret == "" {
-				return errors.New("CONCLAVE_API_JWT_SECRET is not set: tokens are signed with it")
+				return errors.New(EnvJWTSecret + " is not set: tokens are signed with it")
 			}
 			switch scope {
 			case auth.ScopeAdmin, auth.ScopeAgent:
 			default:
 				return fmt.Errorf("unknown scope %q (want %s or %s)", scope, auth.ScopeAdmin, auth.ScopeAgent)
 			}
-			if scope == auth.ScopeAgent && subject == "conclavectl" {
+			if scope == auth.ScopeAgent && !cmd.Flags().Changed("subject") {
 				return errors.New("an agent token must name its node: --subject HOST (the backend URL's host)")
+			}
+			if ttl < 0 {
+				return errors.New("--ttl must not be negative (0: no expiry)")
 			}
 			t, err := auth.Mint(secret, subject, []string{scope}, ttl)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintln(cmd.OutOrStdout(), t)
-			return nil
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), t)
+			return err
 		},
 	}
 	cmd.Flags().StringVar(&scope, "scope", auth.ScopeAdmin, "conclave:admin or conclave:agent")
