@@ -371,7 +371,11 @@ func (a *adminRequest) deleteBackend(b fsm.Backend) {
 	if !ok {
 		return
 	}
-	writeJSON(a.ctx, 200, map[string]any{"removed": res.Removed, "backend": viewBackend(*res.Backend, 0)})
+	bound := 0
+	if !res.Removed {
+		bound = a.s.cluster.FSM().MeetingCounts()[res.Backend.ID]
+	}
+	writeJSON(a.ctx, 200, map[string]any{"removed": res.Removed, "backend": viewBackend(*res.Backend, bound)})
 }
 
 func (a *adminRequest) viewFrontend(f fsm.Frontend) frontendView {

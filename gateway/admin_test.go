@@ -130,7 +130,7 @@ func TestAdminBackendLifecycleAndErrors(t *testing.T) {
 	mc.MustApply(&fsm.ReportBackends{Reports: []fsm.BackendReport{{ID: b.ID, NodeState: fsm.NodeReady}}})
 	mc.MustApply(&fsm.ClaimMeeting{InternalID: "fe~m", Frontend: "fe", MeetingID: "m", BackendID: b.ID})
 	r = do(s, lo, "DELETE", "/api/v1/backends/"+b.ID, "", "")
-	if !strings.Contains(string(r.Body()), `"removed":false`) || !strings.Contains(string(r.Body()), "decommissioned") {
+	if !strings.Contains(string(r.Body()), `"removed":false`) || !strings.Contains(string(r.Body()), "decommissioned") || !strings.Contains(string(r.Body()), `"bound_meetings":1`) {
 		t.Fatalf("delete with a meeting: %s", r.Body())
 	}
 	r = do(s, lo, "DELETE", "/api/v1/backends/"+b.ID+"?force=true", "", "")

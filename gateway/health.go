@@ -24,10 +24,12 @@ type HealthConfig struct {
 }
 
 // DefaultHealth makes a dead backend `error` within
-// Interval×FailAfter + Timeout = 1s×3 + 1s = 4 s.
+// Interval×FailAfter + Timeout = 1s×3 + 1s = 4 s (Interval + Timeout = 2 s
+// when its agent is gone from the gossip too); load reaches the state at
+// most every 2 s.
 var DefaultHealth = HealthConfig{
 	Interval: time.Second, Timeout: time.Second, FailAfter: 3, RecoverAfter: 2,
-	LoadEvery: 5 * time.Second, EndedGrace: 30 * time.Second,
+	LoadEvery: 2 * time.Second, EndedGrace: 30 * time.Second,
 }
 
 type probeResult struct {
@@ -80,6 +82,7 @@ func (s *Server) probeRound(ctx context.Context, cfg HealthConfig, mem map[strin
 	wg.Wait()
 
 	now := time.Now()
+	loads := s.agentLoads()
 	var reports []fsm.BackendReport
 	var ended []fsm.MeetingRef
 	stateChanged, loadChanged := false, false
@@ -101,7 +104,8 @@ func (s *Server) probeRound(ctx context.Context, cfg HealthConfig, mem map[strin
 			ended = append(ended, h.endedMeetings(s.cluster.FSM(), b.ID, r.meetingIDs, now, cfg.EndedGrace)...)
 		} else {
 			h.goods, h.fails = 0, h.fails+1
-			if h.fails >= cfg.FailAfter {
+			// Gossip and probe agree the node is gone: no need to wait.
+			if h.fails >= cfg.FailAfter || s.agentDead(b) {
 				state = fsm.NodeError
 			}
 		}
@@ -109,6 +113,9 @@ func (s *Server) probeRound(ctx context.Context, cfg HealthConfig, mem map[strin
 			LatencyNs: b.LatencyNs, Error: r.err}
 		if r.ok {
 			rep.Meetings, rep.Attendees, rep.LatencyNs = int64(r.meetings), int64(r.attendees), int64(r.latency)
+		}
+		if l, ok := loads[b.URL]; ok { // the agent's figures are fresher
+			rep.Meetings, rep.Attendees = int64(l.Meetings), int64(l.Attendees)
 		}
 		if state != b.NodeState {
 			stateChanged = true

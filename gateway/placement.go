@@ -67,6 +67,7 @@ func hasTags(b *fsm.Backend, required []string) bool {
 func (s *Server) place(fe *fsm.Frontend, exclude map[string]bool) (*fsm.Backend, error) {
 	st := s.cluster.FSM()
 	counts := st.MeetingCounts()
+	loads := s.agentLoads()
 	var best *fsm.Backend
 	bestLoad := 0.0
 	anyPlaceable := false
@@ -78,6 +79,7 @@ func (s *Server) place(fe *fsm.Frontend, exclude map[string]bool) (*fsm.Backend,
 		if !hasTags(&b, fe.Settings.RequiredTags) {
 			continue
 		}
+		b := withAgentLoad(b, loads)
 		load := backendLoad(&b, counts[b.ID], s.pending.get(b.ID))
 		if best == nil || load < bestLoad {
 			b := b

@@ -32,6 +32,8 @@ type Config struct {
 	Version     string
 	// Registry receives the gateway's metrics; nil makes a new one.
 	Registry *prometheus.Registry
+	// Loads, when set, gives agents' gossiped load (fresher than probes).
+	Loads LoadSource
 }
 
 // DefaultMaxBodySize fits a create with a few inline slides.
