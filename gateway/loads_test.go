@@ -58,6 +58,7 @@ func TestPlacementUsesAgentLoad(t *testing.T) {
 			t.Fatalf("%s agent report was used: chose %s", name, b.ID)
 		}
 	}
+	loads.set(urlA.URL, AgentLoad{Alive: false, Updated: time.Now()})
 	if !s.agentDead(&urlA) {
 		t.Fatal("a dead agent is not seen as dead")
 	}
