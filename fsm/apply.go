@@ -342,9 +342,9 @@ func (s *State) releaseMeetings(c *ReleaseMeetings) *Result {
 }
 
 func (s *State) setPeer(c *SetPeer) *Result {
-	if c.ID == "" || len(c.ID) > 128 || len(c.RaftAddr) > 256 || len(c.HTTPAddr) > 256 {
+	if c.ID == "" || len(c.ID) > 128 || len(c.RaftAddr) > 256 || len(c.HTTPAddr) > 256 || len(c.GossipAddr) > 256 {
 		return fail(invalid("bad peer record"))
 	}
-	s.Peers[c.ID] = &Peer{ID: c.ID, RaftAddr: c.RaftAddr, HTTPAddr: c.HTTPAddr}
+	s.Peers[c.ID] = &Peer{ID: c.ID, RaftAddr: c.RaftAddr, HTTPAddr: c.HTTPAddr, GossipAddr: c.GossipAddr}
 	return &Result{}
 }

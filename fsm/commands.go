@@ -115,8 +115,8 @@ type MeetingRef struct {
 // meeting re-placed elsewhere in the meantime is left alone.
 type ReleaseMeetings struct{ Meetings []MeetingRef }
 
-// SetPeer records a Raft member's HTTP address.
-type SetPeer struct{ ID, RaftAddr, HTTPAddr string }
+// SetPeer records a Raft member's HTTP and gossip addresses.
+type SetPeer struct{ ID, RaftAddr, HTTPAddr, GossipAddr string }
 
 // RemovePeer forgets a member's record.
 type RemovePeer struct{ ID string }
@@ -235,8 +235,15 @@ func (c *ReleaseMeetings) decode(d *decoder) {
 	}
 }
 
-func (c *SetPeer) encode(e *encoder) { e.str(c.ID); e.str(c.RaftAddr); e.str(c.HTTPAddr) }
-func (c *SetPeer) decode(d *decoder) { c.ID, c.RaftAddr, c.HTTPAddr = d.str(), d.str(), d.str() }
+func (c *SetPeer) encode(e *encoder) {
+	e.str(c.ID)
+	e.str(c.RaftAddr)
+	e.str(c.HTTPAddr)
+	e.str(c.GossipAddr)
+}
+func (c *SetPeer) decode(d *decoder) {
+	c.ID, c.RaftAddr, c.HTTPAddr, c.GossipAddr = d.str(), d.str(), d.str(), d.str()
+}
 
 func (c *RemovePeer) encode(e *encoder) { e.str(c.ID) }
 func (c *RemovePeer) decode(d *decoder) { c.ID = d.str() }

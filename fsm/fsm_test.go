@@ -46,7 +46,7 @@ func randomCommand(r *rand.Rand, now int64) Command {
 		return &ReleaseMeetings{Meetings: []MeetingRef{ref}}
 	default:
 		if r.Intn(2) == 0 {
-			return &SetPeer{ID: "p" + fmt.Sprint(r.Intn(3)), RaftAddr: "127.0.0.1:1", HTTPAddr: "127.0.0.1:2"}
+			return &SetPeer{ID: "p" + fmt.Sprint(r.Intn(3)), RaftAddr: "127.0.0.1:1", HTTPAddr: "127.0.0.1:2", GossipAddr: "127.0.0.1:3"}
 		}
 		return &RemovePeer{ID: "p" + fmt.Sprint(r.Intn(3))}
 	}

@@ -99,11 +99,13 @@ type Meeting struct {
 	CreatedAt  int64  `json:"created_at"`
 }
 
-// Peer records how to reach a Raft member over HTTP, for forwarding.
+// Peer records how to reach a Raft member: HTTP for forwarding, gossip so
+// peers can join each other's memberlist.
 type Peer struct {
-	ID       string `json:"id"`
-	RaftAddr string `json:"raft_addr"`
-	HTTPAddr string `json:"http_addr"`
+	ID         string `json:"id"`
+	RaftAddr   string `json:"raft_addr"`
+	HTTPAddr   string `json:"http_addr"`
+	GossipAddr string `json:"gossip_addr,omitempty"`
 }
 
 // State is the whole replicated state.

@@ -26,9 +26,10 @@ type readIndexResponse struct {
 
 // JoinRequest asks the leader to add a voter.
 type JoinRequest struct {
-	ID       string `json:"id"`
-	RaftAddr string `json:"raft_addr"`
-	HTTPAddr string `json:"http_addr,omitempty"`
+	ID         string `json:"id"`
+	RaftAddr   string `json:"raft_addr"`
+	HTTPAddr   string `json:"http_addr,omitempty"`
+	GossipAddr string `json:"gossip_addr,omitempty"`
 }
 
 type removeRequest struct {

@@ -56,7 +56,7 @@ func (n *Node) joinLocal(ctx context.Context, req JoinRequest) error {
 		}
 	}
 	if req.HTTPAddr != "" {
-		res, _, err := n.applyLocal(ctx, fsm.Encode(&fsm.SetPeer{ID: req.ID, RaftAddr: req.RaftAddr, HTTPAddr: req.HTTPAddr}))
+		res, _, err := n.applyLocal(ctx, fsm.Encode(&fsm.SetPeer{ID: req.ID, RaftAddr: req.RaftAddr, HTTPAddr: req.HTTPAddr, GossipAddr: req.GossipAddr}))
 		if err != nil {
 			return err
 		}
@@ -121,7 +121,7 @@ func (n *Node) removeLocal(ctx context.Context, id string) error {
 // joinLoop asks the configured peers to add this node until one succeeds.
 func (n *Node) joinLoop() {
 	defer n.wg.Done()
-	req := JoinRequest{ID: n.cfg.ID, RaftAddr: n.cfg.RaftAdvertise, HTTPAddr: n.cfg.HTTPAdvertise}
+	req := JoinRequest{ID: n.cfg.ID, RaftAddr: n.cfg.RaftAdvertise, HTTPAddr: n.cfg.HTTPAdvertise, GossipAddr: n.cfg.GossipAdvertise}
 	body, _ := json.Marshal(req)
 	backoff := 200 * time.Millisecond
 	for attempt := 1; ; attempt++ {

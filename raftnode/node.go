@@ -32,8 +32,11 @@ type Config struct {
 	RaftBind      string // listen address of the Raft transport
 	RaftAdvertise string // address other peers dial; defaults to RaftBind
 	HTTPAdvertise string // this peer's HTTP host:port, for forwarding
-	Bootstrap     bool
-	Join          []string // HTTP addresses of existing peers
+	// GossipAdvertise is this peer's memberlist address, recorded so other
+	// peers can join it.
+	GossipAdvertise string
+	Bootstrap       bool
+	Join            []string // HTTP addresses of existing peers
 	// PeerToken returns the bearer token for peer-to-peer calls ("" = none).
 	PeerToken func() string
 	Logger    *slog.Logger
@@ -283,7 +286,7 @@ func (n *Node) maintainPeerRecord() {
 }
 
 func (n *Node) ensurePeerRecord() {
-	want := fsm.Peer{ID: n.cfg.ID, RaftAddr: n.cfg.RaftAdvertise, HTTPAddr: n.cfg.HTTPAdvertise}
+	want := fsm.Peer{ID: n.cfg.ID, RaftAddr: n.cfg.RaftAdvertise, HTTPAddr: n.cfg.HTTPAdvertise, GossipAddr: n.cfg.GossipAdvertise}
 	if p, ok := n.fsm.Peer(n.cfg.ID); ok && p == want {
 		return
 	}
@@ -292,7 +295,7 @@ func (n *Node) ensurePeerRecord() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := n.Apply(ctx, &fsm.SetPeer{ID: want.ID, RaftAddr: want.RaftAddr, HTTPAddr: want.HTTPAddr}); err != nil {
+	if _, err := n.Apply(ctx, &fsm.SetPeer{ID: want.ID, RaftAddr: want.RaftAddr, HTTPAddr: want.HTTPAddr, GossipAddr: want.GossipAddr}); err != nil {
 		n.log.Debug("peer record not written yet", "err", err)
 	}
 }
