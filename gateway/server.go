@@ -8,6 +8,8 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"strings"
 	"time"
 
@@ -17,8 +19,18 @@ import (
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
+	"github.com/conclave-lb/conclave/auth"
 	"github.com/conclave-lb/conclave/raftnode"
 )
+
+var pprofHandler = func() fasthttp.RequestHandler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	return fasthttpadaptor.NewFastHTTPHandler(mux)
+}()
 
 // Config configures a Server.
 type Config struct {
@@ -112,6 +124,11 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 		s.serveAdmin(ctx)
 	case string(path) == "/" || string(path) == "/status":
 		s.serveStatus(ctx)
+	case bytes.HasPrefix(path, []byte("/debug/pprof/")):
+		// Go's profiler, for operators: admin scope (or loopback without a secret).
+		if _, ok := s.authorize(ctx, auth.ScopeAdmin); ok {
+			pprofHandler(ctx)
+		}
 	case string(path) == "/metrics":
 		s.promH(ctx)
 	case string(path) == "/healthz":

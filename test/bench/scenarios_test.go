@@ -5,6 +5,7 @@ package bench
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -150,31 +151,33 @@ func TestScenarios(t *testing.T) {
 	// getMeetings over 10 and 100 backends, two meetings of a frontend of
 	// its own on each (the busy nodes above are cordoned meanwhile, so its
 	// meetings land only on the new ones).
-	if err := c.API(c.Peers[0], "POST", "/api/v1/frontends", map[string]string{"key": "gm", "secret": "gm-secret"}, nil); err != nil {
-		t.Fatal(err)
-	}
-	gmClient := func(i int) harness.BBBClient { return harness.BBBClient{Base: peerBase(i), Secret: "gm-secret"} }
-	var gmNodes []node
-	for _, n := range nodes {
-		c.API(c.Peers[0], "POST", "/api/v1/backends/"+url.PathEscape(n.host)+"/disable", nil, nil)
-	}
-	for _, total := range []int{10, 100} {
-		more := startNodes(t, len(nodes)+len(gmNodes), total-len(gmNodes))
-		register(t, c, more)
-		gmNodes = append(gmNodes, more...)
-		for i := 0; i < total*2; i++ {
-			if a := gmClient(0).Get(t, "create", fmt.Sprintf("meetingID=gm%d-%d&moderatorPW=mp", total, i)); a.ReturnCode != "SUCCESS" {
-				t.Fatal(a.Raw)
-			}
+	if only == "" || strings.Contains("getMeetings", only) {
+		if err := c.API(c.Peers[0], "POST", "/api/v1/frontends", map[string]string{"key": "gm", "secret": "gm-secret"}, nil); err != nil {
+			t.Fatal(err)
 		}
-		gm := []string{gmClient(0).URL("getMeetings", ""), gmClient(1).URL("getMeetings", ""), gmClient(2).URL("getMeetings", "")}
-		run(Load{Name: fmt.Sprintf("getMeetings: %d backends", total), URLs: gm, Cycle: true, Conns: 16, Duration: dur, MaxReqs: maxReads, Check: okBody("SUCCESS")})
-	}
-	for _, n := range gmNodes { // creates below go to the first two nodes again
-		c.API(c.Peers[0], "POST", "/api/v1/backends/"+url.PathEscape(n.host)+"/disable", nil, nil)
-	}
-	for _, n := range nodes {
-		c.API(c.Peers[0], "POST", "/api/v1/backends/"+url.PathEscape(n.host)+"/enable", nil, nil)
+		gmClient := func(i int) harness.BBBClient { return harness.BBBClient{Base: peerBase(i), Secret: "gm-secret"} }
+		var gmNodes []node
+		for _, n := range nodes {
+			c.API(c.Peers[0], "POST", "/api/v1/backends/"+url.PathEscape(n.host)+"/disable", nil, nil)
+		}
+		for _, total := range []int{10, 100} {
+			more := startNodes(t, len(nodes)+len(gmNodes), total-len(gmNodes))
+			register(t, c, more)
+			gmNodes = append(gmNodes, more...)
+			for i := 0; i < total*2; i++ {
+				if a := gmClient(0).Get(t, "create", fmt.Sprintf("meetingID=gm%d-%d&moderatorPW=mp", total, i)); a.ReturnCode != "SUCCESS" {
+					t.Fatal(a.Raw)
+				}
+			}
+			gm := []string{gmClient(0).URL("getMeetings", ""), gmClient(1).URL("getMeetings", ""), gmClient(2).URL("getMeetings", "")}
+			run(Load{Name: fmt.Sprintf("getMeetings: %d backends", total), URLs: gm, Cycle: true, Conns: 16, Duration: dur, MaxReqs: maxReads, Check: okBody("SUCCESS")})
+		}
+		for _, n := range gmNodes { // creates below go to the first two nodes again
+			c.API(c.Peers[0], "POST", "/api/v1/backends/"+url.PathEscape(n.host)+"/disable", nil, nil)
+		}
+		for _, n := range nodes {
+			c.API(c.Peers[0], "POST", "/api/v1/backends/"+url.PathEscape(n.host)+"/enable", nil, nil)
+		}
 	}
 
 	// Creates of new meetings: the Raft write path.
@@ -187,6 +190,18 @@ func TestScenarios(t *testing.T) {
 	}
 	run(Load{Name: "create: fakebbb direct, 1 conn", URLs: createURLs("dc", func(int) harness.BBBClient { return direct }, 5000), Conns: 1, Duration: dur / 2, MaxReqs: 5000, Check: okBody("SUCCESS")})
 	run(Load{Name: "create: three peers, 1 conn", URLs: createURLs("s", func(i int) harness.BBBClient { return client(i % 3) }, 5000), Conns: 1, Duration: dur / 2, MaxReqs: 5000, Check: okBody("SUCCESS")})
+	if path := os.Getenv("BENCH_PROFILE"); path != "" { // the leader's CPU profile during the next scenario
+		leader := c.Leader(5 * time.Second)
+		go func() {
+			resp, err := http.Get("http://" + leader.HTTP + "/debug/pprof/profile?seconds=5")
+			if err != nil {
+				return
+			}
+			defer resp.Body.Close()
+			data, _ := io.ReadAll(resp.Body)
+			os.WriteFile(path, data, 0o644)
+		}()
+	}
 	run(Load{Name: "create: three peers, 64 conns", URLs: createURLs("c", func(i int) harness.BBBClient { return client(i % 3) }, 100000), Conns: 64, Duration: dur, MaxReqs: 100000, Check: okBody("SUCCESS")})
 
 	var out strings.Builder
