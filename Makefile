@@ -42,8 +42,10 @@ e2e:
 demo: build
 	@BIN=$(BIN) ./scripts/demo.sh
 
+# Micro-benchmarks, then the scenario runner (a three-peer cluster on loopback).
 bench: build
-	@if [ -x scripts/bench.sh ]; then BIN=$(BIN) ./scripts/bench.sh; else $(GO) test -run '^$$' -bench . -benchmem ./...; fi
+	$(GO) test ./bbb ./fsm ./gateway -run '^$$' -bench . -benchmem -benchtime 1s
+	CONCLAVE_BIN_DIR=$(BIN) $(GO) test -tags bench ./test/bench -run TestScenarios -count=1 -v -timeout 10m
 
 images: build
 	@if [ -x scripts/images.sh ]; then BIN=$(BIN) ./scripts/images.sh; else echo "images: not yet"; exit 1; fi
