@@ -311,9 +311,10 @@ func (s *State) claimMeeting(c *ClaimMeeting) *Result {
 	if !b.Placeable() {
 		return fail(conflict("backend %s takes no new meetings (admin %s, node %s)", b.ID, b.AdminState, b.NodeState))
 	}
+	s.dropMeeting(c.InternalID) // a moved meeting frees its old bridge first
 	m := &Meeting{
 		InternalID: c.InternalID, Frontend: c.Frontend, MeetingID: c.MeetingID,
-		BackendID: b.ID, CreatedAt: c.Now,
+		BackendID: b.ID, CreatedAt: c.Now, VoiceBridge: s.allocBridge(b.ID, c.InternalID),
 	}
 	s.putMeeting(m)
 	return &Result{Meeting: m, Created: true, PreviousBackend: previous}

@@ -107,6 +107,38 @@ func assertIndexConsistent(t *testing.T, f *FSM) {
 	if fmt.Sprint(want) != fmt.Sprint(f.MeetingCounts()) {
 		t.Fatalf("meeting counts %v, want %v", f.MeetingCounts(), want)
 	}
+	// Voice bridges are unique per backend and the derived set matches.
+	bridges := map[string]map[int]bool{}
+	for _, m := range f.Meetings("") {
+		if bridges[m.BackendID] == nil {
+			bridges[m.BackendID] = map[int]bool{}
+		}
+		if m.VoiceBridge < 10000 || m.VoiceBridge > 99999 || bridges[m.BackendID][m.VoiceBridge] {
+			t.Fatalf("voice bridge %d of %s: out of range or taken twice on %s", m.VoiceBridge, m.InternalID, m.BackendID)
+		}
+		bridges[m.BackendID][m.VoiceBridge] = true
+	}
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if fmt.Sprint(bridges) != fmt.Sprint(f.st.bridges) {
+		t.Fatalf("derived bridges %v, want %v", f.st.bridges, bridges)
+	}
+}
+
+// Meetings whose IDs hash to the same bridge still get distinct ones.
+func TestVoiceBridgesUniquePerBackend(t *testing.T) {
+	f := New()
+	readyBackend(t, f, "a")
+	mustApply(t, f, &AddFrontend{Key: "fe", Secret: "x"})
+	seen := map[int]bool{}
+	for i := 0; i < 2000; i++ {
+		r := mustApply(t, f, &ClaimMeeting{InternalID: fmt.Sprintf("fe~m%d", i), Frontend: "fe", MeetingID: fmt.Sprintf("m%d", i), BackendID: "a"})
+		if seen[r.Meeting.VoiceBridge] {
+			t.Fatalf("bridge %d given twice", r.Meeting.VoiceBridge)
+		}
+		seen[r.Meeting.VoiceBridge] = true
+	}
+	assertIndexConsistent(t, f)
 }
 
 func TestEncodeDecodeRoundTrip(t *testing.T) {

@@ -97,6 +97,9 @@ type Meeting struct {
 	MeetingID  string `json:"meeting_id"` // the ID the frontend uses
 	BackendID  string `json:"backend_id"`
 	CreatedAt  int64  `json:"created_at"`
+	// VoiceBridge is the dial-in conference number, unique among the
+	// meetings on its backend (BBB requires that per node).
+	VoiceBridge int `json:"voice_bridge,omitempty"`
 }
 
 // Peer records how to reach a Raft member: HTTP for forwarding, gossip so
@@ -115,8 +118,10 @@ type State struct {
 	Meetings  map[string]*Meeting  `json:"-"`
 	Peers     map[string]*Peer     `json:"-"`
 
-	// Derived, rebuilt on restore: meetings per backend.
+	// Derived, rebuilt on restore: meetings per backend, and the voice
+	// bridges in use on each backend.
 	meetingCount map[string]int
+	bridges      map[string]map[int]bool
 }
 
 func newState() *State {
@@ -126,15 +131,20 @@ func newState() *State {
 		Meetings:     map[string]*Meeting{},
 		Peers:        map[string]*Peer{},
 		meetingCount: map[string]int{},
+		bridges:      map[string]map[int]bool{},
 	}
 }
 
 func (s *State) putMeeting(m *Meeting) {
-	if old, ok := s.Meetings[m.InternalID]; ok {
-		s.meetingCount[old.BackendID]--
-	}
+	s.dropMeeting(m.InternalID)
 	s.Meetings[m.InternalID] = m
 	s.meetingCount[m.BackendID]++
+	if m.VoiceBridge != 0 {
+		if s.bridges[m.BackendID] == nil {
+			s.bridges[m.BackendID] = map[int]bool{}
+		}
+		s.bridges[m.BackendID][m.VoiceBridge] = true
+	}
 }
 
 func (s *State) dropMeeting(id string) {
@@ -143,7 +153,36 @@ func (s *State) dropMeeting(id string) {
 		if s.meetingCount[old.BackendID]--; s.meetingCount[old.BackendID] <= 0 {
 			delete(s.meetingCount, old.BackendID)
 		}
+		if b := s.bridges[old.BackendID]; b != nil {
+			delete(b, old.VoiceBridge)
+			if len(b) == 0 {
+				delete(s.bridges, old.BackendID)
+			}
+		}
 	}
+}
+
+// Voice bridges are five-digit numbers, as BBB's own.
+const (
+	minBridge = 10000
+	nBridges  = 90000
+)
+
+// allocBridge picks a voice bridge free on backend: from a hash of the
+// meeting ID (stable, like Scalelite's), probing upward past taken ones.
+func (s *State) allocBridge(backend, internalID string) int {
+	h := uint32(2166136261) // FNV-1a
+	for i := 0; i < len(internalID); i++ {
+		h = (h ^ uint32(internalID[i])) * 16777619
+	}
+	used := s.bridges[backend]
+	for i := 0; i < nBridges; i++ {
+		v := minBridge + int((h+uint32(i))%nBridges)
+		if !used[v] {
+			return v
+		}
+	}
+	return 0 // 90 000 meetings on one node: let BBB choose
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -21,6 +21,8 @@ type bbbRequest struct {
 	frontend fsm.Frontend
 	// args are the verified query parameters, decoded; checksum removed.
 	args *fasthttp.Args
+	// clientBridge: the client chose its own voiceBridge (create).
+	clientBridge bool
 }
 
 // Limits on what a client may send, beyond the body size.

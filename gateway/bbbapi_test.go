@@ -232,6 +232,10 @@ func TestMeetingCallsForwarded(t *testing.T) {
 	if a := c.Get(t, "create", "meetingID=lecture&name=Lecture&moderatorPW=mp&attendeePW=ap"); a.ReturnCode != "SUCCESS" || a.MessageKey != bbb.KeyDuplicateWarning {
 		t.Fatalf("duplicate create: %s", a.Raw)
 	}
+	m, _ := r.mc.FSM().Meeting("fe1~lecture")
+	if info := c.Get(t, "getMeetingInfo", "meetingID=lecture"); m.VoiceBridge == 0 || !strings.Contains(info.Raw, fmt.Sprintf("<voiceBridge>%d</voiceBridge>", m.VoiceBridge)) {
+		t.Fatalf("the cluster's voice bridge %d did not reach the node: %s", m.VoiceBridge, info.Raw)
+	}
 	if a := c.Get(t, "isMeetingRunning", "meetingID=lecture"); a.Running != "true" {
 		t.Fatalf("isMeetingRunning: %s", a.Raw)
 	}

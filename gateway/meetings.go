@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"time"
 
@@ -36,6 +37,7 @@ func (r *bbbRequest) create() string {
 		return res
 	}
 	r.applyFrontendSettings()
+	r.clientBridge = r.args.Has("voiceBridge")
 	internal := internalMeetingID(r.frontend.Key, mid)
 	r.args.Set("meetingID", internal)
 
@@ -45,6 +47,7 @@ func (r *bbbRequest) create() string {
 	// the cluster has declared the node dead.
 	if m, ok := r.s.cluster.FSM().Meeting(internal); ok {
 		if b, ok := r.s.cluster.FSM().Backend(m.BackendID); ok && b.NodeState != fsm.NodeError {
+			r.setVoiceBridge(&m)
 			if res := r.createOn(&b, internal, mid, body, contentType, false); res != "retry" {
 				return res
 			}
@@ -81,6 +84,7 @@ func (r *bbbRequest) create() string {
 			tried[b.ID] = true // became unplaceable meanwhile: choose again
 			continue
 		}
+		r.setVoiceBridge(claim.Meeting)
 		target, ok := r.s.backendFor(claim.Meeting.BackendID)
 		if !ok {
 			tried[claim.Meeting.BackendID] = true
@@ -129,6 +133,15 @@ func (s *Server) backendFor(id string) (*fsm.Backend, bool) {
 	}
 	b, ok := s.cluster.FSM().Backend(id)
 	return &b, ok
+}
+
+// setVoiceBridge passes on the cluster's voice bridge unless the client
+// chose one: BBB needs it unique per node, and only the state sees all the
+// meetings on a node.
+func (r *bbbRequest) setVoiceBridge(m *fsm.Meeting) {
+	if m != nil && m.VoiceBridge != 0 && !r.clientBridge {
+		r.args.Set("voiceBridge", strconv.Itoa(m.VoiceBridge))
+	}
 }
 
 // createOn sends create to backend b. For a fresh claim, a backend that
