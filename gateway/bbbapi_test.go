@@ -46,6 +46,7 @@ func newRig(t *testing.T, n int) *rig {
 	go r.srv.Serve(ln)
 	t.Cleanup(func() { ln.Close() })
 	r.base = "http://" + ln.Addr().String()
+	r.srv.cfg.CallbackBase = r.base
 	for i := 0; i < n; i++ {
 		node := fakebbb.New(fmt.Sprintf("node%d-secret", i))
 		api, err := node.Start("127.0.0.1:0")

@@ -149,6 +149,7 @@ func (r *bbbRequest) setVoiceBridge(m *fsm.Meeting) {
 // that does not run it. It returns "retry", having written no answer, when
 // the backend did not answer (fresh: another backend should try).
 func (r *bbbRequest) createOn(b *fsm.Backend, internal, mid string, body []byte, contentType string, fresh bool) string {
+	r.relayCallbacks(b)
 	answer, err := r.s.callBackend(b, "create", r.args, body, contentType, backendCreateTimeout)
 	if err != nil {
 		r.s.log.Warn("backend create failed", "backend", b.ID, "err", err)

@@ -46,6 +46,9 @@ type Config struct {
 	Registry *prometheus.Registry
 	// Loads, when set, gives agents' gossiped load (fresher than probes).
 	Loads LoadSource
+	// CallbackBase is this peer's URL as backends reach it (e.g.
+	// http://peer1:42353); when set, BBB's callbacks are relayed through it.
+	CallbackBase string
 }
 
 // DefaultMaxBodySize fits a create with a few inline slides.
@@ -118,6 +121,8 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 			return
 		}
 		s.serveBBB(ctx, string(rest[:i]), rest[i+len(prefixBBB):])
+	case bytes.HasPrefix(path, []byte(callbackPrefix)):
+		s.serveCallback(ctx, string(path[len(callbackPrefix):]))
 	case bytes.HasPrefix(path, prefixInternal):
 		s.serveInternal(ctx, string(path[len(prefixInternal):]))
 	case bytes.HasPrefix(path, prefixAdmin):

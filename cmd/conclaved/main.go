@@ -61,7 +61,9 @@ func newCommand() *cobra.Command {
 peers replicate backends, frontends and meetings with Raft.
 
 Environment-only settings: CONCLAVE_API_JWT_SECRET, CONCLAVE_GOSSIP_KEY,
-CONCLAVE_LOG_LEVEL, CONCLAVE_LOG_FORMAT, CONCLAVE_REVERSE_PROXY_MODE.`,
+CONCLAVE_LOG_LEVEL, CONCLAVE_LOG_FORMAT, CONCLAVE_REVERSE_PROXY_MODE,
+CONCLAVE_CALLBACK_URL (how BBB nodes reach this peer for callbacks;
+default http://<http-advertise>).`,
 		Version:       version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -125,6 +127,7 @@ func run(o options) error {
 	srv := gateway.New(gateway.Config{
 		JWTSecret: jwtSecret, ReverseProxy: cli.ParseBool(os.Getenv("CONCLAVE_REVERSE_PROXY_MODE")),
 		MaxBodySize: o.maxBody, Logger: logger, Version: version,
+		CallbackBase: callbackBase(o),
 	}, node)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -152,6 +155,15 @@ func run(o options) error {
 	_ = srv.Shutdown(ctx)
 	logger.Info("stopped")
 	return nil
+}
+
+// callbackBase is the URL backends use to reach this peer for BBB's
+// callbacks: CONCLAVE_CALLBACK_URL, else http://<http-advertise>.
+func callbackBase(o options) string {
+	if v := strings.TrimRight(os.Getenv("CONCLAVE_CALLBACK_URL"), "/"); v != "" {
+		return v
+	}
+	return "http://" + o.httpAdvertise
 }
 
 // advertiseFor turns a bind address into one others can dial: an
