@@ -42,7 +42,7 @@ type RaftStatsSource interface {
 	LeaderChanges() uint64
 }
 
-func newMetrics(reg *prometheus.Registry, cluster Cluster) *metrics {
+func newMetrics(reg *prometheus.Registry, cluster Cluster, loads LoadSource) *metrics {
 	m := &metrics{
 		bbbRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "conclave_bbb_requests_total", Help: "BBB API requests by call, frontend and result.",
@@ -70,13 +70,21 @@ func newMetrics(reg *prometheus.Registry, cluster Cluster) *metrics {
 		}),
 	}
 	reg.MustRegister(m.bbbRequests, m.bbbLatency, m.backendCalls, m.backendLatency, m.placements, m.placeFailures, m.applyLatency)
-	reg.MustRegister(&stateCollector{cluster: cluster})
+	// Known reasons start at zero, so rate() works before the first failure.
+	for _, r := range []string{"no_backend", "no_tagged_backend", "backends_failed", "no_quorum"} {
+		m.placeFailures.WithLabelValues(r)
+	}
+	mc, _ := loads.(MemberCounter)
+	reg.MustRegister(&stateCollector{cluster: cluster, members: mc})
 	return m
 }
 
 // stateCollector reads gauges from the replica and Raft at scrape time, so
 // nothing is kept in sync by hand and removed backends vanish on their own.
-type stateCollector struct{ cluster Cluster }
+type stateCollector struct {
+	cluster Cluster
+	members MemberCounter // nil without gossip
+}
 
 var (
 	descBackendMeetings  = prometheus.NewDesc("conclave_backend_meetings", "Meetings on a backend, as last reported.", []string{"backend"}, nil)
@@ -95,12 +103,16 @@ var (
 	descCommitIndex      = prometheus.NewDesc("conclave_raft_commit_index", "Raft commit index known to this peer.", nil, nil)
 	descLeaderChanges    = prometheus.NewDesc("conclave_raft_leader_changes_total", "Leadership changes seen by this peer.", nil, nil)
 	descPeers            = prometheus.NewDesc("conclave_raft_peers", "Voters in the Raft configuration.", nil, nil)
+	descGossipMembers    = prometheus.NewDesc("conclave_gossip_members", "Members of the gossip cluster (peers and agents) this peer sees alive.", nil, nil)
 )
+
+// MemberCounter is implemented by a LoadSource that can count gossip members.
+type MemberCounter interface{ NumMembers() int }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBackendMeetings, descBackendAttendees, descBackendBound, descBackendLatency,
 		descNodeState, descAdminState, descFrontends, descMeetings, descApplied, descLeader, descRaftState, descTerm,
-		descLastIndex, descCommitIndex, descLeaderChanges, descPeers} {
+		descLastIndex, descCommitIndex, descLeaderChanges, descPeers, descGossipMembers} {
 		ch <- d
 	}
 }
@@ -138,6 +150,9 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descApplied, prometheus.GaugeValue, float64(st.AppliedIndex()))
 	ch <- prometheus.MustNewConstMetric(descLeader, prometheus.GaugeValue, boolGauge(c.cluster.IsLeader()))
+	if c.members != nil {
+		ch <- prometheus.MustNewConstMetric(descGossipMembers, prometheus.GaugeValue, float64(c.members.NumMembers()))
+	}
 	rs, ok := c.cluster.(RaftStatsSource)
 	if !ok {
 		return

@@ -79,7 +79,7 @@ func New(cfg Config, cluster Cluster) *Server {
 		cfg.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	s := &Server{cfg: cfg, cluster: cluster, log: cfg.Logger, bc: newBackendHTTPClient()}
-	s.metrics = newMetrics(cfg.Registry, cluster)
+	s.metrics = newMetrics(cfg.Registry, cluster, cfg.Loads)
 	s.promH = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}))
 	s.srv = &fasthttp.Server{
 		Handler:            s.Handle,

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -90,6 +91,17 @@ func TestMetricsMoveAndSecretsStayHidden(t *testing.T) {
 	} {
 		if v, ok := metricValue(m, series); !ok || v < 1 {
 			t.Fatalf("metric %s missing or zero", series)
+		}
+	}
+	// Every metric the Grafana dashboard queries exists.
+	dash, err := os.ReadFile("../../deploy/grafana-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range regexp.MustCompile(`conclave_[a-z_]+`).FindAllString(string(dash), -1) {
+		base := strings.TrimSuffix(name, "_bucket")
+		if !strings.Contains(m, "\n"+base) && !strings.Contains(m, "# TYPE "+base+" ") {
+			t.Errorf("dashboard uses %s, which /metrics does not have", name)
 		}
 	}
 	if v, _ := metricValue(m, `conclave_bbb_requests_total{call="create",frontend="moodle",result="success"}`); v != 5 {
