@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/conclave-lb/conclave/auth"
+	"github.com/conclave-lb/conclave/discovery"
 	"github.com/conclave-lb/conclave/gateway"
 	"github.com/conclave-lb/conclave/internal/cli"
 	"github.com/conclave-lb/conclave/raftnode"
@@ -109,25 +110,41 @@ func run(o options) error {
 	}
 	jwtSecret := os.Getenv("CONCLAVE_API_JWT_SECRET")
 	logger = logger.With("peer", o.id)
+	gkey, err := gossipKey(o.gossipAddr)
+	if err != nil {
+		return err
+	}
 
 	// Listen first: a port in use should fail before Raft touches anything.
 	ln, err := net.Listen("tcp", o.listenHTTP)
 	if err != nil {
 		return fmt.Errorf("cannot listen for HTTP on %s: %w", o.listenHTTP, err)
 	}
+	gossip, err := discovery.Start(discovery.Config{
+		Name: "peer:" + o.id, BindAddr: o.gossipAddr, AdvertiseAddr: advertiseFor(o.gossipAddr), SecretKey: gkey,
+		Meta:   discovery.Meta{Role: discovery.RolePeer, HTTPAddr: o.httpAdvertise},
+		Logger: logger.With("component", "gossip"),
+	})
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("gossip on %s: %w", o.gossipAddr, err)
+	}
 	node, err := raftnode.Open(raftnode.Config{
 		ID: o.id, DataDir: o.dataDir, RaftBind: o.raftAddr, RaftAdvertise: o.raftAdvertise,
-		HTTPAdvertise: o.httpAdvertise, Bootstrap: o.bootstrap, Join: o.join,
+		HTTPAdvertise: o.httpAdvertise, GossipAdvertise: advertiseFor(o.gossipAddr), Bootstrap: o.bootstrap, Join: o.join,
 		PeerToken: auth.PeerTokenSource(jwtSecret, o.id), Logger: logger,
 	})
 	if err != nil {
 		ln.Close()
+		gossip.Shutdown()
 		return err
 	}
+	stopGossip := make(chan struct{})
+	go joinPeersGossip(gossip, node, o.id, stopGossip, logger)
 	srv := gateway.New(gateway.Config{
 		JWTSecret: jwtSecret, ReverseProxy: cli.ParseBool(os.Getenv("CONCLAVE_REVERSE_PROXY_MODE")),
 		MaxBodySize: o.maxBody, Logger: logger, Version: version,
-		CallbackBase: callbackBase(o),
+		CallbackBase: callbackBase(o), Loads: gossipLoads{gossip},
 	}, node)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -146,6 +163,9 @@ func run(o options) error {
 		logger.Error("HTTP server stopped", "err", err)
 	}
 	stopHealth()
+	close(stopGossip)
+	_ = gossip.Leave(2 * time.Second)
+	_ = gossip.Shutdown()
 	// Leadership moves first (inside Shutdown); then stop serving HTTP.
 	if err := node.Shutdown(); err != nil {
 		logger.Warn("raft shutdown", "err", err)

@@ -108,6 +108,14 @@ func TestMetricsMoveAndSecretsStayHidden(t *testing.T) {
 		t.Fatalf("create counter %v, want 5", v)
 	}
 
+	// The three peers find each other's gossip through the peer table.
+	harness.Eventually(t, 15*time.Second, func() error {
+		if v, _ := metricValue(scrape(t, c.Peers[2]), "conclave_gossip_members"); v != 3 {
+			return fmt.Errorf("gossip members %v, want 3", v)
+		}
+		return nil
+	})
+
 	// Kill a node: its NodeState gauge moves to error.
 	var backends []struct{ ID, URL string }
 	if err := c.API(c.Peers[0], "GET", "/api/v1/backends", nil, &backends); err != nil {
