@@ -100,6 +100,10 @@ func (s *State) apply(c Command) *Result {
 	case *RemovePeer:
 		delete(s.Peers, c.ID)
 		return &Result{Removed: true}
+	case *PutRecordings:
+		return s.putRecordings(c)
+	case *DropRecordings:
+		return s.dropRecordings(c)
 	}
 	return fail(invalid("unknown command"))
 }
@@ -278,6 +282,11 @@ func (s *State) removeFrontend(c *RemoveFrontend) *Result {
 	for _, id := range sortedKeys(s.Meetings) {
 		if s.Meetings[id].Frontend == c.Key {
 			s.dropMeeting(id)
+		}
+	}
+	for id, r := range s.Recordings {
+		if r.Frontend == c.Key {
+			delete(s.Recordings, id)
 		}
 	}
 	delete(s.Frontends, c.Key)

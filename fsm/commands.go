@@ -285,6 +285,10 @@ func newCommand(t CmdType) Command {
 		return &SetPeer{}
 	case CmdRemovePeer:
 		return &RemovePeer{}
+	case CmdPutRecordings:
+		return &PutRecordings{}
+	case CmdDropRecordings:
+		return &DropRecordings{}
 	}
 	return nil
 }

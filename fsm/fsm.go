@@ -213,11 +213,12 @@ func (f *FSM) Peer(id string) (Peer, bool) {
 // maps of pointers (values are immutable), so Raft's snapshot call stays cheap;
 // the encoding happens in Persist, off the apply path.
 type Snapshot struct {
-	applied   uint64
-	backends  map[string]*Backend
-	frontends map[string]*Frontend
-	meetings  map[string]*Meeting
-	peers     map[string]*Peer
+	applied    uint64
+	backends   map[string]*Backend
+	frontends  map[string]*Frontend
+	meetings   map[string]*Meeting
+	peers      map[string]*Peer
+	recordings map[string]*Recording
 }
 
 // Snapshot captures the state.
@@ -225,11 +226,12 @@ func (f *FSM) Snapshot() *Snapshot {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	return &Snapshot{
-		applied:   f.applied.Load(),
-		backends:  cloneMap(f.st.Backends),
-		frontends: cloneMap(f.st.Frontends),
-		meetings:  cloneMap(f.st.Meetings),
-		peers:     cloneMap(f.st.Peers),
+		applied:    f.applied.Load(),
+		backends:   cloneMap(f.st.Backends),
+		frontends:  cloneMap(f.st.Frontends),
+		meetings:   cloneMap(f.st.Meetings),
+		peers:      cloneMap(f.st.Peers),
+		recordings: cloneMap(f.st.Recordings),
 	}
 }
 
@@ -249,6 +251,8 @@ type snapshotHeader struct {
 	Frontends int    `json:"frontends"`
 	Meetings  int    `json:"meetings"`
 	Peers     int    `json:"peers"`
+	// Recordings came later: absent (0) in older snapshots.
+	Recordings int `json:"recordings,omitempty"`
 }
 
 const snapshotVersion = 1
@@ -258,7 +262,7 @@ const snapshotVersion = 1
 func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	cw := &countingWriter{w: bufio.NewWriterSize(w, 64<<10)}
 	enc := json.NewEncoder(cw)
-	hdr := snapshotHeader{snapshotVersion, s.applied, len(s.backends), len(s.frontends), len(s.meetings), len(s.peers)}
+	hdr := snapshotHeader{snapshotVersion, s.applied, len(s.backends), len(s.frontends), len(s.meetings), len(s.peers), len(s.recordings)}
 	if err := enc.Encode(hdr); err != nil {
 		return cw.n, err
 	}
@@ -272,6 +276,9 @@ func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 		return cw.n, err
 	}
 	if err := encodeSorted(enc, s.peers); err != nil {
+		return cw.n, err
+	}
+	if err := encodeSorted(enc, s.recordings); err != nil {
 		return cw.n, err
 	}
 	return cw.n, cw.w.(*bufio.Writer).Flush()
@@ -311,7 +318,7 @@ func (f *FSM) Restore(r io.Reader) error {
 	if hdr.Version != snapshotVersion {
 		return fmt.Errorf("fsm: snapshot version %d, this build reads %d", hdr.Version, snapshotVersion)
 	}
-	for _, n := range []int{hdr.Backends, hdr.Frontends, hdr.Meetings, hdr.Peers} {
+	for _, n := range []int{hdr.Backends, hdr.Frontends, hdr.Meetings, hdr.Peers, hdr.Recordings} {
 		if n < 0 || n > maxSnapshotRecords {
 			return fmt.Errorf("fsm: snapshot header has bad count %d", n)
 		}
@@ -331,6 +338,9 @@ func (f *FSM) Restore(r io.Reader) error {
 		st.putMeeting(m)
 	}
 	if err := decodeN(dec, hdr.Peers, func(p *Peer) string { return p.ID }, st.Peers); err != nil {
+		return err
+	}
+	if err := decodeN(dec, hdr.Recordings, func(r *Recording) string { return r.RecordID }, st.Recordings); err != nil {
 		return err
 	}
 	f.mu.Lock()

@@ -14,7 +14,7 @@ func randomCommand(r *rand.Rand, now int64) Command {
 	be := fmt.Sprintf("b%d", r.Intn(5))
 	fe := fmt.Sprintf("f%d", r.Intn(3))
 	mid := fmt.Sprintf("m%d", r.Intn(20))
-	switch r.Intn(12) {
+	switch r.Intn(13) {
 	case 0:
 		return &AddBackend{ID: be, URL: fmt.Sprintf("https://%s.example.org/bigbluebutton/api/", be), Secret: "s", Now: now,
 			Settings: []byte(`{"tags":["t` + fmt.Sprint(r.Intn(3)) + `"]}`), IfAbsent: r.Intn(2) == 0}
@@ -44,6 +44,12 @@ func randomCommand(r *rand.Rand, now int64) Command {
 			ref.BackendID = be
 		}
 		return &ReleaseMeetings{Meetings: []MeetingRef{ref}}
+	case 11:
+		if r.Intn(3) == 0 {
+			return &DropRecordings{BackendID: be, RecordIDs: []string{fmt.Sprintf("r%d", r.Intn(10))}}
+		}
+		return &PutRecordings{Recordings: []Recording{{RecordID: fmt.Sprintf("r%d", r.Intn(10)), Frontend: fe, MeetingID: mid,
+			InternalID: fe + "~" + mid, BackendID: be, State: "published", StartTime: now, Meta: map[string]string{"a": "b"}, XML: "<recording/>"}}}
 	default:
 		if r.Intn(2) == 0 {
 			return &SetPeer{ID: "p" + fmt.Sprint(r.Intn(3)), RaftAddr: "127.0.0.1:1", HTTPAddr: "127.0.0.1:2", GossipAddr: "127.0.0.1:3"}

@@ -117,6 +117,8 @@ type State struct {
 	Frontends map[string]*Frontend `json:"-"`
 	Meetings  map[string]*Meeting  `json:"-"`
 	Peers     map[string]*Peer     `json:"-"`
+	// Recordings is the recordings index, by record ID.
+	Recordings map[string]*Recording `json:"-"`
 
 	// Derived, rebuilt on restore: meetings per backend, and the voice
 	// bridges in use on each backend.
@@ -130,6 +132,7 @@ func newState() *State {
 		Frontends:    map[string]*Frontend{},
 		Meetings:     map[string]*Meeting{},
 		Peers:        map[string]*Peer{},
+		Recordings:   map[string]*Recording{},
 		meetingCount: map[string]int{},
 		bridges:      map[string]map[int]bool{},
 	}

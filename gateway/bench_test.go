@@ -3,6 +3,7 @@ package gateway
 import (
 	"fmt"
 	"net"
+	"strings"
 	"testing"
 
 	"github.com/valyala/fasthttp"
@@ -65,6 +66,40 @@ func BenchmarkPlacement(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				if _, err := s.place(&fe, nil); err != nil {
 					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkGetRecordings10k: a filtered getRecordings over an index of
+// 10 000 recordings (100 frontends' worth on one), answered locally.
+func BenchmarkGetRecordings10k(b *testing.B) {
+	mc := benchCluster(b, 10)
+	var recs []fsm.Recording
+	for i := 0; i < 10000; i++ {
+		mid := fmt.Sprintf("m%d", i%2000)
+		recs = append(recs, fsm.Recording{RecordID: fmt.Sprintf("%040d-%d", i, 1700000000000+i), Frontend: "fe", MeetingID: mid,
+			InternalID: "fe~" + mid, BackendID: "b0001", State: "published", StartTime: int64(i),
+			Meta: map[string]string{"course": fmt.Sprint(i % 50)},
+			XML:  "<recording><recordID>x</recordID><meetingID>" + mid + "</meetingID><playback/></recording>"})
+	}
+	for i := 0; i < len(recs); i += 500 {
+		mc.MustApply(&fsm.PutRecordings{Recordings: recs[i:min(i+500, len(recs))]})
+	}
+	s := New(Config{}, mc)
+	for name, q := range map[string]string{"meetingID": "meetingID=m42,m43", "meta": "meta_course=7&limit=20", "recordID": "recordID=0000000000000000000000000000000000000042"} {
+		b.Run(name, func(b *testing.B) {
+			var req fasthttp.Request
+			req.SetRequestURI("/bigbluebutton/api/getRecordings?" + bbb.SignQuery(bbb.SHA256, "getRecordings", q, "frontend-secret"))
+			addr := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				var ctx fasthttp.RequestCtx
+				ctx.Init(&req, addr, nil)
+				s.Handle(&ctx)
+				if !strings.Contains(string(ctx.Response.Body()), "<recording>") {
+					b.Fatalf("%s", ctx.Response.Body())
 				}
 			}
 		})

@@ -140,6 +140,12 @@ func (s *Server) relayRecordingReady(ctx *fasthttp.RequestCtx, fe fsm.Frontend, 
 		ctx.Error("signing failed", fasthttp.StatusInternalServerError)
 		return
 	}
+	// Index the new recording now rather than at the next sync.
+	go func() {
+		if err := s.syncRecordings(&b, []string{claims.RecordID}, false); err != nil {
+			s.log.Warn("indexing a ready recording failed", "backend", b.ID, "err", err)
+		}
+	}()
 	form := url.Values{"signed_parameters": {tok}}.Encode()
 	status := s.deliver(func() (*http.Request, error) {
 		req, err := http.NewRequest(http.MethodPost, u.String(), strings.NewReader(form))

@@ -76,6 +76,17 @@ func TestCallbacksRelayedWithClientIDsAndFrontendSignature(t *testing.T) {
 	if claims["meeting_id"] != "lesson" || claims["record_id"] == "" {
 		t.Fatalf("claims: %v", claims)
 	}
+	// With no sync running, the callback alone put it in the index.
+	deadline = time.Now().Add(3 * time.Second)
+	for {
+		if rec, ok := r.mc.FSM().Recording(claims["record_id"].(string)); ok && rec.MeetingID == "lesson" && rec.Frontend == "fe1" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the recording-ready callback did not index the recording")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func TestForgedCallbacksRefused(t *testing.T) {

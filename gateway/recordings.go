@@ -2,32 +2,31 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
-	"sync"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/conclave-lb/conclave/bbb"
+	"github.com/conclave-lb/conclave/fsm"
 )
 
-// Recordings are answered by asking every backend and keeping only the
-// caller's: a recording belongs to the frontend whose key prefixes its
-// internal meeting ID. Calls that change a recording first find it, so a
-// frontend can never publish, update or delete another's, even knowing its
-// recordID (b3scale lets publish and update through).
+// Recordings live in a replicated index (fsm.Recording), fed by BBB's
+// recording-ready callbacks and by the leader's periodic sync of every
+// backend's getRecordings. A recording belongs to the frontend whose key
+// prefixes its internal meeting ID; getRecordings is answered from the
+// index, and calls that change a recording check its owner there first, so
+// a frontend can never publish, update or delete another's, even knowing
+// its recordID (b3scale lets publish and update through). Playback URLs
+// stay those of the backend holding the files; a recording whose backend is
+// gone stays listed with its last known URLs.
 
 const noRecordingsAnswer = "<response><returncode>SUCCESS</returncode><messageKey>noRecordings</messageKey><message>No recordings found</message><recordings/></response>"
-
-// recordingEl is one <recording> of a backend's answer.
-type recordingEl struct {
-	backend  string
-	recordID string
-	internal string // meetingID as the backend knows it
-	raw      []byte // the element as the backend wrote it, meetingID patched
-}
 
 // clientMeetingID shows the client its own meeting ID for an internal one.
 func (s *Server) clientMeetingID(frontend, internal string) string {
@@ -37,99 +36,239 @@ func (s *Server) clientMeetingID(frontend, internal string) string {
 	return strings.TrimPrefix(internal, frontend+"~")
 }
 
-// gatherRecordings calls getRecordings with args on every backend
-// concurrently and returns the frontend's recordings, in backend order.
-func (r *bbbRequest) gatherRecordings(args *fasthttp.Args) []recordingEl {
-	backends := r.s.cluster.FSM().Backends()
-	parts := make([][]recordingEl, len(backends))
-	var wg sync.WaitGroup
-	for i := range backends {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			b := &backends[i]
-			answer, err := r.s.callBackend(b, "getRecordings", args, nil, "", getMeetingsTimeout)
-			if err != nil {
-				r.s.log.Debug("getRecordings: backend skipped", "backend", b.ID, "err", err)
-				return
-			}
-			parts[i] = r.ownRecordings(b.ID, answer)
-		}(i)
-	}
-	wg.Wait()
-	var out []recordingEl
-	for _, p := range parts {
-		out = append(out, p...)
-	}
-	return out
-}
-
-func (r *bbbRequest) ownRecordings(backend string, doc []byte) []recordingEl {
-	els, err := scanXML(doc, "recording", "recordID", "meetingID")
+// parseRecordings reads a backend's getRecordings answer into index
+// entries: only recordings of known frontends, each element kept as the
+// backend wrote it but with the client's meeting ID.
+func (s *Server) parseRecordings(backend string, doc []byte) ([]fsm.Recording, bool) {
+	els, err := scanXML(doc, "returncode", "recording", "recordID", "meetingID", "state", "startTime", "metadata")
 	if err != nil {
-		return nil
+		return nil, false
 	}
-	var out []recordingEl
+	st := s.cluster.FSM()
+	var out []fsm.Recording
 	for i, rec := range els {
+		if rec.name == "returncode" && rec.depth == 2 && rec.text != "SUCCESS" {
+			return nil, false
+		}
 		if rec.name != "recording" || rec.depth != 3 {
 			continue
 		}
-		var id, mid *element
+		r := fsm.Recording{BackendID: backend}
+		var meta *element
 		for j := range els[:i] {
 			c := &els[j]
-			if c.depth == rec.depth+1 && c.start >= rec.start && c.end <= rec.end {
-				switch c.name {
-				case "recordID":
-					id = c
-				case "meetingID":
-					mid = c
-				}
+			if c.depth != rec.depth+1 || c.start < rec.start || c.end > rec.end {
+				continue
+			}
+			switch c.name {
+			case "recordID":
+				r.RecordID = c.text
+			case "meetingID":
+				r.InternalID = c.text
+			case "state":
+				r.State = c.text
+			case "startTime":
+				r.StartTime, _ = strconv.ParseInt(c.text, 10, 64)
+			case "metadata":
+				meta = c
 			}
 		}
-		if id == nil || mid == nil || !ownedBy(mid.text, r.frontend.Key) {
+		fe, ok := st.FrontendOf(r.InternalID)
+		if !ok || r.RecordID == "" {
 			continue
 		}
-		raw := rewriteMeetingIDs(doc[rec.start:rec.end], mid.text, r.s.clientMeetingID(r.frontend.Key, mid.text))
-		out = append(out, recordingEl{backend: backend, recordID: id.text, internal: mid.text, raw: raw})
+		r.Frontend = fe
+		r.MeetingID = s.clientMeetingID(fe, r.InternalID)
+		r.Meta = metadataOf(doc[rec.start:rec.end], meta, rec.start)
+		r.XML = string(rewriteMeetingIDs(doc[rec.start:rec.end], r.InternalID, r.MeetingID))
+		out = append(out, r)
+	}
+	return out, true
+}
+
+// metadataOf reads the children of <metadata> as name → text.
+func metadataOf(recDoc []byte, meta *element, offset int) map[string]string {
+	if meta == nil {
+		return nil
+	}
+	els, err := scanXML(recDoc[meta.start-offset : meta.end-offset]) // every element
+	if err != nil {
+		return nil
+	}
+	out := map[string]string{}
+	for _, e := range els {
+		if e.depth == 2 {
+			out[e.name] = e.text
+		}
 	}
 	return out
 }
 
-// internalMeetingList maps a client's comma list of meeting IDs.
-func (r *bbbRequest) internalMeetingList(list string) string {
-	var ids []string
-	for _, id := range strings.Split(list, ",") {
-		if id = strings.TrimSpace(id); id != "" {
-			ids = append(ids, internalMeetingID(r.frontend.Key, id))
-		}
-	}
-	return strings.Join(ids, ",")
-}
-
-// getRecordings: meetingID and recordID lists, state, meta_* filters are
-// applied by the backends; offset/limit paging over the merged answer.
-func (r *bbbRequest) getRecordings() string {
+// syncRecordings brings the index in line with one backend's recordings
+// (all of them, or just ids): new and changed ones are put, ones the
+// backend no longer has are dropped. wait makes the change visible on this
+// peer before returning.
+func (s *Server) syncRecordings(b *fsm.Backend, ids []string, wait bool) error {
 	args := fasthttp.AcquireArgs()
 	defer fasthttp.ReleaseArgs(args)
-	r.args.CopyTo(args)
-	if mids := string(args.Peek("meetingID")); mids != "" {
-		args.Set("meetingID", r.internalMeetingList(mids))
+	args.Set("state", "any")
+	if len(ids) > 0 {
+		args.Set("recordID", strings.Join(ids, ","))
 	}
-	paged := args.Has("offset") || args.Has("limit")
-	offset, _ := strconv.Atoi(string(args.Peek("offset")))
-	limit, err := strconv.Atoi(string(args.Peek("limit")))
+	answer, err := s.callBackend(b, "getRecordings", args, nil, "", backendCallTimeout)
+	if err != nil {
+		return err
+	}
+	recs, ok := s.parseRecordings(b.ID, answer)
+	if !ok {
+		return fmt.Errorf("backend %s: unreadable getRecordings answer", b.ID)
+	}
+	have := s.cluster.FSM().RecordingsOn(b.ID)
+	var put []fsm.Recording
+	seen := map[string]bool{}
+	for _, r := range recs {
+		seen[r.RecordID] = true
+		if old, ok := have[r.RecordID]; !ok || old.XML != r.XML || old.State != r.State {
+			put = append(put, r)
+		}
+	}
+	var drop []string
+	for id := range have {
+		asked := len(ids) == 0
+		for _, want := range ids {
+			asked = asked || want == id
+		}
+		if asked && !seen[id] {
+			drop = append(drop, id)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), claimTimeout)
+	defer cancel()
+	apply := s.cluster.Commit
+	if wait {
+		apply = s.cluster.Apply
+	}
+	for len(put) > 0 { // in slices, to keep log entries small
+		n := min(len(put), 200)
+		if _, err := apply(ctx, &fsm.PutRecordings{Recordings: put[:n]}); err != nil {
+			return err
+		}
+		put = put[n:]
+	}
+	if len(drop) > 0 {
+		sort.Strings(drop)
+		if _, err := apply(ctx, &fsm.DropRecordings{BackendID: b.ID, RecordIDs: drop}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RunRecordingSync keeps the recordings index in line with every live
+// backend while this peer leads: the safety net for lost callbacks.
+func (s *Server) RunRecordingSync(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !s.cluster.IsLeader() {
+			continue
+		}
+		for _, b := range s.cluster.FSM().Backends() {
+			if b.NodeState != fsm.NodeReady {
+				continue // a dead node's recordings stay listed with their last known URLs
+			}
+			if err := s.syncRecordings(&b, nil, false); err != nil {
+				s.log.Warn("recordings sync failed", "backend", b.ID, "err", err)
+			}
+		}
+	}
+}
+
+// internalMeetingList maps a client's comma list of meeting IDs.
+func (r *bbbRequest) clientMeetingSet(list string) map[string]bool {
+	out := map[string]bool{}
+	for _, id := range splitIDs(list) {
+		out[id] = true
+	}
+	return out
+}
+
+// matchMeta applies one meta_* filter: exact, or with % at either end as a
+// wildcard, as bbb-web does.
+func matchMeta(v, f string) bool {
+	pre, suf := strings.HasPrefix(f, "%"), strings.HasSuffix(f, "%") && len(f) > 1
+	core := strings.TrimSuffix(strings.TrimPrefix(f, "%"), "%")
+	switch {
+	case pre && suf:
+		return strings.Contains(v, core)
+	case pre:
+		return strings.HasSuffix(v, core)
+	case suf:
+		return strings.HasPrefix(v, core)
+	}
+	return v == f
+}
+
+// getRecordings is answered from the local index: meetingID and recordID
+// lists (recordID as a prefix, and winning over meetingID), state (default
+// published,unpublished; any = all), meta_* filters, offset/limit paging.
+func (r *bbbRequest) getRecordings() string {
+	a := r.args
+	meetings := r.clientMeetingSet(string(a.Peek("meetingID")))
+	recordIDs := splitIDs(string(a.Peek("recordID")))
+	states := map[string]bool{"published": true, "unpublished": true}
+	if v := string(a.Peek("state")); v != "" {
+		states = map[string]bool{}
+		for _, s := range splitIDs(v) {
+			states[s] = true
+		}
+	}
+	metas := map[string]string{}
+	a.VisitAll(func(k, v []byte) {
+		if key := strings.ToLower(string(k)); strings.HasPrefix(key, "meta_") {
+			metas[key[len("meta_"):]] = string(v)
+		}
+	})
+	keep := func(rec *fsm.Recording) bool {
+		if !states["any"] && !states[rec.State] {
+			return false
+		}
+		if len(recordIDs) > 0 {
+			ok := false
+			for _, p := range recordIDs {
+				ok = ok || strings.HasPrefix(rec.RecordID, p)
+			}
+			if !ok {
+				return false
+			}
+		} else if len(meetings) > 0 && !meetings[rec.MeetingID] {
+			return false
+		}
+		for k, f := range metas {
+			if v, ok := rec.Meta[k]; !ok || !matchMeta(v, f) {
+				return false
+			}
+		}
+		return true
+	}
+	recs := r.s.cluster.FSM().RecordingsOf(r.frontend.Key, keep)
+
+	paged := a.Has("offset") || a.Has("limit")
+	offset, _ := strconv.Atoi(string(a.Peek("offset")))
+	limit, err := strconv.Atoi(string(a.Peek("limit")))
 	if err != nil || limit > 100 {
 		limit = 100
 	}
 	offset, limit = max(offset, 0), max(limit, 1)
-	args.Del("offset")
-	args.Del("limit")
-
-	recs := r.gatherRecordings(args)
 	total := len(recs)
-	page := recs[min(offset, total):min(offset+limit, total)]
-	if !paged {
-		page = recs
+	page := recs
+	if paged {
+		page = recs[min(offset, total):min(offset+limit, total)]
 	}
 	if len(page) == 0 && !paged {
 		writeXML(r.ctx, []byte(noRecordingsAnswer))
@@ -138,7 +277,7 @@ func (r *bbbRequest) getRecordings() string {
 	var out bytes.Buffer
 	out.WriteString("<response><returncode>SUCCESS</returncode><recordings>")
 	for _, rec := range page {
-		out.Write(rec.raw)
+		out.WriteString(rec.XML)
 	}
 	out.WriteString("</recordings>")
 	if paged {
@@ -153,18 +292,10 @@ func (r *bbbRequest) getRecordings() string {
 	return "success"
 }
 
-// locateRecordings finds which backend holds each of the frontend's
-// recordIDs; IDs of other frontends or unknown ones are simply absent.
-func (r *bbbRequest) locateRecordings(ids []string) map[string]recordingEl {
-	args := fasthttp.AcquireArgs()
-	defer fasthttp.ReleaseArgs(args)
-	args.Set("recordID", strings.Join(ids, ","))
-	args.Set("state", "any")
-	found := map[string]recordingEl{}
-	for _, rec := range r.gatherRecordings(args) {
-		found[rec.recordID] = rec
-	}
-	return found
+// ownRecording returns the caller's recording from the index.
+func (r *bbbRequest) ownRecording(id string) (fsm.Recording, bool) {
+	rec, ok := r.s.cluster.FSM().Recording(id)
+	return rec, ok && rec.Frontend == r.frontend.Key
 }
 
 func splitIDs(s string) []string {
@@ -187,14 +318,13 @@ func (r *bbbRequest) changeRecordings() string {
 	if r.call == "publishRecordings" && !r.args.Has("publish") {
 		return r.fail(bbb.KeyMissingParamPublish, "You must specify a publish value true or false.")
 	}
-	found := r.locateRecordings(ids)
 	perBackend := map[string][]string{}
 	for _, id := range ids {
-		rec, ok := found[id]
+		rec, ok := r.ownRecording(id)
 		if !ok {
 			return r.fail(bbb.KeyNotFound, "We could not find recordings")
 		}
-		perBackend[rec.backend] = append(perBackend[rec.backend], id)
+		perBackend[rec.BackendID] = append(perBackend[rec.BackendID], id)
 	}
 	var answer []byte
 	for _, bid := range sortedSet(keysOf(perBackend)) {
@@ -207,7 +337,12 @@ func (r *bbbRequest) changeRecordings() string {
 		if err != nil {
 			return r.fail(bbb.KeyServerUnavailable, "The server holding the recording did not answer.")
 		}
-		if env, _ := bbb.ParseEnvelope(a); !env.OK() {
+		env, _ := bbb.ParseEnvelope(a)
+		// Refresh the index from the backend, so both agree afterwards.
+		if err := r.s.syncRecordings(&b, perBackend[bid], true); err != nil {
+			r.s.log.Warn("recordings index refresh failed", "backend", bid, "err", err)
+		}
+		if !env.OK() {
 			writeXML(r.ctx, a)
 			return env.MessageKey
 		}
@@ -232,11 +367,11 @@ func (r *bbbRequest) textTrackCall() string {
 	if id == "" {
 		return r.failJSON("missingParamRecordID", "You must specify a recordID.")
 	}
-	rec, ok := r.locateRecordings([]string{id})[id]
+	rec, ok := r.ownRecording(id)
 	if !ok {
 		return r.failJSON("noRecordings", "No recording found for "+id)
 	}
-	b, ok := r.s.cluster.FSM().Backend(rec.backend)
+	b, ok := r.s.cluster.FSM().Backend(rec.BackendID)
 	if !ok {
 		return r.failJSON("noRecordings", "No recording found for "+id)
 	}

@@ -1,14 +1,17 @@
 package gateway
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/conclave-lb/conclave/bbb"
+	"github.com/conclave-lb/conclave/fsm"
 )
 
 var recordIDRe = regexp.MustCompile(`<recordID>([^<]+)</recordID>`)
@@ -34,6 +37,17 @@ func TestRecordingsAreScopedAndPaged(t *testing.T) {
 				t.Fatal(a.Raw)
 			}
 		}
+	}
+	// No callbacks were asked for: the leader's sync fills the index.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go r.srv.RunRecordingSync(ctx, 100*time.Millisecond)
+	deadline := time.Now().Add(5 * time.Second)
+	for len(r.mc.FSM().RecordingsOf("", nil)) < 8 {
+		if time.Now().After(deadline) {
+			t.Fatalf("sync indexed %d of 8 recordings", len(r.mc.FSM().RecordingsOf("", nil)))
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	all := fe1.Get(t, "getRecordings", "")
 	ids := recordIDs(all.Raw)
@@ -94,6 +108,10 @@ func TestRecordingsAreScopedAndPaged(t *testing.T) {
 		t.Fatalf("after delete: %v", got)
 	}
 
+	if got := recordIDs(fe1.Get(t, "getRecordings", "state=any").Raw); len(got) != 4 && len(got) != 3 {
+		t.Fatalf("state=any: %v", got)
+	}
+
 	// Text tracks: JSON, only for the owner.
 	get := func(c testClient, id string) string {
 		resp, err := http.Get(c.URL("getRecordingTextTracks", "recordID="+id))
@@ -109,5 +127,15 @@ func TestRecordingsAreScopedAndPaged(t *testing.T) {
 	}
 	if body := get(fe2, ids[3]); !strings.Contains(body, `"returncode":"FAILED"`) {
 		t.Fatalf("another frontend's text tracks: %s", body)
+	}
+
+	// The index outlives its backend: force-removed, the recordings stay
+	// listed with their last known playback URLs.
+	cancel()
+	for _, id := range r.ids {
+		r.mc.MustApply(&fsm.RemoveBackend{ID: id, Force: true})
+	}
+	if got := recordIDs(fe1.Get(t, "getRecordings", "").Raw); len(got) != 3 {
+		t.Fatalf("after the backends were removed: %v", got)
 	}
 }

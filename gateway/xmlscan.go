@@ -17,7 +17,8 @@ type element struct {
 	text                     string
 }
 
-// scanXML lists the elements of doc whose local name is in names.
+// scanXML lists the elements of doc whose local name is in names (every
+// element when names is empty).
 func scanXML(doc []byte, names ...string) ([]element, error) {
 	dec := xml.NewDecoder(bytes.NewReader(doc))
 	dec.Strict = false
@@ -40,7 +41,7 @@ func scanXML(doc []byte, names ...string) ([]element, error) {
 		after := int(dec.InputOffset())
 		switch t := tok.(type) {
 		case xml.StartElement:
-			o := &open{el: element{name: t.Name.Local, depth: len(stack) + 1, start: before, contentStart: after}}
+			o := &open{el: element{name: t.Name.Local, depth: len(stack) + 1, start: before, contentStart: after}, want: len(names) == 0}
 			for _, n := range names {
 				o.want = o.want || n == t.Name.Local
 			}

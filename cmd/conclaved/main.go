@@ -30,19 +30,21 @@ type options struct {
 	bootstrap                                                                   bool
 	join                                                                        []string
 	maxBody                                                                     int
+	recordingSync                                                               time.Duration
 }
 
 var envFlags = cli.EnvFlags{
-	"id":             "CONCLAVE_NODE_ID",
-	"data-dir":       "CONCLAVE_DATA_DIR",
-	"listen-http":    "CONCLAVE_LISTEN_HTTP",
-	"http-advertise": "CONCLAVE_HTTP_ADVERTISE",
-	"raft-addr":      "CONCLAVE_RAFT_ADDR",
-	"raft-advertise": "CONCLAVE_RAFT_ADVERTISE",
-	"gossip-addr":    "CONCLAVE_GOSSIP_ADDR",
-	"bootstrap":      "CONCLAVE_BOOTSTRAP",
-	"join":           "CONCLAVE_JOIN",
-	"max-body":       "CONCLAVE_MAX_BODY",
+	"id":              "CONCLAVE_NODE_ID",
+	"data-dir":        "CONCLAVE_DATA_DIR",
+	"listen-http":     "CONCLAVE_LISTEN_HTTP",
+	"http-advertise":  "CONCLAVE_HTTP_ADVERTISE",
+	"raft-addr":       "CONCLAVE_RAFT_ADDR",
+	"raft-advertise":  "CONCLAVE_RAFT_ADVERTISE",
+	"gossip-addr":     "CONCLAVE_GOSSIP_ADDR",
+	"bootstrap":       "CONCLAVE_BOOTSTRAP",
+	"join":            "CONCLAVE_JOIN",
+	"max-body":        "CONCLAVE_MAX_BODY",
+	"recordings-sync": "CONCLAVE_RECORDINGS_SYNC",
 }
 
 func main() {
@@ -87,6 +89,7 @@ default http://<http-advertise>).`,
 	f.BoolVar(&o.bootstrap, "bootstrap", false, "start a new cluster with this peer as its only voter (a no-op on restart)")
 	f.StringSliceVar(&o.join, "join", nil, "comma-separated HTTP addresses of existing peers to join")
 	f.IntVar(&o.maxBody, "max-body", gateway.DefaultMaxBodySize, "largest request body accepted, in bytes")
+	f.DurationVar(&o.recordingSync, "recordings-sync", 30*time.Second, "how often the leader syncs the recordings index from every backend (callbacks update it at once)")
 	envFlags.Annotate(f)
 	return cmd
 }
@@ -151,6 +154,7 @@ func run(o options) error {
 	healthCtx, stopHealth := context.WithCancel(context.Background())
 	defer stopHealth()
 	go srv.RunHealth(healthCtx, gateway.DefaultHealth)
+	go srv.RunRecordingSync(healthCtx, o.recordingSync)
 	logger.Info("conclaved started", "version", version, "http", o.listenHTTP, "raft", o.raftAdvertise,
 		"bootstrap", o.bootstrap, "join", strings.Join(o.join, ","), "admin_auth", jwtSecret != "")
 
