@@ -311,7 +311,7 @@ func TestLocalValidation(t *testing.T) {
 		{[]string{"show", "backends", "extra"}, "takes 0 argument(s), got 1"},
 		{[]string{"join", "peer", "p4"}, "usage: conclavectl join peer ID RAFT_ADDR"},
 		{[]string{"show", "backends", "-o", "yaml"}, "-o must be text or json"},
-		{[]string{"show", "nodes"}, `unknown command "nodes" for "conclavectl show" (one of: backend, backends, frontends, meetings, peers)`},
+		{[]string{"show", "nodes"}, `unknown command "nodes" for "conclavectl show" (one of: backend, backends, frontends, meetings, peers, recordings)`},
 		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
 		{[]string{"show", "backends", "--bogus"}, "unknown flag: --bogus"},
 	} {

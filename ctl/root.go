@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"sort"
 	"strings"
@@ -66,7 +68,7 @@ Environment:
 
 	add.AddCommand(o.addBackend(), o.addFrontend())
 	set.AddCommand(o.setBackend(), o.setFrontend())
-	show.AddCommand(o.showBackends(), o.showBackend(), o.showFrontends(), o.showMeetings(), o.showPeers())
+	show.AddCommand(o.showBackends(), o.showBackend(), o.showFrontends(), o.showMeetings(), o.showRecordings(), o.showPeers())
 	del.AddCommand(o.deleteBackend(), o.deleteFrontend())
 	enable.AddCommand(o.backendState("enable"))
 	disable.AddCommand(o.backendState("disable"))
@@ -481,6 +483,37 @@ func (o *options) showMeetings() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&frontend, "frontend", "", "only this frontend's meetings")
+	return cmd
+}
+
+func (o *options) showRecordings() *cobra.Command {
+	var frontend string
+	cmd := &cobra.Command{
+		Use: "recordings [--frontend KEY]", Short: "List the recordings index", Args: nargs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			path := "/api/v1/recordings"
+			if frontend != "" {
+				path += "?" + url.Values{"frontend": {frontend}}.Encode()
+			}
+			rs, err := call[[]Recording](cmd.Context(), o.client(), http.MethodGet, path, nil)
+			if err != nil {
+				return err
+			}
+			return o.emit(cmd.OutOrStdout(), rs, func(w io.Writer) {
+				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "FRONTEND\tMEETING ID\tRECORD ID\tSTATE\tBACKEND\tSTARTED")
+				for _, r := range rs {
+					be := r.BackendID
+					if !r.BackendPresent {
+						be += " (removed)"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Frontend, r.MeetingID, r.RecordID, r.State, be, time.UnixMilli(r.StartTime).UTC().Format(time.RFC3339))
+				}
+				tw.Flush()
+			})
+		},
+	}
+	cmd.Flags().StringVar(&frontend, "frontend", "", "only this frontend's recordings")
 	return cmd
 }
 

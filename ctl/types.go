@@ -93,3 +93,15 @@ type JoinPeerRequest struct {
 	RaftAddr string `json:"raft_addr"`
 	HTTPAddr string `json:"http_addr,omitempty"`
 }
+
+// Recording is one entry of the recordings index.
+type Recording struct {
+	RecordID       string            `json:"record_id"`
+	Frontend       string            `json:"frontend"`
+	MeetingID      string            `json:"meeting_id"`
+	BackendID      string            `json:"backend_id"`
+	BackendPresent bool              `json:"backend_present"`
+	State          string            `json:"state"`
+	StartTime      int64             `json:"start_time"`
+	Meta           map[string]string `json:"meta,omitempty"`
+}

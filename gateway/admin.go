@@ -184,6 +184,8 @@ func (a *adminRequest) route() {
 		a.applyFrontend(&fsm.SetFrontendSettings{Key: p[1], Patch: a.ctx.PostBody()}, 200)
 	case p[0] == "frontends" && n == 2 && m == "DELETE":
 		a.deleteFrontend(p[1])
+	case p[0] == "recordings" && n == 1 && m == "GET":
+		a.listRecordings(string(a.ctx.QueryArgs().Peek("frontend")))
 	case p[0] == "meetings" && n == 1 && m == "GET":
 		writeJSON(a.ctx, 200, nonNil(a.s.cluster.FSM().Meetings(string(a.ctx.QueryArgs().Peek("frontend")))))
 	case p[0] == "snapshot" && n == 1 && m == "POST":
@@ -435,4 +437,27 @@ func newID(prefix string) string {
 	var b [5]byte
 	_, _ = rand.Read(b[:])
 	return prefix + hex.EncodeToString(b[:])
+}
+
+// recordingView is an index entry without its XML.
+type recordingView struct {
+	RecordID  string            `json:"record_id"`
+	Frontend  string            `json:"frontend"`
+	MeetingID string            `json:"meeting_id"`
+	BackendID string            `json:"backend_id"`
+	Backend   bool              `json:"backend_present"` // false: its backend was removed; last known URLs
+	State     string            `json:"state"`
+	StartTime int64             `json:"start_time"`
+	Meta      map[string]string `json:"meta,omitempty"`
+}
+
+func (a *adminRequest) listRecordings(frontend string) {
+	st := a.s.cluster.FSM()
+	out := []recordingView{}
+	for _, r := range st.RecordingsOf(frontend, nil) {
+		_, present := st.Backend(r.BackendID)
+		out = append(out, recordingView{RecordID: r.RecordID, Frontend: r.Frontend, MeetingID: r.MeetingID, BackendID: r.BackendID,
+			Backend: present, State: r.State, StartTime: r.StartTime, Meta: r.Meta})
+	}
+	writeJSON(a.ctx, 200, out)
 }

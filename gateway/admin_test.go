@@ -140,4 +140,9 @@ func TestAdminBackendLifecycleAndErrors(t *testing.T) {
 	if r := do(s, lo, "GET", "/api/v1/meetings", "", ""); string(r.Body()) != "[]" {
 		t.Fatalf("meetings after force delete: %s", r.Body())
 	}
+	mc.MustApply(&fsm.PutRecordings{Recordings: []fsm.Recording{{RecordID: "r1", Frontend: "fe", MeetingID: "m", BackendID: b.ID, State: "published", XML: "<recording/>"}}})
+	if r := do(s, lo, "GET", "/api/v1/recordings?frontend=fe", "", ""); !strings.Contains(string(r.Body()), `"record_id":"r1"`) ||
+		!strings.Contains(string(r.Body()), `"backend_present":false`) || strings.Contains(string(r.Body()), "<recording") {
+		t.Fatalf("recordings of a removed backend: %s", r.Body())
+	}
 }
