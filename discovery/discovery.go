@@ -2,10 +2,12 @@
 // hashicorp/memberlist shared by conclaved peers and conclave-agents.
 //
 // Every member gossips a small Meta (its role, a peer's HTTP address, an
-// agent's BBB API URL and load) as memberlist NodeMeta; a change is spread
-// with UpdateNode, coalesced to at most two a second. Each Node keeps its
-// own table of members, copied out of memberlist's callbacks, including
-// members that died or left in the last ten minutes.
+// agent's BBB API URL and load) as memberlist NodeMeta. A change goes
+// straight to the peers at once (coalesced to two a second) and through
+// gossip (UpdateNode) at a slower pace for load-only changes; see
+// UpdateMeta. Each Node keeps its own table of members, copied out of
+// memberlist's callbacks, including members that died or left in the last
+// ten minutes (DeadRetention).
 package discovery
 
 import (
@@ -62,15 +64,16 @@ type timings struct {
 	joinRetryMin, joinRetryMax time.Duration // backoff between failed joins
 	rejoinAfter                time.Duration // isolated this long → join again
 	check                      time.Duration // how often the join loop looks
-	publishEvery               time.Duration // minimum gap between UpdateNode calls
+	publishEvery               time.Duration // minimum gap between direct sends to the peers
+	gossipEvery                time.Duration // minimum gap between load-only UpdateNode calls
 	updateWait                 time.Duration // how long UpdateNode may block the publisher
 }
 
 var (
 	normalTimings = timings{joinRetryMin: time.Second, joinRetryMax: 30 * time.Second, rejoinAfter: 10 * time.Second,
-		check: 2 * time.Second, publishEvery: 500 * time.Millisecond, updateWait: 250 * time.Millisecond}
+		check: 2 * time.Second, publishEvery: 500 * time.Millisecond, gossipEvery: 10 * time.Second, updateWait: 250 * time.Millisecond}
 	fastTimings = timings{joinRetryMin: 200 * time.Millisecond, joinRetryMax: 2 * time.Second, rejoinAfter: 2 * time.Second,
-		check: 250 * time.Millisecond, publishEvery: 500 * time.Millisecond, updateWait: 100 * time.Millisecond}
+		check: 250 * time.Millisecond, publishEvery: 500 * time.Millisecond, gossipEvery: time.Second, updateWait: 100 * time.Millisecond}
 )
 
 // Node is a running gossip member.
@@ -84,8 +87,10 @@ type Node struct {
 
 	metaMu  sync.Mutex
 	meta    Meta   // latest meta handed to UpdateMeta (or Start)
-	wire    []byte // what NodeMeta returns: the last published encoding
-	pending []byte // encoded meta waiting for the publisher
+	wire    []byte // what NodeMeta returns: the last gossiped encoding
+	pending []byte // encoded meta not yet sent to the peers
+	owed    []byte // encoded meta not yet gossiped
+	urgent  bool   // owed changes more than the load: gossip it now
 	seq     uint64
 	kick    chan struct{}
 
@@ -266,10 +271,17 @@ func (n *Node) LocalMeta() Meta {
 	return n.meta
 }
 
-// UpdateMeta sets this member's meta (Seq is assigned here) and schedules
-// its broadcast. Updates are coalesced: at most one UpdateNode every half
-// second, carrying the latest meta. It fails, changing nothing, on an
-// encoding over MaxMetaSize; it never waits for the network.
+// UpdateMeta sets this member's meta (Seq is assigned here) and returns
+// at once; a background publisher spreads it. It fails, changing nothing,
+// on an encoding over MaxMetaSize.
+//
+// Load travels two ways. Every update goes straight to the live peers (a
+// UDP message each), at most two a second with the latest meta winning.
+// Gossip (memberlist UpdateNode, which every member relays a dozen times)
+// carries it too, but at most once per gossip interval (10 s; 1 s with
+// Fast) unless the role, an address, the BBB state or the load factor
+// changed: gossip capacity is a few updates a second for the whole
+// cluster, too little for 200 agents' loads. Push/pull repairs losses.
 func (n *Node) UpdateMeta(m Meta) error {
 	n.metaMu.Lock()
 	m.Seq = n.seq + 1
@@ -278,8 +290,13 @@ func (n *Node) UpdateMeta(m Meta) error {
 		n.metaMu.Unlock()
 		return err
 	}
+	prev := n.meta
 	n.seq = m.Seq
-	n.meta, n.pending = m, b
+	n.meta, n.pending, n.owed = m, b, b
+	if prev.Role != m.Role || prev.HTTPAddr != m.HTTPAddr || prev.APIURL != m.APIURL ||
+		prev.BBBUp != m.BBBUp || prev.LoadFactor != m.LoadFactor {
+		n.urgent = true
+	}
 	n.metaMu.Unlock()
 	select {
 	case n.kick <- struct{}{}:
@@ -288,56 +305,67 @@ func (n *Node) UpdateMeta(m Meta) error {
 	return nil
 }
 
-// publishLoop hands pending meta to memberlist, at most every publishEvery.
+// publishLoop sends new meta to the peers at most every publishEvery and
+// hands it to memberlist's gossip as UpdateMeta describes.
 func (n *Node) publishLoop() {
 	defer n.wg.Done()
-	var last time.Time
+	var lastDirect, lastGossip time.Time
+	var gossipDue <-chan time.Time // set while a gossip is owed but not yet due
 	for {
 		select {
 		case <-n.stop:
 			return
 		case <-n.kick:
+		case <-gossipDue:
+			gossipDue = nil
 		}
-		if d := n.t.publishEvery - time.Since(last); d > 0 {
+		if d := n.t.publishEvery - time.Since(lastDirect); d > 0 {
 			select {
 			case <-n.stop:
 				return
 			case <-time.After(d):
 			}
 		}
+		now := time.Now()
 		n.metaMu.Lock()
-		b := n.pending
-		if b != nil {
-			n.wire, n.pending = b, nil
+		direct, owed := n.pending, n.owed
+		due := owed != nil && (n.urgent || now.Sub(lastGossip) >= n.t.gossipEvery)
+		n.pending = nil
+		if due {
+			n.wire, n.owed, n.urgent = owed, nil, false
 		}
 		n.metaMu.Unlock()
-		if b == nil {
-			continue
-		}
-		last = time.Now()
-		n.published.Add(1)
+
 		n.lifeMu.Lock()
 		if n.left || n.down {
 			n.lifeMu.Unlock()
 			return
 		}
-		n.sendDirect(b)
-		// UpdateNode waits for the broadcast to go out; that wait is of no
-		// use here, so a short timeout is normal and not an error.
-		err := n.ml.UpdateNode(n.t.updateWait)
+		if direct != nil {
+			lastDirect = now
+			n.sendDirect(direct)
+		}
+		var err error
+		if due {
+			lastGossip = now
+			n.published.Add(1)
+			// UpdateNode waits for the broadcast to go out; that wait is of
+			// no use here, so a short timeout is normal and not an error.
+			err = n.ml.UpdateNode(n.t.updateWait)
+		}
 		n.lifeMu.Unlock()
 		if err != nil && !strings.Contains(err.Error(), "timeout") {
 			n.log.Warn("gossip meta update failed", "err", err)
+		}
+		if !due && owed != nil && gossipDue == nil {
+			gossipDue = time.After(n.t.gossipEvery - now.Sub(lastGossip))
 		}
 	}
 }
 
 // directMeta tags a user message carrying a member's meta, sent straight
-// to the peers: gossip spreads an update to every member, each relaying it
-// a dozen times, which takes seconds in a large cluster (and caps how many
-// updates a second it can carry); the peers, who place meetings by load,
-// get it in one hop. Gossip still carries it to everyone, and push/pull
-// repairs losses. Both paths are encrypted alike; Seq orders them.
+// to the peers (see UpdateMeta). Both paths are encrypted alike; Seq
+// orders them.
 const directMeta byte = 1
 
 // sendDirect sends this member's encoded meta to every other live peer.

@@ -273,24 +273,36 @@ func bound(st *fsm.FSM, internal string) (*fsm.Meeting, *fsm.Backend, bool) {
 	return &m, &b, true
 }
 
+// findMeeting validates meetingID and finds where the meeting runs, with
+// the backend's view of the ID set in the arguments. A non-empty res means
+// an error answer was written; m == nil means no such meeting (the caller
+// chooses the answer).
+func (r *bbbRequest) findMeeting() (mid, internal string, m *fsm.Meeting, b *fsm.Backend, res string) {
+	mid, res, ok := r.meetingParam()
+	if !ok {
+		return "", "", nil, nil, res
+	}
+	internal = internalMeetingID(r.frontend.Key, mid)
+	m, b, err := r.lookup(internal)
+	if err != nil {
+		return "", "", nil, nil, r.fail(bbb.KeyServerUnavailable, "The cluster cannot confirm the meeting now. Please retry.")
+	}
+	r.args.Set("meetingID", internal)
+	return mid, internal, m, b, ""
+}
+
 // join redirects the browser to the backend's own join URL, signed with
 // the backend's secret: bbb-web binds the session to a cookie on its own
 // domain, so the gateway never calls join itself. redirect=false is the
 // exception: the caller wants BBB's XML answer.
 func (r *bbbRequest) join() string {
-	mid, res, ok := r.meetingParam()
-	if !ok {
+	mid, internal, m, b, res := r.findMeeting()
+	if res != "" {
 		return res
-	}
-	internal := internalMeetingID(r.frontend.Key, mid)
-	m, b, err := r.lookup(internal)
-	if err != nil {
-		return r.fail(bbb.KeyServerUnavailable, "The cluster cannot confirm the meeting now. Please retry.")
 	}
 	if m == nil {
 		return r.fail(bbb.KeyNotFound, bbb.MsgNotFound)
 	}
-	r.args.Set("meetingID", internal)
 	if strings.EqualFold(string(r.args.Peek("redirect")), "false") {
 		answer, err := r.s.callBackend(b, "join", r.args, nil, "", backendCallTimeout)
 		if err != nil {
@@ -316,14 +328,9 @@ const notRunningAnswer = "<response><returncode>SUCCESS</returncode><running>fal
 // forwardMeetingCall sends a meeting's call to the backend that runs it and
 // shows the client its own meeting ID in the answer.
 func (r *bbbRequest) forwardMeetingCall(mode notFoundMode, after func(m *fsm.Meeting, b *fsm.Backend, env bbb.Envelope)) string {
-	mid, res, ok := r.meetingParam()
-	if !ok {
+	mid, internal, m, b, res := r.findMeeting()
+	if res != "" {
 		return res
-	}
-	internal := internalMeetingID(r.frontend.Key, mid)
-	m, b, err := r.lookup(internal)
-	if err != nil {
-		return r.fail(bbb.KeyServerUnavailable, "The cluster cannot confirm the meeting now. Please retry.")
 	}
 	if m == nil {
 		if mode == notFoundIsNotRunning {
@@ -332,7 +339,6 @@ func (r *bbbRequest) forwardMeetingCall(mode notFoundMode, after func(m *fsm.Mee
 		}
 		return r.fail(bbb.KeyNotFound, bbb.MsgNotFound)
 	}
-	r.args.Set("meetingID", internal)
 	var body []byte
 	var ct string
 	if r.ctx.IsPost() && len(r.ctx.PostBody()) > 0 {
