@@ -47,6 +47,8 @@ type Config struct {
 	// DeadRetention is how long dead or departed members stay in the
 	// table with Alive=false (default 10 minutes).
 	DeadRetention time.Duration
+
+	tune func(*memberlist.Config) // tests: adjust memberlist's config last
 }
 
 // Member is one row of the member table.
@@ -88,6 +90,7 @@ type Node struct {
 	metaMu  sync.Mutex
 	meta    Meta   // latest meta handed to UpdateMeta (or Start)
 	wire    []byte // what NodeMeta returns: the last gossiped encoding
+	latest  []byte // encoding of meta
 	pending []byte // encoded meta not yet sent to the peers
 	owed    []byte // encoded meta not yet gossiped
 	urgent  bool   // owed changes more than the load: gossip it now
@@ -151,7 +154,7 @@ func Start(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n.meta, n.wire, n.seq = m, wire, m.Seq
+	n.meta, n.wire, n.latest, n.seq = m, wire, wire, m.Seq
 
 	var mc *memberlist.Config
 	if cfg.Fast {
@@ -163,7 +166,7 @@ func Start(cfg Config) (*Node, error) {
 		mc.RetransmitMult = lan.RetransmitMult
 		// The local config's 200 ms probe timeout turns a busy CPU (many
 		// members in one test process) into false failures; keep the LAN's.
-		mc.ProbeTimeout, mc.SuspicionMult = lan.ProbeTimeout, lan.SuspicionMult
+		mc.ProbeTimeout, mc.SuspicionMult, mc.IndirectChecks = lan.ProbeTimeout, lan.SuspicionMult, lan.IndirectChecks
 		mc.PushPullInterval = 3 * time.Second
 	} else {
 		mc = memberlist.DefaultLANConfig()
@@ -200,7 +203,7 @@ func Start(cfg Config) (*Node, error) {
 		mc.GossipVerifyIncoming = true
 		mc.GossipVerifyOutgoing = true
 	}
-	mc.Label = "conclave"
+	mc.Label = "conclave" // every member must use this package (memberlist drops other labels)
 	// Our messages are small; memberlist's LZW compression allocates large
 	// tables per packet and dominated CPU (through GC) in the 200-agent test.
 	mc.EnableCompression = false
@@ -210,6 +213,9 @@ func Start(cfg Config) (*Node, error) {
 	mc.LogOutput = nil
 	mc.Logger = log.New(&logBridge{log: n.log}, "", 0)
 
+	if cfg.tune != nil {
+		cfg.tune(mc)
+	}
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		return nil, fmt.Errorf("discovery: cannot start gossip on %s: %w", cfg.BindAddr, err)
@@ -292,7 +298,7 @@ func (n *Node) UpdateMeta(m Meta) error {
 	}
 	prev := n.meta
 	n.seq = m.Seq
-	n.meta, n.pending, n.owed = m, b, b
+	n.meta, n.latest, n.pending, n.owed = m, b, b, b
 	if prev.Role != m.Role || prev.HTTPAddr != m.HTTPAddr || prev.APIURL != m.APIURL ||
 		prev.BBBUp != m.BBBUp || prev.LoadFactor != m.LoadFactor {
 		n.urgent = true
@@ -400,7 +406,7 @@ func (n *Node) receiveDirect(msg []byte) {
 		return
 	}
 	name, raw := string(msg[1+k:1+k+int(l)]), msg[1+k+int(l):]
-	if len(raw) > MaxMetaSize {
+	if len(raw) > MaxMetaSize || name == n.name {
 		return
 	}
 	meta, err := DecodeMeta(raw)
@@ -665,8 +671,17 @@ func (e events) NotifyLeave(node *memberlist.Node) {
 	meta := ent.m.Meta
 	n.mu.Unlock()
 	if wasAlive {
-		n.log.Info("gossip member gone", "member", node.Name, "role", string(meta.Role))
+		n.log.Log(context.Background(), n.memberLogLevel(meta.Role), "gossip member gone", "member", node.Name, "role", string(meta.Role))
 	}
+}
+
+// memberLogLevel: peers log every member coming and going; agents only
+// peers (200 agents each logging the other 199 would be noise).
+func (n *Node) memberLogLevel(r Role) slog.Level {
+	if n.cfg.Meta.Role == RolePeer || r == RolePeer {
+		return slog.LevelInfo
+	}
+	return slog.LevelDebug
 }
 
 func (n *Node) upsert(node *memberlist.Node, join bool) {
@@ -695,8 +710,21 @@ func (n *Node) upsert(node *memberlist.Node, join bool) {
 	}
 	role := ent.m.Meta.Role
 	n.mu.Unlock()
+	if join && !wasAlive && node.Name != n.name && role == RolePeer {
+		// A peer that just (re)appeared gets our current meta straight away,
+		// not only the last gossiped one.
+		n.metaMu.Lock()
+		if n.pending == nil {
+			n.pending = n.latest
+		}
+		n.metaMu.Unlock()
+		select {
+		case n.kick <- struct{}{}:
+		default:
+		}
+	}
 	if join && !wasAlive && node.Name != n.name {
-		n.log.Info("gossip member joined", "member", node.Name, "addr", addr, "role", string(role))
+		n.log.Log(context.Background(), n.memberLogLevel(role), "gossip member joined", "member", node.Name, "addr", addr, "role", string(role))
 	}
 	if bad != nil {
 		n.log.Debug("gossip member with unreadable meta", "member", node.Name, "err", bad)

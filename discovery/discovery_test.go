@@ -355,13 +355,21 @@ func TestDeadAndLeftMembers(t *testing.T) {
 
 // TestDeadRetention: rows of dead members go after DeadRetention.
 func TestDeadRetention(t *testing.T) {
-	p := startNode(t, "p", peerMeta(1), func(c *Config) { c.DeadRetention = 300 * time.Millisecond })
+	p := startNode(t, "p", peerMeta(1), func(c *Config) { c.DeadRetention = time.Second })
 	a := startNode(t, "a", agentMeta(1), withJoin(p.Addr()))
 	eventually(t, 5*time.Second, "join", func() bool { return len(p.Loads()) == 1 })
 	a.Leave(time.Second)
 	a.Shutdown()
-	eventually(t, 5*time.Second, "gone", func() bool { m, ok := member(p, "a"); return ok && !m.Alive })
-	eventually(t, 2*time.Second, "forgotten", func() bool { return len(p.Members()) == 1 && len(p.Loads()) == 0 })
+	m, ok := member(p, "a")
+	if !ok || m.Alive {
+		t.Fatalf("departed member: %+v, %v", m, ok)
+	}
+	eventually(t, 3*time.Second, "forgotten", func() bool {
+		p.mu.RLock()
+		rows := len(p.members)
+		p.mu.RUnlock()
+		return len(p.Members()) == 1 && len(p.Loads()) == 0 && rows == 1
+	})
 }
 
 // TestRejoinAfterPeerRestart: an agent that outlived its only peer joins
@@ -455,4 +463,48 @@ func TestMetaOrdering(t *testing.T) {
 	if l := n.Loads()[agentMeta(1).APIURL]; !l.Alive || l.Meta.Meetings != 8 {
 		t.Fatalf("rejoined member's meta not taken: %+v", l)
 	}
+}
+
+// TestDirectLoadReachesPeersFirst: load-only updates go straight to the
+// peers while gossip to everyone else is rate-limited; a peer that appears
+// later is sent the current meta; a change beyond the load is gossiped at
+// once.
+func TestDirectLoadReachesPeersFirst(t *testing.T) {
+	saved := fastTimings
+	fastTimings.gossipEvery = time.Hour
+	t.Cleanup(func() { fastTimings = saved })
+
+	p1 := startNode(t, "peer-1", peerMeta(1))
+	a := startNode(t, "agent-1", agentMeta(1), withJoin(p1.Addr()))
+	other := startNode(t, "agent-2", agentMeta(2), withJoin(p1.Addr()))
+	eventually(t, 5*time.Second, "three members", func() bool {
+		return p1.NumMembers() == 3 && a.NumMembers() == 3 && other.NumMembers() == 3
+	})
+	api := agentMeta(1).APIURL
+	sees := func(n *Node, attendees int, up bool) bool {
+		l := n.Loads()[api].Meta
+		return l.Attendees == attendees && l.BBBUp == up
+	}
+
+	m := agentMeta(1)
+	m.Attendees = 1
+	a.UpdateMeta(m) // the first load update is gossiped at once
+	eventually(t, 5*time.Second, "first update everywhere", func() bool { return sees(p1, 1, true) && sees(other, 1, true) })
+
+	m.Attendees = 2
+	a.UpdateMeta(m) // load only: direct to the peer, gossip owed for an hour
+	eventually(t, 2*time.Second, "peer has the second update", func() bool { return sees(p1, 2, true) })
+	time.Sleep(1500 * time.Millisecond)
+	if !sees(other, 1, true) {
+		t.Fatalf("load-only update gossiped before its time: %+v", other.Loads()[api].Meta)
+	}
+
+	p2 := startNode(t, "peer-2", peerMeta(2), withJoin(p1.Addr()))
+	eventually(t, 5*time.Second, "a new peer is sent the current load", func() bool { return sees(p2, 2, true) })
+
+	m.BBBUp = false
+	a.UpdateMeta(m) // more than load: gossiped at once
+	eventually(t, 5*time.Second, "BBB down reaches every member", func() bool {
+		return sees(p1, 2, false) && sees(p2, 2, false) && sees(other, 2, false)
+	})
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/base64"
 	"fmt"
 	"log/slog"
 	"net"
@@ -25,12 +24,9 @@ func gossipKey(gossipAddr string) ([]byte, error) {
 		}
 		return nil, fmt.Errorf("CONCLAVE_GOSSIP_KEY is required when gossip listens outside loopback (%s): e.g. $(head -c 32 /dev/urandom | base64)", gossipAddr)
 	}
-	key, err := base64.StdEncoding.DecodeString(raw)
+	key, err := discovery.ParseKey(raw)
 	if err != nil {
-		return nil, fmt.Errorf("CONCLAVE_GOSSIP_KEY is not base64: %v", err)
-	}
-	if n := len(key); n != 16 && n != 24 && n != 32 {
-		return nil, fmt.Errorf("CONCLAVE_GOSSIP_KEY must decode to 16, 24 or 32 bytes, not %d", n)
+		return nil, fmt.Errorf("CONCLAVE_GOSSIP_KEY: %w", err)
 	}
 	return key, nil
 }

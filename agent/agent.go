@@ -1,0 +1,405 @@
+// Package agent is conclave-agent's engine: it runs beside one BBB server,
+// polls that server's API for its load, gossips the load to the Conclave
+// peers (package discovery) and, if asked, registers the server as a
+// backend through a peer's admin API.
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/conclave-lb/conclave/bbb"
+	"github.com/conclave-lb/conclave/discovery"
+	"github.com/conclave-lb/conclave/fsm"
+)
+
+// Defaults.
+const (
+	DefaultPoll            = 2 * time.Second
+	DefaultRegisterRetry   = 5 * time.Second  // between rounds over the peers
+	DefaultRegisterBackoff = 60 * time.Second // after the token was refused
+	bbbTimeout             = 2 * time.Second
+	adminTimeout           = 5 * time.Second
+	maxBBBResponse         = 32 << 20
+)
+
+// Config configures an agent.
+type Config struct {
+	APIURL     string   // the BBB API URL it polls (normalised by Start)
+	Secret     string   // the BBB API secret (securitySalt); never gossiped or logged
+	Algorithms []string // the BBB server's supportedChecksumAlgorithms; empty = all
+	Poll       time.Duration
+	LoadFactor float64 // 0 means 1
+
+	// Gossip: Name, BindAddr, AdvertiseAddr, Join, SecretKey, Fast. Start
+	// fills in Meta and, if unset, Logger.
+	Gossip discovery.Config
+
+	Autoregister    bool          // register the server through a peer's admin API
+	APIToken        string        // bearer token for the admin API; never logged
+	RegisterRetry   time.Duration // default DefaultRegisterRetry
+	RegisterBackoff time.Duration // after 401/403; default DefaultRegisterBackoff
+
+	HTTPClient *http.Client // for BBB and the admin API; default: net/http with timeouts
+	Logger     *slog.Logger
+}
+
+// Agent is a running conclave-agent.
+type Agent struct {
+	cfg    Config
+	algo   bbb.Algorithm
+	log    *slog.Logger
+	node   *discovery.Node
+	bbbc   *http.Client
+	adminc *http.Client
+
+	mu   sync.Mutex
+	load discovery.Meta // last polled load (Seq unset)
+
+	registered atomic.Bool
+	polls      atomic.Int64
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	closed sync.Once
+}
+
+// Start validates cfg, joins the gossip cluster and starts polling (and
+// registering, with Autoregister). It fails on a bad API URL, an empty
+// secret, an unusable load factor or checksum list, or gossip that
+// cannot bind.
+func Start(cfg Config) (*Agent, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	u, err := fsm.NormalizeBackendURL(cfg.APIURL)
+	if err != nil {
+		return nil, fmt.Errorf("BBB API URL: %w", err)
+	}
+	cfg.APIURL = u
+	if cfg.Secret == "" {
+		return nil, errors.New("the BBB secret is empty: it would turn checksum checks off, so conclave-agent refuses it")
+	}
+	algo, err := chooseAlgorithm(cfg.Algorithms)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.LoadFactor == 0 {
+		cfg.LoadFactor = 1
+	}
+	if cfg.LoadFactor < 0 || cfg.LoadFactor != cfg.LoadFactor || cfg.LoadFactor > 1e6 {
+		return nil, fmt.Errorf("load factor %v: want a positive number", cfg.LoadFactor)
+	}
+	if cfg.Poll <= 0 {
+		cfg.Poll = DefaultPoll
+	}
+	if cfg.RegisterRetry <= 0 {
+		cfg.RegisterRetry = DefaultRegisterRetry
+	}
+	if cfg.RegisterBackoff <= 0 {
+		cfg.RegisterBackoff = DefaultRegisterBackoff
+	}
+	a := &Agent{cfg: cfg, algo: algo, log: cfg.Logger.With("component", "agent")}
+	a.bbbc, a.adminc = cfg.HTTPClient, cfg.HTTPClient
+	if a.bbbc == nil {
+		a.bbbc = &http.Client{Timeout: bbbTimeout}
+		a.adminc = &http.Client{Timeout: adminTimeout}
+	}
+	a.load = discovery.Meta{Role: discovery.RoleAgent, APIURL: u, LoadFactor: cfg.LoadFactor}
+
+	g := cfg.Gossip
+	g.Meta = a.load
+	if g.Logger == nil {
+		g.Logger = cfg.Logger
+	}
+	if a.node, err = discovery.Start(g); err != nil {
+		return nil, err
+	}
+	a.log.Info("agent started", "bbb_api", u, "checksum", string(algo), "poll", cfg.Poll.String(),
+		"load_factor", cfg.LoadFactor, "gossip", a.node.Addr(), "name", a.node.Name(),
+		"autoregister", cfg.Autoregister, "api_token", cfg.APIToken != "")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
+	a.wg.Add(1)
+	go a.pollLoop(ctx)
+	if cfg.Autoregister {
+		a.wg.Add(1)
+		go a.registerLoop(ctx)
+	}
+	return a, nil
+}
+
+// Node is the agent's gossip member.
+func (a *Agent) Node() *discovery.Node { return a.node }
+
+// Load is the load from the last poll.
+func (a *Agent) Load() discovery.Meta {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.load
+}
+
+// Registered reports whether autoregistration has succeeded.
+func (a *Agent) Registered() bool { return a.registered.Load() }
+
+// Close leaves the gossip cluster (peers see the agent go at once rather
+// than after failure detection), waiting up to leaveTimeout, then stops.
+func (a *Agent) Close(leaveTimeout time.Duration) error {
+	var err error
+	a.closed.Do(func() {
+		err = a.node.Leave(leaveTimeout)
+		a.cancel()
+		a.wg.Wait()
+		if e := a.node.Shutdown(); err == nil {
+			err = e
+		}
+		a.log.Info("agent stopped")
+	})
+	return err
+}
+
+// pollLoop polls BBB now and every Poll, gossiping the load when it changes.
+func (a *Agent) pollLoop(ctx context.Context) {
+	defer a.wg.Done()
+	t := time.NewTicker(a.cfg.Poll)
+	defer t.Stop()
+	wasUp, first := false, true
+	for {
+		m, err := a.poll(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		a.polls.Add(1)
+		switch {
+		case err != nil && (wasUp || first):
+			a.log.Warn("BBB API unreachable; reporting it down", "bbb_api", a.cfg.APIURL, "err", err)
+		case err == nil && !wasUp:
+			a.log.Info("BBB API reachable", "bbb_api", a.cfg.APIURL, "meetings", m.Meetings, "attendees", m.Attendees)
+		case err != nil:
+			a.log.Debug("BBB API still unreachable", "err", err)
+		}
+		wasUp, first = err == nil, false
+
+		a.mu.Lock()
+		changed := m != a.load
+		a.load = m
+		a.mu.Unlock()
+		if changed {
+			if err := a.node.UpdateMeta(m); err != nil {
+				a.log.Error("cannot gossip load", "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// meetingsResponse is the part of getMeetings the agent reads.
+type meetingsResponse struct {
+	XMLName    xml.Name `xml:"response"`
+	ReturnCode string   `xml:"returncode"`
+	MessageKey string   `xml:"messageKey"`
+	Message    string   `xml:"message"`
+	Meetings   []struct {
+		ParticipantCount int `xml:"participantCount"`
+		VideoCount       int `xml:"videoCount"`
+	} `xml:"meetings>meeting"`
+}
+
+// poll calls the signed getMeetings and sums the load. On any failure the
+// returned meta says BBBUp=false with zero load.
+func (a *Agent) poll(ctx context.Context) (discovery.Meta, error) {
+	m := discovery.Meta{Role: discovery.RoleAgent, APIURL: a.cfg.APIURL, LoadFactor: a.cfg.LoadFactor}
+	ctx, cancel := context.WithTimeout(ctx, bbbTimeout)
+	defer cancel()
+	url := a.cfg.APIURL + "getMeetings?" + bbb.SignQuery(a.algo, "getMeetings", "", a.cfg.Secret)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return m, err
+	}
+	resp, err := a.bbbc.Do(req)
+	if err != nil {
+		return m, stripQuery(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		return m, fmt.Errorf("getMeetings: HTTP %d", resp.StatusCode)
+	}
+	var r meetingsResponse
+	if err := xml.NewDecoder(io.LimitReader(resp.Body, maxBBBResponse)).Decode(&r); err != nil {
+		return m, fmt.Errorf("getMeetings: unreadable response: %v", err)
+	}
+	if r.ReturnCode != "SUCCESS" {
+		if r.MessageKey == bbb.KeyNoMeetings { // old BBB versions
+			m.BBBUp = true
+			return m, nil
+		}
+		if r.MessageKey == bbb.KeyChecksumError {
+			return m, errors.New("getMeetings: BBB refused the checksum: check securitySalt and supportedChecksumAlgorithms")
+		}
+		return m, fmt.Errorf("getMeetings: %s %s: %s", r.ReturnCode, r.MessageKey, r.Message)
+	}
+	m.BBBUp = true
+	m.Meetings = len(r.Meetings)
+	for _, x := range r.Meetings {
+		m.Attendees += x.ParticipantCount
+		m.Videos += x.VideoCount
+	}
+	return m, nil
+}
+
+// stripQuery keeps the signed query (a checksum, not the secret, but no
+// use in a log) out of net/http's URL errors.
+func stripQuery(err error) error {
+	var ue interface{ Unwrap() error }
+	if errors.As(err, &ue) {
+		if u := ue.Unwrap(); u != nil && strings.Contains(err.Error(), "?checksum=") {
+			return fmt.Errorf("getMeetings: %w", u)
+		}
+	}
+	return err
+}
+
+// registerLoop registers this BBB server as a backend through the peers
+// learned from gossip, in turn, until one answers 201 (registered) or 409
+// (already known).
+func (a *Agent) registerLoop(ctx context.Context) {
+	defer a.wg.Done()
+	waiting := false
+	next := 0
+	for {
+		wait := a.cfg.RegisterRetry
+		peers := a.node.PeerHTTPAddrs()
+		if len(peers) == 0 {
+			if !waiting {
+				a.log.Info("autoregister: waiting for a Conclave peer to appear in the gossip cluster")
+				waiting = true
+			}
+			wait = min(wait, time.Second)
+		}
+		for i := range peers {
+			waiting = false
+			peer := peers[(next+i)%len(peers)]
+			done, refused := a.register(ctx, peer)
+			if ctx.Err() != nil {
+				return
+			}
+			if done {
+				a.registered.Store(true)
+				return
+			}
+			if refused {
+				wait = a.cfg.RegisterBackoff
+				break
+			}
+		}
+		next++
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// register POSTs the backend to one peer. done: registered or already
+// known; refused: the peer rejected the token or the request (retrying
+// other peers now would not help).
+func (a *Agent) register(ctx context.Context, peer string) (done, refused bool) {
+	endpoint := "http://" + peer + "/api/v1/backends"
+	if strings.Contains(peer, "://") {
+		endpoint = strings.TrimRight(peer, "/") + "/api/v1/backends"
+	}
+	body, _ := json.Marshal(map[string]any{
+		"url": a.cfg.APIURL, "secret": a.cfg.Secret,
+		"settings": map[string]any{"load_factor": a.cfg.LoadFactor},
+	})
+	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(body))
+	if err != nil {
+		a.log.Error("autoregister: bad peer address from gossip", "peer", peer, "err", err)
+		return false, false
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	if a.cfg.APIToken != "" {
+		req.Header.Set("Authorization", "Bearer "+a.cfg.APIToken)
+	}
+	resp, err := a.adminc.Do(req)
+	if err != nil {
+		a.log.Warn("autoregister: peer unreachable", "peer", peer, "err", err)
+		return false, false
+	}
+	defer resp.Body.Close()
+	msg := errorMessage(resp.Body)
+	switch resp.StatusCode {
+	case http.StatusCreated:
+		a.log.Info("autoregister: registered as a backend (AdminState init: enable it to take meetings)",
+			"peer", peer, "bbb_api", a.cfg.APIURL)
+		return true, false
+	case http.StatusConflict:
+		a.log.Info("autoregister: already registered", "peer", peer, "bbb_api", a.cfg.APIURL)
+		return true, false
+	case http.StatusUnauthorized, http.StatusForbidden:
+		hint := "set CONCLAVE_API_TOKEN to a token with scope conclave:agent (subject: this BBB host) or conclave:admin"
+		if a.cfg.APIToken == "" {
+			hint = "no CONCLAVE_API_TOKEN is set; " + hint
+		}
+		a.log.Error("autoregister: the admin API refused the token; retrying slowly", "peer", peer,
+			"status", resp.StatusCode, "message", msg, "hint", hint, "retry_in", a.cfg.RegisterBackoff.String())
+		return false, true
+	case http.StatusBadRequest, http.StatusUnprocessableEntity:
+		a.log.Error("autoregister: the admin API rejected the registration; retrying slowly", "peer", peer,
+			"status", resp.StatusCode, "message", msg, "retry_in", a.cfg.RegisterBackoff.String())
+		return false, true
+	default:
+		a.log.Warn("autoregister: peer failed; trying another", "peer", peer, "status", resp.StatusCode, "message", msg)
+		return false, false
+	}
+}
+
+// errorMessage reads a short error text from an admin API JSON answer.
+func errorMessage(r io.Reader) string {
+	b, _ := io.ReadAll(io.LimitReader(r, 4096))
+	var e struct {
+		Error   any    `json:"error"`
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(b, &e) == nil {
+		var parts []string
+		if s, ok := e.Error.(string); ok && s != "" {
+			parts = append(parts, s)
+		}
+		if e.Message != "" {
+			parts = append(parts, e.Message)
+		}
+		if len(parts) > 0 {
+			return truncate(strings.Join(parts, ": "), 200)
+		}
+	}
+	return ""
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}

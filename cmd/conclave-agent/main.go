@@ -1,0 +1,195 @@
+// Command conclave-agent runs beside one BigBlueButton server: it reads
+// the server's URL and secret from bbb-web's properties, polls its API for
+// the load, gossips the load to the Conclave peers and, with -a, registers
+// the server as a backend.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/conclave-lb/conclave/agent"
+	"github.com/conclave-lb/conclave/discovery"
+	"github.com/conclave-lb/conclave/internal/cli"
+)
+
+var version = "dev"
+
+type options struct {
+	join                                      []string
+	autoregister                              bool
+	bbbAPI, gossipAddr, gossipAdvertise, name string
+	poll                                      time.Duration
+}
+
+var envFlags = cli.EnvFlags{
+	"join":             "CONCLAVE_GOSSIP_JOIN",
+	"autoregister":     "CONCLAVE_AUTOREGISTER",
+	"bbb-api":          "CONCLAVE_BBB_API",
+	"gossip-addr":      "CONCLAVE_AGENT_GOSSIP_ADDR",
+	"gossip-advertise": "CONCLAVE_AGENT_GOSSIP_ADVERTISE",
+	"name":             "CONCLAVE_AGENT_NAME",
+	"poll":             "CONCLAVE_AGENT_POLL",
+}
+
+func main() {
+	if err := newCommand(nil).Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "conclave-agent:", err)
+		os.Exit(1)
+	}
+}
+
+// newCommand builds the command; stop, when set, replaces the SIGTERM/
+// SIGINT wait (for tests).
+func newCommand(stop <-chan struct{}) *cobra.Command {
+	var o options
+	cmd := &cobra.Command{
+		Use:   "conclave-agent",
+		Short: "Conclave agent: gossips one BBB server's load to the Conclave peers",
+		Long: `conclave-agent runs beside one BigBlueButton server. It reads the server's URL and
+secret from bbb-web's properties, polls its API (a signed getMeetings) for meetings,
+attendees and video streams, and gossips that load to the Conclave peers. With -a it
+registers the server as a backend (AdminState init) through a peer's admin API.
+
+Environment-only settings:
+  BBB_CONFIG            bbb-web properties (default ` + agent.DefaultConfigPath + `)
+  BBB_CONFIG_OVERRIDE   overrides whose keys win (default ` + agent.DefaultOverridePath + `, if it exists)
+  CONCLAVE_LOAD_FACTOR  this server's load factor (default 1.0)
+  CONCLAVE_GOSSIP_KEY   base64 AES key (16/24/32 bytes), the same as the peers'
+  CONCLAVE_API_TOKEN    bearer token for autoregistration (scope conclave:agent or conclave:admin)
+  CONCLAVE_LOG_LEVEL, CONCLAVE_LOG_FORMAT`,
+		Version:       version,
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := envFlags.Apply(cmd.Flags()); err != nil {
+				return err
+			}
+			return run(o, cmd.ErrOrStderr(), stop)
+		},
+	}
+	cmd.SetVersionTemplate("conclave-agent {{.Version}}\n")
+	f := cmd.Flags()
+	f.StringSliceVar(&o.join, "join", nil, "comma-separated gossip addresses of Conclave peers")
+	f.BoolVarP(&o.autoregister, "autoregister", "a", false, "register this BBB server as a backend (AdminState init) if unknown")
+	f.StringVar(&o.bbbAPI, "bbb-api", "", "BBB API URL to poll (default: from BBB_CONFIG)")
+	f.StringVar(&o.gossipAddr, "gossip-addr", "127.0.0.1:42356", "memberlist bind address (UDP+TCP)")
+	f.StringVar(&o.gossipAdvertise, "gossip-advertise", "", "gossip address peers reach this agent on (default: --gossip-addr)")
+	f.StringVar(&o.name, "name", "", "gossip member name (default: BBB host:gossip port)")
+	f.DurationVar(&o.poll, "poll", agent.DefaultPoll, "how often to poll the BBB API")
+	envFlags.Annotate(f)
+	return cmd
+}
+
+func run(o options, stderr io.Writer, stop <-chan struct{}) error {
+	logger, err := cli.NewLogger(stderr)
+	if err != nil {
+		return err
+	}
+	if o.poll <= 0 {
+		return fmt.Errorf("--poll %v: want a positive duration", o.poll)
+	}
+	lf := 1.0
+	if s := strings.TrimSpace(os.Getenv("CONCLAVE_LOAD_FACTOR")); s != "" {
+		if lf, err = strconv.ParseFloat(s, 64); err != nil || !(lf > 0) || lf > 1e6 {
+			return fmt.Errorf("CONCLAVE_LOAD_FACTOR=%q: want a positive number", s)
+		}
+	}
+	var key []byte
+	if s := os.Getenv("CONCLAVE_GOSSIP_KEY"); s != "" {
+		if key, err = discovery.ParseKey(s); err != nil {
+			return fmt.Errorf("CONCLAVE_GOSSIP_KEY: %w", err)
+		}
+	}
+
+	paths := []string{agent.DefaultConfigPath}
+	if p := os.Getenv("BBB_CONFIG"); p != "" {
+		paths[0] = p
+	}
+	if p := os.Getenv("BBB_CONFIG_OVERRIDE"); p != "" {
+		paths = append(paths, p) // named explicitly: it must be readable
+	} else if _, err := os.Stat(agent.DefaultOverridePath); err == nil {
+		paths = append(paths, agent.DefaultOverridePath)
+	}
+	props, err := agent.LoadProperties(paths...)
+	if err != nil {
+		return err
+	}
+	apiURL, secret, algos, err := agent.BBBSettings(props, o.bbbAPI)
+	if err != nil {
+		return err
+	}
+
+	if _, _, err := net.SplitHostPort(o.gossipAddr); err != nil {
+		return fmt.Errorf("--gossip-addr %q: %w", o.gossipAddr, err)
+	}
+	if o.gossipAdvertise != "" {
+		if _, _, err := net.SplitHostPort(o.gossipAdvertise); err != nil {
+			return fmt.Errorf("--gossip-advertise %q: %w", o.gossipAdvertise, err)
+		}
+	}
+	if o.name == "" {
+		o.name = defaultName(apiURL, o.gossipAddr)
+	}
+
+	a, err := agent.Start(agent.Config{
+		APIURL: apiURL, Secret: secret, Algorithms: algos, Poll: o.poll, LoadFactor: lf,
+		Gossip: discovery.Config{
+			Name: o.name, BindAddr: o.gossipAddr, AdvertiseAddr: o.gossipAdvertise,
+			Join: o.join, SecretKey: key,
+		},
+		Autoregister: o.autoregister, APIToken: os.Getenv("CONCLAVE_API_TOKEN"),
+		Logger: logger.With("agent", o.name),
+	})
+	if err != nil {
+		return err
+	}
+	if len(o.join) == 0 {
+		logger.Warn("no --join given: this agent gossips with no one until a peer joins it")
+	}
+	if key == nil && !loopback(o.gossipAddr) {
+		logger.Warn("gossip is not encrypted outside loopback: set CONCLAVE_GOSSIP_KEY")
+	}
+
+	if stop == nil {
+		sigs := make(chan os.Signal, 1)
+		signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+		s := <-sigs
+		logger.Info("shutting down", "signal", s.String())
+	} else {
+		<-stop
+	}
+	if err := a.Close(5 * time.Second); err != nil && !errors.Is(err, net.ErrClosed) {
+		logger.Warn("leaving the gossip cluster", "err", err)
+	}
+	return nil
+}
+
+// defaultName is the BBB host plus the gossip port: unique per agent, and
+// readable in member lists.
+func defaultName(apiURL, gossipAddr string) string {
+	host := "agent"
+	if u, err := url.Parse(apiURL); err == nil && u.Hostname() != "" {
+		host = u.Hostname()
+	}
+	_, port, _ := net.SplitHostPort(gossipAddr)
+	return host + ":" + port
+}
+
+func loopback(addr string) bool {
+	host, _, _ := net.SplitHostPort(addr)
+	ip := net.ParseIP(host)
+	return host == "localhost" || ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/conclave-lb/conclave/discovery"
+)
+
+func writeConfig(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "bigbluebutton.properties")
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// hermetic points BBB_CONFIG_OVERRIDE at an empty file, so a real
+// /etc/bigbluebutton/bbb-web.properties on the test machine is not read.
+func hermetic(t *testing.T) {
+	t.Setenv("BBB_CONFIG_OVERRIDE", writeConfig(t, "# no overrides\n"))
+	for _, k := range []string{"CONCLAVE_GOSSIP_KEY", "CONCLAVE_LOAD_FACTOR", "CONCLAVE_API_TOKEN", "CONCLAVE_GOSSIP_JOIN",
+		"CONCLAVE_AUTOREGISTER", "CONCLAVE_BBB_API", "CONCLAVE_AGENT_GOSSIP_ADDR", "CONCLAVE_AGENT_NAME", "CONCLAVE_AGENT_POLL"} {
+		t.Setenv(k, "")
+	}
+}
+
+func execute(t *testing.T, stop <-chan struct{}, args ...string) (string, error) {
+	t.Helper()
+	var out bytes.Buffer
+	cmd := newCommand(stop)
+	cmd.SetArgs(args)
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	err := cmd.Execute()
+	return out.String(), err
+}
+
+func TestVersion(t *testing.T) {
+	out, err := execute(t, nil, "--version")
+	if err != nil || out != "conclave-agent dev\n" {
+		t.Fatalf("--version: %q, %v", out, err)
+	}
+	out, err = execute(t, nil, "--help")
+	if err != nil || !strings.Contains(out, "CONCLAVE_GOSSIP_JOIN") || !strings.Contains(out, "--autoregister") {
+		t.Fatalf("--help: %v\n%s", err, out)
+	}
+}
+
+func TestBadStart(t *testing.T) {
+	good := "bigbluebutton.web.serverURL=https://bbb.example.org\nsecuritySalt=s3cret\n"
+	cases := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{"bad flag", nil, []string{"--nope"}, "unknown flag"},
+		{"stray argument", nil, []string{"extra"}, "unknown command"},
+		{"unreadable config", map[string]string{"BBB_CONFIG": "/nonexistent/bbb.properties"}, nil, "no such file"},
+		{"unreadable override", map[string]string{"BBB_CONFIG_OVERRIDE": "/nonexistent/override"}, nil, "no such file"},
+		{"empty salt", map[string]string{"BBB_CONFIG": writeConfig(t, "bigbluebutton.web.serverURL=https://x.org\nsecuritySalt=\n")}, nil, "securitySalt"},
+		{"bad gossip key", map[string]string{"CONCLAVE_GOSSIP_KEY": "c2hvcnQ="}, nil, "CONCLAVE_GOSSIP_KEY"},
+		{"gossip key not base64", map[string]string{"CONCLAVE_GOSSIP_KEY": "%%%"}, nil, "CONCLAVE_GOSSIP_KEY"},
+		{"bad load factor", map[string]string{"CONCLAVE_LOAD_FACTOR": "-2"}, nil, "CONCLAVE_LOAD_FACTOR"},
+		{"bad poll env", map[string]string{"CONCLAVE_AGENT_POLL": "banana"}, nil, "CONCLAVE_AGENT_POLL"},
+		{"zero poll", nil, []string{"--poll", "0s"}, "--poll"},
+		{"bad bbb api", nil, []string{"--bbb-api", "ftp://bbb"}, "BBB API URL"},
+		{"bad gossip addr", nil, []string{"--gossip-addr", "nowhere"}, "--gossip-addr"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			hermetic(t)
+			t.Setenv("BBB_CONFIG", writeConfig(t, good))
+			for k, v := range c.env {
+				t.Setenv(k, v)
+			}
+			args := c.args
+			if !strings.Contains(strings.Join(args, " "), "--gossip-addr") {
+				args = append(args, "--gossip-addr", "127.0.0.1:0") // should it get that far
+			}
+			_, err := execute(t, nil, args...)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v, want it to mention %q", err, c.want)
+			}
+			if strings.Contains(err.Error(), "s3cret") {
+				t.Fatal("the BBB secret is in the error")
+			}
+		})
+	}
+}
+
+// TestRunJoinsAndLeaves: flags and environment reach the agent; it joins a
+// peer, reports its BBB, and leaves when stopped.
+func TestRunJoinsAndLeaves(t *testing.T) {
+	hermetic(t)
+	bbbSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "<response><returncode>SUCCESS</returncode><meetings/></response>")
+	}))
+	defer bbbSrv.Close()
+	key := "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" // 32 bytes
+	k, err := discovery.ParseKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer, err := discovery.Start(discovery.Config{Name: "peer-1", BindAddr: "127.0.0.1:0", SecretKey: k,
+		Meta: discovery.Meta{Role: discovery.RolePeer, HTTPAddr: "127.0.0.1:1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Shutdown()
+
+	t.Setenv("BBB_CONFIG", writeConfig(t, "bigbluebutton.web.serverURL=https://unused.example.org\nsecuritySalt=s3cret\n"))
+	t.Setenv("CONCLAVE_GOSSIP_KEY", key)
+	t.Setenv("CONCLAVE_LOAD_FACTOR", "2")
+	t.Setenv("CONCLAVE_AGENT_NAME", "from-env")
+	t.Setenv("CONCLAVE_AGENT_POLL", "100ms")
+	t.Setenv("CONCLAVE_GOSSIP_JOIN", peer.Addr())
+
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := execute(t, stop, "--bbb-api", bbbSrv.URL+"/bigbluebutton/api", "--gossip-addr", "127.0.0.1:0")
+		done <- err
+	}()
+	api := bbbSrv.URL + "/bigbluebutton/api/"
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		l, ok := peer.Loads()[api]
+		if ok && l.Name == "from-env" && l.Meta.BBBUp && l.Meta.LoadFactor == 2 {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("agent exited: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("peer never saw the agent: %+v", peer.Members())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	close(stop)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("agent did not stop")
+	}
+	if l := peer.Loads()[api]; l.Alive {
+		t.Fatal("agent stopped without leaving")
+	}
+}
+
+func TestDefaultName(t *testing.T) {
+	if got := defaultName("https://bbb7.example.org/bigbluebutton/api/", "0.0.0.0:42356"); got != "bbb7.example.org:42356" {
+		t.Fatal(got)
+	}
+}
