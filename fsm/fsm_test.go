@@ -310,3 +310,30 @@ func FuzzApply(f *testing.F) {
 		assertIndexConsistent(t, m)
 	})
 }
+
+// A snapshot of a 10 000-recording index restores to an equal state.
+func TestSnapshotWith10kRecordings(t *testing.T) {
+	f := New()
+	var recs []Recording
+	for i := 0; i < 10000; i++ {
+		recs = append(recs, Recording{RecordID: fmt.Sprintf("rec-%05d", i), Frontend: "fe", MeetingID: fmt.Sprint("m", i%300),
+			InternalID: fmt.Sprint("fe~m", i%300), BackendID: "b", State: "published", StartTime: int64(i),
+			Meta: map[string]string{"course": fmt.Sprint(i % 7)}, XML: "<recording><recordID>" + fmt.Sprint(i) + "</recordID></recording>"})
+	}
+	for i := 0; i < len(recs); i += 1000 {
+		mustApply(t, f, &PutRecordings{Recordings: recs[i : i+1000]})
+	}
+	assertRoundTrip(t, f)
+	var buf bytes.Buffer
+	f.Snapshot().WriteTo(&buf)
+	g := New()
+	if err := g.Restore(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(g.RecordingsOf("fe", nil)); got != 10000 {
+		t.Fatalf("restored %d recordings", got)
+	}
+	if r, ok := g.Recording("rec-04242"); !ok || r.Meta["course"] != "0" || r.MeetingID != "m42" {
+		t.Fatalf("restored recording: %+v", r)
+	}
+}
