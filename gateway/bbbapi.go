@@ -70,7 +70,21 @@ func (r *bbbRequest) serve(key string) string {
 	}
 	fe, ok := r.s.resolveFrontend(key, r.call, string(raw))
 	if !ok {
-		return r.fail(bbb.KeyChecksumError, bbb.MsgChecksumError)
+		// The replica may lag (a peer that just started has not received
+		// the frontends yet): an LMS must not be told its secret is wrong
+		// because of that. Confirm with a consistent read, at most once a
+		// second, so wrong checksums cannot make every request a leader
+		// round trip.
+		switch r.s.confirmReplica() {
+		case replicaCurrent:
+		case replicaRefreshed:
+			fe, ok = r.s.resolveFrontend(key, r.call, string(raw))
+		case replicaUnknown:
+			return r.fail(bbb.KeyServerUnavailable, "This server cannot confirm its configuration now. Please retry.")
+		}
+		if !ok {
+			return r.fail(bbb.KeyChecksumError, bbb.MsgChecksumError)
+		}
 	}
 	r.frontend = fe
 	r.args = fasthttp.AcquireArgs()
@@ -105,6 +119,30 @@ func (r *bbbRequest) serve(key string) string {
 		return r.textTrackCall()
 	}
 	return r.fail(bbb.KeyUnsupportedRequest, bbb.MsgUnsupportedRequest)
+}
+
+type replicaCheck int
+
+const (
+	replicaCurrent   replicaCheck = iota // confirmed within the last second: nothing new
+	replicaRefreshed                     // just made consistent
+	replicaUnknown                       // no leader reachable
+)
+
+// confirmReplica makes the local replica consistent, unless that was done
+// less than a second ago.
+func (s *Server) confirmReplica() replicaCheck {
+	last := s.lastConfirmed.Load()
+	if last != 0 && time.Since(time.Unix(0, last)) < time.Second {
+		return replicaCurrent
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), consistentTimeout)
+	defer cancel()
+	if err := s.cluster.ConsistentRead(ctx); err != nil {
+		return replicaUnknown
+	}
+	s.lastConfirmed.Store(time.Now().UnixNano())
+	return replicaRefreshed
 }
 
 // resolveFrontend finds the frontend and checks the checksum against its

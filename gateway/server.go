@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -64,6 +65,8 @@ type Server struct {
 	promH   fasthttp.RequestHandler
 	bc      *fasthttp.Client  // calls to backends
 	pending pendingPlacements // placements chosen, not yet committed
+	// lastConfirmed: when a checksum miss last made the replica consistent.
+	lastConfirmed atomic.Int64
 }
 
 // New builds a server over a cluster.

@@ -17,6 +17,9 @@ import (
 // InternalPrefix is where the gateway mounts ServeInternal.
 const InternalPrefix = "/api/v1/internal/"
 
+// forwardAttemptTimeout bounds one forwarded call to the leader.
+const forwardAttemptTimeout = 2 * time.Second
+
 // MaxInternalBody bounds a peer-to-peer request body.
 const MaxInternalBody = 4 << 20
 
@@ -191,7 +194,12 @@ func (n *Node) forward(ctx context.Context, op string, body []byte, out any) err
 	if id == n.cfg.ID {
 		return errNotLeader // we were leader a moment ago; look again
 	}
-	return n.client.call(ctx, addr, op, body, out)
+	// Each attempt gets its own bound: a leader cut off by a partition
+	// would otherwise hold the call until the caller's whole deadline,
+	// while retry() could already reach the new leader.
+	actx, cancel := context.WithTimeout(ctx, forwardAttemptTimeout)
+	defer cancel()
+	return n.client.call(actx, addr, op, body, out)
 }
 
 func isNetErr(err error) bool {
