@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -126,7 +127,7 @@ func Start(cfg Config) (*Agent, error) {
 	if a.node, err = discovery.Start(g); err != nil {
 		return nil, err
 	}
-	a.log.Info("agent started", "bbb_api", u, "checksum", string(algo), "poll", cfg.Poll.String(),
+	a.log.Info("agent started", "bbb_api", u, "checksum_algorithm", string(algo), "poll", cfg.Poll.String(),
 		"load_factor", cfg.LoadFactor, "gossip", a.node.Addr(), "name", a.node.Name(),
 		"autoregister", cfg.Autoregister, "api_token", cfg.APIToken != "")
 
@@ -170,7 +171,7 @@ func (a *Agent) Close(leaveTimeout time.Duration) error {
 	return err
 }
 
-// pollLoop polls BBB now and every Poll, gossiping the load when it changes.
+// pollLoop polls BBB now and every Poll and reports the load each time.
 func (a *Agent) pollLoop(ctx context.Context) {
 	defer a.wg.Done()
 	t := time.NewTicker(a.cfg.Poll)
@@ -193,13 +194,12 @@ func (a *Agent) pollLoop(ctx context.Context) {
 		wasUp, first = err == nil, false
 
 		a.mu.Lock()
-		changed := m != a.load
 		a.load = m
 		a.mu.Unlock()
-		if changed {
-			if err := a.node.UpdateMeta(m); err != nil {
-				a.log.Error("cannot gossip load", "err", err)
-			}
+		// Every poll, changed or not: an unchanged load is a heartbeat that
+		// goes to the peers only and keeps their view of it fresh.
+		if err := a.node.UpdateMeta(m); err != nil {
+			a.log.Error("cannot gossip load", "err", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -227,8 +227,8 @@ func (a *Agent) poll(ctx context.Context) (discovery.Meta, error) {
 	m := discovery.Meta{Role: discovery.RoleAgent, APIURL: a.cfg.APIURL, LoadFactor: a.cfg.LoadFactor}
 	ctx, cancel := context.WithTimeout(ctx, bbbTimeout)
 	defer cancel()
-	url := a.cfg.APIURL + "getMeetings?" + bbb.SignQuery(a.algo, "getMeetings", "", a.cfg.Secret)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	u := a.cfg.APIURL + "getMeetings?" + bbb.SignQuery(a.algo, "getMeetings", "", a.cfg.Secret)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return m, err
 	}
@@ -267,11 +267,9 @@ func (a *Agent) poll(ctx context.Context) (discovery.Meta, error) {
 // stripQuery keeps the signed query (a checksum, not the secret, but no
 // use in a log) out of net/http's URL errors.
 func stripQuery(err error) error {
-	var ue interface{ Unwrap() error }
+	var ue *url.Error
 	if errors.As(err, &ue) {
-		if u := ue.Unwrap(); u != nil && strings.Contains(err.Error(), "?checksum=") {
-			return fmt.Errorf("getMeetings: %w", u)
-		}
+		return fmt.Errorf("getMeetings: %w", ue.Err)
 	}
 	return err
 }
@@ -291,7 +289,7 @@ func (a *Agent) registerLoop(ctx context.Context) {
 				a.log.Info("autoregister: waiting for a Conclave peer to appear in the gossip cluster")
 				waiting = true
 			}
-			wait = min(wait, time.Second)
+			wait = min(wait, 250*time.Millisecond)
 		}
 		for i := range peers {
 			waiting = false

@@ -180,6 +180,10 @@ func TestAgentGossipsLoad(t *testing.T) {
 		t.Fatalf("checksum %q: want sha512 (the strongest the server allows after sha256)", sum)
 	}
 
+	// An unchanged load still refreshes the peer's view (a heartbeat).
+	u1 := load().Updated
+	eventually(t, 2*time.Second, "heartbeat moves Updated", func() bool { return load().Updated.After(u1) })
+
 	fb.set(false, [2]int{10, 0})
 	eventually(t, 5*time.Second, "peer sees the new load", func() bool {
 		m := load().Meta
@@ -414,5 +418,22 @@ func TestAgentCloseLeaves(t *testing.T) {
 	eventually(t, 2*time.Second, "peer sees the agent leave", func() bool { return !p.Loads()[fb.apiURL()].Alive })
 	if d := time.Since(start); d > 2500*time.Millisecond {
 		t.Fatalf("leaving took %v", d)
+	}
+}
+
+// TestAgentBBBUnreachable: a BBB that refuses connections is reported
+// down, logged once, without the signed query in the log.
+func TestAgentBBBUnreachable(t *testing.T) {
+	peer := startPeer(t, "peer-1", "127.0.0.1:1", nil)
+	logger, logs := testLogger()
+	api := "http://" + deadHTTPAddr(t) + "/bigbluebutton/api/"
+	a := startAgent(t, Config{APIURL: api, Logger: logger, Gossip: discovery.Config{Join: []string{peer.Addr()}}})
+	eventually(t, 5*time.Second, "peer sees the agent, BBB down", func() bool {
+		l, ok := peer.Loads()[api]
+		return ok && l.Alive && !l.Meta.BBBUp && a.polls.Load() >= 3
+	})
+	out := logs.String()
+	if strings.Count(out, "BBB API unreachable") != 1 || strings.Contains(out, "checksum=") {
+		t.Fatalf("log:\n%s", out)
 	}
 }

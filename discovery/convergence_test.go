@@ -3,7 +3,9 @@ package discovery
 import (
 	"fmt"
 	"runtime"
+	"runtime/pprof"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -171,7 +173,18 @@ func TestConvergence200Agents(t *testing.T) {
 		p.Shutdown()
 	}
 	t.Logf("shutting down %d members took %v", agents+3, time.Since(start).Round(time.Millisecond))
-	eventually(t, 10*time.Second, "memberlist goroutines gone", func() bool {
-		return runtime.NumGoroutine() <= goroutinesBefore+10
-	})
+	deadline := time.Now().Add(20 * time.Second)
+	for runtime.NumGoroutine() > goroutinesBefore+10 {
+		if time.Now().After(deadline) {
+			var b strings.Builder
+			pprof.Lookup("goroutine").WriteTo(&b, 1)
+			out := b.String()
+			if len(out) > 8000 {
+				out = out[:8000]
+			}
+			t.Fatalf("%d goroutines left 20 s after shutting every member down (%d before):\n%s",
+				runtime.NumGoroutine(), goroutinesBefore, out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

@@ -57,7 +57,7 @@ type Member struct {
 	Addr       string    `json:"addr"` // gossip host:port
 	Meta       Meta      `json:"meta"`
 	Alive      bool      `json:"alive"`
-	Updated    time.Time `json:"updated"`               // when this node last saw its meta change
+	Updated    time.Time `json:"updated"`               // when this node last saw its meta change (a new Seq counts)
 	LeftOrDead time.Time `json:"left_or_dead,omitzero"` // when it died or left (zero while alive)
 }
 
@@ -288,6 +288,11 @@ func (n *Node) LocalMeta() Meta {
 // Fast) unless the role, an address, the BBB state or the load factor
 // changed: gossip capacity is a few updates a second for the whole
 // cluster, too little for 200 agents' loads. Push/pull repairs losses.
+//
+// Calling UpdateMeta with unchanged content is a heartbeat: the peers get
+// the new Seq directly (and move the member's Updated), nobody else does.
+// Agents do this on every poll, so on the peers a live agent's Updated is
+// never much older than its poll interval.
 func (n *Node) UpdateMeta(m Meta) error {
 	n.metaMu.Lock()
 	m.Seq = n.seq + 1
@@ -298,7 +303,11 @@ func (n *Node) UpdateMeta(m Meta) error {
 	}
 	prev := n.meta
 	n.seq = m.Seq
-	n.meta, n.latest, n.pending, n.owed = m, b, b, b
+	n.meta, n.latest, n.pending = m, b, b
+	prev.Seq = m.Seq
+	if prev != m || n.owed != nil { // a bare refresh (same content) is not gossiped
+		n.owed = b
+	}
 	if prev.Role != m.Role || prev.HTTPAddr != m.HTTPAddr || prev.APIURL != m.APIURL ||
 		prev.BBBUp != m.BBBUp || prev.LoadFactor != m.LoadFactor {
 		n.urgent = true

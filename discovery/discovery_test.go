@@ -508,3 +508,35 @@ func TestDirectLoadReachesPeersFirst(t *testing.T) {
 		return sees(p1, 2, false) && sees(p2, 2, false) && sees(other, 2, false)
 	})
 }
+
+// TestHeartbeatRefreshesPeersOnly: UpdateMeta with unchanged content
+// moves Updated (and Seq) on the peers and is not gossiped.
+func TestHeartbeatRefreshesPeersOnly(t *testing.T) {
+	p := startNode(t, "peer-1", peerMeta(1))
+	a := startNode(t, "agent-1", agentMeta(1), withJoin(p.Addr()))
+	other := startNode(t, "agent-2", agentMeta(2), withJoin(p.Addr()))
+	eventually(t, 5*time.Second, "three members", func() bool {
+		return p.NumMembers() == 3 && a.NumMembers() == 3 && other.NumMembers() == 3
+	})
+	api := agentMeta(1).APIURL
+	before := p.Loads()[api]
+	seenByOther := other.Loads()[api].Meta.Seq
+	gossiped := a.published.Load()
+	for range 3 {
+		if err := a.UpdateMeta(agentMeta(1)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(600 * time.Millisecond)
+	}
+	eventually(t, 2*time.Second, "peer has the heartbeat", func() bool {
+		l := p.Loads()[api]
+		return l.Meta.Seq == a.LocalMeta().Seq && l.Updated.After(before.Updated)
+	})
+	time.Sleep(1200 * time.Millisecond) // past the Fast gossip interval
+	if got := a.published.Load(); got != gossiped {
+		t.Fatalf("heartbeats were gossiped: %d UpdateNode calls", got-gossiped)
+	}
+	if got := other.Loads()[api].Meta.Seq; got != seenByOther {
+		t.Fatalf("another agent saw a heartbeat (seq %d → %d)", seenByOther, got)
+	}
+}
