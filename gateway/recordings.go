@@ -228,10 +228,13 @@ func (r *bbbRequest) getRecordings() string {
 			states[s] = true
 		}
 	}
-	metas := map[string]string{}
+	// A slice, not a map: ranging over a map per record costs a randomised
+	// iterator each time, which dominated this filter over 10 000 records.
+	type metaFilter struct{ key, pattern string }
+	var metas []metaFilter
 	a.VisitAll(func(k, v []byte) {
 		if key := strings.ToLower(string(k)); strings.HasPrefix(key, "meta_") {
-			metas[key[len("meta_"):]] = string(v)
+			metas = append(metas, metaFilter{key[len("meta_"):], string(v)})
 		}
 	})
 	keep := func(rec *fsm.Recording) bool {
@@ -249,8 +252,8 @@ func (r *bbbRequest) getRecordings() string {
 		} else if len(meetings) > 0 && !meetings[rec.MeetingID] {
 			return false
 		}
-		for k, f := range metas {
-			if v, ok := rec.Meta[k]; !ok || !matchMeta(v, f) {
+		for _, f := range metas {
+			if v, ok := rec.Meta[f.key]; !ok || !matchMeta(v, f.pattern) {
 				return false
 			}
 		}
