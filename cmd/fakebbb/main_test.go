@@ -5,34 +5,20 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"github.com/conclave-lb/conclave/test/harness"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
 
 // syncBuffer lets the test read what a running run() writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer captures logs written by goroutines.
+type syncBuffer = harness.SyncBuffer
 
 func runQuick(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
