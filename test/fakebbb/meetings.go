@@ -327,6 +327,25 @@ func writeMeeting(x *xmlWriter, m *meeting) {
 	}
 }
 
+// lockedMeeting finds the request's meeting and returns it with s.mu
+// held; it answers missingParamMeetingID or notFound itself and returns nil
+// (the lock released) when there is none.
+func (s *Server) lockedMeeting(q *apiRequest) *meeting {
+	id := q.get("meetingID")
+	if id == "" {
+		fail(q.w, bbb.KeyMissingParamMeetingID, bbb.MsgMissingMeetingID)
+		return nil
+	}
+	s.mu.Lock()
+	m := s.meetings[id]
+	if m == nil {
+		s.mu.Unlock()
+		fail(q.w, bbb.KeyNotFound, bbb.MsgNotFound)
+		return nil
+	}
+	return m
+}
+
 // join answers join: by default a 302 to the node's own client page, with
 // redirect=false BBB's XML. The user counts only once that page is fetched.
 func (s *Server) join(q *apiRequest) {
@@ -335,16 +354,8 @@ func (s *Server) join(q *apiRequest) {
 		fail(q.w, bbb.KeyMissingParamFullName, msgMissingFullName)
 		return
 	}
-	id := q.get("meetingID")
-	if id == "" {
-		fail(q.w, bbb.KeyMissingParamMeetingID, bbb.MsgMissingMeetingID)
-		return
-	}
-	s.mu.Lock()
-	m := s.meetings[id]
+	m := s.lockedMeeting(q)
 	if m == nil {
-		s.mu.Unlock()
-		fail(q.w, bbb.KeyNotFound, bbb.MsgNotFound)
 		return
 	}
 	if ct := q.params.Get("createTime"); ct != "" && ct != strconv.FormatInt(m.createTime, 10) {
@@ -486,16 +497,8 @@ func hasPresenter(m *meeting) bool {
 
 // end answers end; a password, when given, must be the moderator's.
 func (s *Server) end(q *apiRequest) {
-	id := q.get("meetingID")
-	if id == "" {
-		fail(q.w, bbb.KeyMissingParamMeetingID, bbb.MsgMissingMeetingID)
-		return
-	}
-	s.mu.Lock()
-	m := s.meetings[id]
+	m := s.lockedMeeting(q)
 	if m == nil {
-		s.mu.Unlock()
-		fail(q.w, bbb.KeyNotFound, bbb.MsgNotFound)
 		return
 	}
 	if pw := q.params.Get("password"); pw != "" && pw != m.moderatorPW {
@@ -579,18 +582,11 @@ func (s *Server) isMeetingRunning(q *apiRequest) {
 }
 
 func (s *Server) getMeetingInfo(q *apiRequest) {
-	id := q.get("meetingID")
-	if id == "" {
-		fail(q.w, bbb.KeyMissingParamMeetingID, bbb.MsgMissingMeetingID)
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m := s.meetings[id]
+	m := s.lockedMeeting(q)
 	if m == nil {
-		fail(q.w, bbb.KeyNotFound, bbb.MsgNotFound)
 		return
 	}
+	defer s.mu.Unlock()
 	x := newResponse("SUCCESS")
 	writeMeeting(x, m)
 	writeXML(q.w, x.done())

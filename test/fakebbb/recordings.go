@@ -267,6 +267,19 @@ func (s *Server) existingIDs(ids []string) []*recording {
 	return out
 }
 
+// lockedRecordings returns the recordings of ids that exist, with s.mu
+// held; when none does it answers notFound and returns nil, unlocked.
+func (s *Server) lockedRecordings(q *apiRequest, ids []string) []*recording {
+	s.mu.Lock()
+	recs := s.existingIDs(ids)
+	if len(recs) == 0 {
+		s.mu.Unlock()
+		fail(q.w, bbb.KeyNotFound, msgRecordingsGone)
+		return nil
+	}
+	return recs
+}
+
 func (s *Server) publishRecordings(q *apiRequest) {
 	ids := splitList(q.get("recordID"))
 	if len(ids) == 0 {
@@ -278,13 +291,11 @@ func (s *Server) publishRecordings(q *apiRequest) {
 		fail(q.w, bbb.KeyMissingParamPublish, msgMissingPublish)
 		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	recs := s.existingIDs(ids)
-	if len(recs) == 0 {
-		fail(q.w, bbb.KeyNotFound, msgRecordingsGone)
+	recs := s.lockedRecordings(q, ids)
+	if recs == nil {
 		return
 	}
+	defer s.mu.Unlock()
 	for _, r := range recs {
 		r.state = stateUnpublished
 		if parseBool(publish) {
@@ -302,13 +313,11 @@ func (s *Server) deleteRecordings(q *apiRequest) {
 		fail(q.w, bbb.KeyMissingParamRecordID, msgMissingRecordID)
 		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	recs := s.existingIDs(ids)
-	if len(recs) == 0 {
-		fail(q.w, bbb.KeyNotFound, msgRecordingsGone)
+	recs := s.lockedRecordings(q, ids)
+	if recs == nil {
 		return
 	}
+	defer s.mu.Unlock()
 	for _, r := range recs {
 		r.state = stateDeleted
 	}
@@ -325,13 +334,11 @@ func (s *Server) updateRecordings(q *apiRequest) {
 		return
 	}
 	meta := metaParams(q)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	recs := s.existingIDs(ids)
-	if len(recs) == 0 {
-		fail(q.w, bbb.KeyNotFound, msgRecordingsGone)
+	recs := s.lockedRecordings(q, ids)
+	if recs == nil {
 		return
 	}
+	defer s.mu.Unlock()
 	for _, r := range recs {
 		for k, v := range meta {
 			if v == "" {
