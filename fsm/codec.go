@@ -72,13 +72,24 @@ func (d *decoder) varint() int64 {
 	return v
 }
 
-func (d *decoder) bytes() []byte {
+// count reads a length or an element count. Every byte string and list
+// element takes at least one byte, so a count above the bytes left is a
+// truncated (or hostile) command: it fails and yields 0, so a corrupt
+// length can never make the decoder allocate.
+func (d *decoder) count() uint64 {
 	n := d.uvarint()
-	if d.err != nil {
-		return nil
-	}
-	if n > uint64(len(d.b)) {
+	if d.err == nil && n > uint64(len(d.b)) {
 		d.fail(errTruncated)
+	}
+	if d.err != nil {
+		return 0
+	}
+	return n
+}
+
+func (d *decoder) bytes() []byte {
+	n := d.count()
+	if d.err != nil {
 		return nil
 	}
 	p := d.b[:n:n]
@@ -107,14 +118,7 @@ func (d *decoder) boolean() bool {
 }
 
 func (d *decoder) strs() []string {
-	n := d.uvarint()
-	if d.err != nil {
-		return nil
-	}
-	if n > uint64(len(d.b)) { // each string takes at least one byte
-		d.fail(errTruncated)
-		return nil
-	}
+	n := d.count()
 	if n == 0 {
 		return nil
 	}

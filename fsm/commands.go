@@ -175,11 +175,7 @@ func (c *ReportBackends) encode(e *encoder) {
 }
 func (c *ReportBackends) decode(d *decoder) {
 	c.Now = d.varint()
-	n := d.uvarint()
-	if n > uint64(len(d.b)) {
-		d.fail(errTruncated)
-		return
-	}
+	n := d.count()
 	c.Reports = make([]BackendReport, 0, n)
 	for i := uint64(0); i < n && d.err == nil; i++ {
 		c.Reports = append(c.Reports, BackendReport{
@@ -224,11 +220,7 @@ func (c *ReleaseMeetings) encode(e *encoder) {
 	}
 }
 func (c *ReleaseMeetings) decode(d *decoder) {
-	n := d.uvarint()
-	if n > uint64(len(d.b)) {
-		d.fail(errTruncated)
-		return
-	}
+	n := d.count()
 	c.Meetings = make([]MeetingRef, 0, n)
 	for i := uint64(0); i < n && d.err == nil; i++ {
 		c.Meetings = append(c.Meetings, MeetingRef{InternalID: d.str(), BackendID: d.str()})

@@ -63,19 +63,11 @@ func (c *PutRecordings) encode(e *encoder) {
 }
 
 func (c *PutRecordings) decode(d *decoder) {
-	n := d.uvarint()
-	if n > uint64(len(d.b)) {
-		d.fail(errTruncated)
-		return
-	}
+	n := d.count()
 	for i := uint64(0); i < n && d.err == nil; i++ {
 		r := Recording{RecordID: d.str(), Frontend: d.str(), MeetingID: d.str(), InternalID: d.str(),
 			BackendID: d.str(), State: d.str(), StartTime: d.varint()}
-		m := d.uvarint()
-		if m > uint64(len(d.b)) {
-			d.fail(errTruncated)
-			return
-		}
+		m := d.count()
 		if m > 0 {
 			r.Meta = make(map[string]string, m)
 		}
