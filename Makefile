@@ -31,8 +31,8 @@ unit:
 fuzz:
 	$(GO) test ./bbb -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./fsm -run '^$$' -fuzz '^FuzzApply$$' -fuzztime $(FUZZTIME)
-	@if grep -q 'func FuzzBBBRequest' gateway/*_test.go 2>/dev/null; then \
-	  $(GO) test ./gateway -run '^$$' -fuzz '^FuzzBBBRequest$$' -fuzztime $(FUZZTIME); fi
+	$(GO) test ./gateway -run '^$$' -fuzz '^FuzzBBBRequest$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./gateway -run '^$$' -fuzz '^FuzzScanXMLMatchesEncodingXML$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s
 
 # Container tests (three peers on their own addresses, faults, DNS round-robin).
 e2e:
