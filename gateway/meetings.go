@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"time"
@@ -158,14 +159,14 @@ func (r *bbbRequest) createOn(b *fsm.Backend, internal, mid string, body []byte,
 		}
 		return "retry"
 	}
-	env, perr := bbb.ParseEnvelope(answer)
+	env, els, perr := parseAnswer(answer)
 	if fresh && (perr != nil || (!env.OK() && env.MessageKey != bbb.KeyIDNotUnique)) {
 		r.s.release(internal, b.ID)
 		if perr != nil {
 			return "retry"
 		}
 	}
-	writeXML(r.ctx, rewriteMeetingIDs(answer, internal, mid))
+	writeXML(r.ctx, showMeetingIDs(answer, els, internal, mid))
 	if env.OK() {
 		return "success"
 	}
@@ -190,6 +191,45 @@ var idElements = []string{"meetingID", "meetingName", "name", "meetingId"}
 func rewriteMeetingIDs(doc []byte, internal, external string) []byte {
 	return rewriteTexts(doc, idElements, func(t string) (string, bool) { return external, t == internal })
 }
+
+// showMeetingIDs is rewriteMeetingIDs on an answer parseAnswer has scanned.
+func showMeetingIDs(doc []byte, els []element, internal, external string) []byte {
+	return rewriteElements(doc, els, idElements, func(t string) (string, bool) { return external, t == internal })
+}
+
+// answerElements are what one scan of a backend's answer collects: the
+// envelope and the places the meeting ID is echoed.
+var answerElements = append([]string{"response", "returncode", "messageKey", "message"}, idElements...)
+
+// parseAnswer reads a backend's XML answer once: its envelope (an error if
+// it is not a BBB <response>) and the elements showMeetingIDs rewrites.
+func parseAnswer(doc []byte) (bbb.Envelope, []element, error) {
+	var env bbb.Envelope
+	els, err := scanXML(doc, answerElements...)
+	if err != nil {
+		return env, nil, err
+	}
+	isResponse := false
+	for _, e := range els {
+		switch {
+		case e.depth == 1:
+			isResponse = e.name == "response"
+		case e.depth != 2:
+		case e.name == "returncode":
+			env.ReturnCode = e.text
+		case e.name == "messageKey":
+			env.MessageKey = e.text
+		case e.name == "message":
+			env.Message = e.text
+		}
+	}
+	if !isResponse {
+		return bbb.Envelope{}, els, errNotBBBResponse
+	}
+	return env, els, nil
+}
+
+var errNotBBBResponse = errors.New("the answer is not a BBB <response> document")
 
 // createBody returns the body to send with create: the client's slides
 // (XML), or the frontend's default presentation, or none.
@@ -348,11 +388,11 @@ func (r *bbbRequest) forwardMeetingCall(mode notFoundMode, after func(m *fsm.Mee
 	if err != nil {
 		return r.fail(bbb.KeyServerUnavailable, msgBackendDown)
 	}
-	env, _ := bbb.ParseEnvelope(answer)
+	env, els, _ := parseAnswer(answer)
 	if after != nil {
 		after(m, b, env)
 	}
-	writeXML(r.ctx, rewriteMeetingIDs(answer, internal, mid))
+	writeXML(r.ctx, showMeetingIDs(answer, els, internal, mid))
 	if env.OK() || env.ReturnCode == "" {
 		return "success"
 	}

@@ -340,7 +340,7 @@ func (r *bbbRequest) changeRecordings() string {
 		if err != nil {
 			return r.fail(bbb.KeyServerUnavailable, "The server holding the recording did not answer.")
 		}
-		env, _ := bbb.ParseEnvelope(a)
+		env, _, _ := parseAnswer(a)
 		// Refresh the index from the backend, so both agree afterwards.
 		if err := r.s.syncRecordings(&b, perBackend[bid], true); err != nil {
 			r.s.log.Warn("recordings index refresh failed", "backend", bid, "err", err)

@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"encoding/xml"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -285,12 +286,23 @@ func escapeText(s string) string {
 // whose text fn maps to a new value. Elements fn declines are left as they were.
 func rewriteTexts(doc []byte, names []string, fn func(string) (string, bool)) []byte {
 	els, err := scanXML(doc, names...)
-	if err != nil || len(els) == 0 {
+	if err != nil {
 		return doc
 	}
+	return rewriteElements(doc, els, names, fn)
+}
+
+// rewriteElements is rewriteTexts on a document already scanned into els
+// (which may list more names than the ones to rewrite).
+func rewriteElements(doc []byte, els []element, names []string, fn func(string) (string, bool)) []byte {
 	var out []byte
 	last := 0
 	for _, e := range els {
+		// els are in closing order: an element holding one already rewritten
+		// (nested wanted names, only in a hostile answer) is left alone.
+		if e.contentStart < last || !slices.Contains(names, e.name) {
+			continue
+		}
 		v, ok := fn(e.text)
 		if !ok {
 			continue

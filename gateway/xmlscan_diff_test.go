@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/conclave-lb/conclave/bbb"
 )
 
 // scanXMLStd is scanXML written on encoding/xml, its first implementation:
@@ -146,5 +148,37 @@ func BenchmarkScanGetMeetings(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// parseAnswer reads the same envelope as bbb.ParseEnvelope (encoding/xml)
+// from every real answer, and refuses what is not a BBB <response>.
+func TestParseAnswerMatchesParseEnvelope(t *testing.T) {
+	for name, doc := range bbbFixtures(t) {
+		want, werr := bbb.ParseEnvelope(doc)
+		got, _, gerr := parseAnswer(doc)
+		want.XMLName = got.XMLName // the only field parseAnswer leaves out
+		if (werr == nil) != (gerr == nil) || got != want {
+			t.Fatalf("%s: got %+v (%v), want %+v (%v)", name, got, gerr, want, werr)
+		}
+	}
+	for _, doc := range []string{"<html><body>502</body></html>", "not xml", "<response><returncode>SUCCESS</returncode>"} {
+		if _, _, err := parseAnswer([]byte(doc)); err == nil {
+			t.Errorf("%q accepted", doc)
+		}
+	}
+}
+
+// A hostile answer nesting ID elements cannot make the rewrite cut the
+// document out of order.
+func TestShowMeetingIDsNestedIDElements(t *testing.T) {
+	doc := []byte("<response><returncode>SUCCESS</returncode><meetingName>fe~m<meetingID>fe~m</meetingID></meetingName></response>")
+	_, els, err := parseAnswer(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := string(showMeetingIDs(doc, els, "fe~m", "m"))
+	if want := "<response><returncode>SUCCESS</returncode><meetingName>fe~m<meetingID>m</meetingID></meetingName></response>"; got != want {
+		t.Fatalf("got %s", got)
 	}
 }
