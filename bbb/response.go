@@ -11,6 +11,7 @@ const (
 	KeyMissingParamMeetingID  = "missingParamMeetingID"
 	KeyNotFound               = "notFound"
 	KeyIDNotUnique            = "idNotUnique"
+	KeyNonUniqueVoiceBridge   = "nonUniqueVoiceBridge"
 	KeyDuplicateWarning       = "duplicateWarning"
 	KeyValidationError        = "validationError"
 	KeyUnsupportedContentType = "unsupportedContentType"

@@ -354,3 +354,38 @@ func TestFailedCreateIsReplaced(t *testing.T) {
 		t.Fatalf("meeting of a dead node was not re-placed: %s (on %d)", a.Raw, r.nodeOf("fe1", "f0"))
 	}
 }
+
+// A meeting made directly on a node (outside the cluster) holds the voice
+// bridge the state would choose: the create still succeeds, on a bridge the
+// node picks, and the node's meeting keeps its own.
+func TestCreateWhenNodeHoldsTheChosenVoiceBridge(t *testing.T) {
+	r := newRig(t, 1)
+	c := r.client("fe1")
+	if a := c.Get(t, "create", "meetingID=probe&moderatorPW=mp"); a.ReturnCode != "SUCCESS" {
+		t.Fatal(a.Raw)
+	}
+	m, _ := r.mc.FSM().Meeting("fe1~probe")
+	bridge := m.VoiceBridge
+	if a := c.Get(t, "end", "meetingID=probe&password=mp"); a.ReturnCode != "SUCCESS" {
+		t.Fatal(a.Raw)
+	}
+	direct := testClient{Base: "http://" + r.addrs[0] + "/bigbluebutton/api", Secret: "node0-secret", Algo: "sha256"}
+	if a := direct.Get(t, "create", fmt.Sprintf("meetingID=outside&moderatorPW=mp&voiceBridge=%d", bridge)); a.ReturnCode != "SUCCESS" {
+		t.Fatalf("direct create: %s", a.Raw)
+	}
+	// Same meeting ID, so the state picks the same bridge again.
+	if a := c.Get(t, "create", "meetingID=probe&moderatorPW=mp"); a.ReturnCode != "SUCCESS" {
+		t.Fatalf("create on a node holding the bridge: %s", a.Raw)
+	}
+	if m, _ := r.mc.FSM().Meeting("fe1~probe"); m.VoiceBridge != bridge {
+		t.Fatalf("test premise: the state chose %d, not %d again", m.VoiceBridge, bridge)
+	}
+	info := c.Get(t, "getMeetingInfo", "meetingID=probe")
+	if info.ReturnCode != "SUCCESS" || strings.Contains(info.Raw, fmt.Sprintf("<voiceBridge>%d<", bridge)) {
+		t.Fatalf("meeting should run on another bridge: %s", info.Raw)
+	}
+	// A bridge the client chose itself is its own business: BBB's error.
+	if a := c.Get(t, "create", fmt.Sprintf("meetingID=mine&moderatorPW=mp&voiceBridge=%d", bridge)); a.MessageKey != bbb.KeyNonUniqueVoiceBridge {
+		t.Fatalf("client's taken bridge: %s", a.Raw)
+	}
+}

@@ -160,6 +160,14 @@ func (r *bbbRequest) createOn(b *fsm.Backend, internal, mid string, body []byte,
 		return "retry"
 	}
 	env, els, perr := parseAnswer(answer)
+	if perr == nil && env.MessageKey == bbb.KeyNonUniqueVoiceBridge && !r.clientBridge && r.args.Has("voiceBridge") {
+		// The node runs a meeting the cluster does not know (created on it
+		// directly) on the bridge the state chose: let the node pick one.
+		r.s.log.Info("voice bridge taken on the node by a meeting outside the cluster; the node picks one",
+			"backend", b.ID, "voiceBridge", string(r.args.Peek("voiceBridge")))
+		r.args.Del("voiceBridge")
+		return r.createOn(b, internal, mid, body, contentType, fresh)
+	}
 	if fresh && (perr != nil || (!env.OK() && env.MessageKey != bbb.KeyIDNotUnique)) {
 		r.s.release(internal, b.ID)
 		if perr != nil {

@@ -32,6 +32,8 @@ type Result struct {
 	Elapsed             time.Duration
 	RPS                 float64
 	P50, P99, P999, Max time.Duration
+	// ErrorSamples holds the first few failures, to say what went wrong.
+	ErrorSamples []string
 }
 
 func (r Result) String() string {
@@ -50,6 +52,8 @@ func Run(l Load) Result {
 		NoDefaultUserAgentHeader: true, MaxIdleConnDuration: time.Minute}
 	var next atomic.Int64
 	var errs atomic.Int64
+	var samplesMu sync.Mutex
+	var samples []string
 	lat := make([][]time.Duration, l.Conns)
 	deadline := time.Now().Add(l.Duration)
 	start := time.Now()
@@ -77,6 +81,11 @@ func Run(l Load) Result {
 				}
 				if !ok {
 					errs.Add(1)
+					samplesMu.Lock()
+					if len(samples) < 5 {
+						samples = append(samples, fmt.Sprintf("status %d, err %v: %.200s", resp.StatusCode(), err, resp.Body()))
+					}
+					samplesMu.Unlock()
 				}
 			}
 		}(w)
@@ -95,7 +104,7 @@ func Run(l Load) Result {
 		return all[min(len(all)-1, int(p*float64(len(all))))]
 	}
 	r := Result{Name: l.Name, Requests: len(all), Errors: int(errs.Load()), Elapsed: elapsed,
-		P50: pct(.5), P99: pct(.99), P999: pct(.999), Max: pct(1)}
+		P50: pct(.5), P99: pct(.99), P999: pct(.999), Max: pct(1), ErrorSamples: samples}
 	if elapsed > 0 {
 		r.RPS = float64(len(all)) / elapsed.Seconds()
 	}

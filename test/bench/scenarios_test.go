@@ -100,6 +100,9 @@ func TestScenarios(t *testing.T) {
 		}
 		r := Run(l)
 		t.Log(r.String())
+		for _, e := range r.ErrorSamples {
+			t.Log("  error: " + e)
+		}
 		results = append(results, r)
 	}
 
