@@ -21,6 +21,14 @@ type Load struct {
 	Conns    int           // concurrent connections (workers)
 	Duration time.Duration // stop after this long …
 	MaxReqs  int           // … or after this many requests, whichever first
+	// Rate, when set, paces requests to this many per second in all (an
+	// open loop, as wrk2 does): request i is due at start + i/Rate; when no
+	// connection was free by then its latency counts from the due time, so a
+	// stall is charged to every request it delays rather than hidden by the
+	// connections waiting on it. Unset,
+	// every connection sends its next request as soon as the last returns,
+	// which measures the most the server can do.
+	Rate float64
 	// Check validates a response; nil accepts any 2xx/3xx.
 	Check func(status int, body []byte) bool
 }
@@ -72,6 +80,23 @@ func Run(l Load) Result {
 				}
 				req.SetRequestURI(l.URLs[i%len(l.URLs)])
 				t0 := time.Now()
+				if l.Rate > 0 {
+					due := start.Add(time.Duration(float64(i) / l.Rate * float64(time.Second)))
+					if due.After(deadline) {
+						return
+					}
+					if wait := time.Until(due); wait > 0 {
+						// Early: the clock starts when the request leaves (a
+						// sleep overshoots by up to a millisecond here, which
+						// is the generator's lateness, not the server's).
+						time.Sleep(wait)
+						t0 = time.Now()
+					} else {
+						// Every connection was busy past the due time: the
+						// server's queueing, charged from when it was due.
+						t0 = due
+					}
+				}
 				err := client.DoTimeout(req, resp, 10*time.Second)
 				d := time.Since(t0)
 				lat[w] = append(lat[w], d)
