@@ -40,6 +40,7 @@ func (m *metrics) observeBackend(backend, call string, err error, d time.Duratio
 type RaftStatsSource interface {
 	RaftStats() map[string]string
 	LeaderChanges() uint64
+	LogWrites() (writes, entries uint64)
 }
 
 func newMetrics(reg *prometheus.Registry, cluster Cluster, loads LoadSource) *metrics {
@@ -102,6 +103,8 @@ var (
 	descLastIndex        = prometheus.NewDesc("conclave_raft_last_log_index", "Last index in the local Raft log.", nil, nil)
 	descCommitIndex      = prometheus.NewDesc("conclave_raft_commit_index", "Raft commit index known to this peer.", nil, nil)
 	descLeaderChanges    = prometheus.NewDesc("conclave_raft_leader_changes_total", "Leadership changes seen by this peer.", nil, nil)
+	descLogWrites        = prometheus.NewDesc("conclave_raft_log_writes_total", "Writes to the Raft log store (one fsync each).", nil, nil)
+	descLogEntries       = prometheus.NewDesc("conclave_raft_log_entries_total", "Entries written to the Raft log store; entries/writes is the group-commit batch size.", nil, nil)
 	descPeers            = prometheus.NewDesc("conclave_raft_peers", "Voters in the Raft configuration.", nil, nil)
 	descGossipMembers    = prometheus.NewDesc("conclave_gossip_members", "Members of the gossip cluster (peers and agents) this peer sees alive.", nil, nil)
 )
@@ -112,7 +115,7 @@ type MemberCounter interface{ NumMembers() int }
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBackendMeetings, descBackendAttendees, descBackendBound, descBackendLatency,
 		descNodeState, descAdminState, descFrontends, descMeetings, descApplied, descLeader, descRaftState, descTerm,
-		descLastIndex, descCommitIndex, descLeaderChanges, descPeers, descGossipMembers} {
+		descLastIndex, descCommitIndex, descLeaderChanges, descLogWrites, descLogEntries, descPeers, descGossipMembers} {
 		ch <- d
 	}
 }
@@ -167,4 +170,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descCommitIndex, prometheus.GaugeValue, num("commit_index"))
 	ch <- prometheus.MustNewConstMetric(descPeers, prometheus.GaugeValue, num("num_peers")+1)
 	ch <- prometheus.MustNewConstMetric(descLeaderChanges, prometheus.CounterValue, float64(rs.LeaderChanges()))
+	writes, entries := rs.LogWrites()
+	ch <- prometheus.MustNewConstMetric(descLogWrites, prometheus.CounterValue, float64(writes))
+	ch <- prometheus.MustNewConstMetric(descLogEntries, prometheus.CounterValue, float64(entries))
 }

@@ -66,6 +66,7 @@ type Node struct {
 	raft      *raft.Raft
 	transport *raft.NetworkTransport
 	store     *raftboltdb.BoltStore
+	logCount  *countingLogStore // in front of store, behind the cache
 	snaps     *raft.FileSnapshotStore
 	client    *peerClient
 
@@ -125,7 +126,8 @@ func Open(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("raftnode: open log store in %s: %w", cfg.DataDir, err)
 	}
-	logs, err := raft.NewLogCache(512, n.store)
+	n.logCount = &countingLogStore{LogStore: n.store}
+	logs, err := raft.NewLogCache(512, n.logCount)
 	if err != nil {
 		n.store.Close()
 		return nil, err

@@ -93,6 +93,13 @@ func TestMetricsMoveAndSecretsStayHidden(t *testing.T) {
 			t.Fatalf("metric %s missing or zero", series)
 		}
 	}
+	// Every peer writes the creates to its log store, each write holding at
+	// least one entry.
+	writes, _ := metricValue(m, "conclave_raft_log_writes_total")
+	entries, _ := metricValue(m, "conclave_raft_log_entries_total")
+	if writes < 1 || entries < writes || entries < 5 {
+		t.Fatalf("log store counters: %v writes, %v entries (5 creates and the setup before them)", writes, entries)
+	}
 	// Every metric the Grafana dashboard queries exists.
 	dash, err := os.ReadFile("../../deploy/grafana-dashboard.json")
 	if err != nil {
