@@ -193,11 +193,9 @@ func (s *State) removeBackend(c *RemoveBackend) *Result {
 	if !ok {
 		return fail(notFound("no backend %s", c.ID))
 	}
-	if c.Force || s.meetingCount[c.ID] == 0 {
-		for _, id := range sortedKeys(s.Meetings) {
-			if s.Meetings[id].BackendID == c.ID {
-				s.dropMeeting(id)
-			}
+	if c.Force || len(s.onBackend[c.ID]) == 0 {
+		for _, id := range sortedKeys(s.onBackend[c.ID]) {
+			s.dropMeeting(id)
 		}
 		delete(s.Backends, c.ID)
 		return &Result{Backend: old, Removed: true}
@@ -344,7 +342,7 @@ func (s *State) releaseMeetings(c *ReleaseMeetings) *Result {
 	// A decommissioned backend goes for good with its last meeting.
 	slices.Sort(touched)
 	for _, id := range slices.Compact(touched) {
-		if b, ok := s.Backends[id]; ok && b.AdminState == AdminDecommissioned && s.meetingCount[id] == 0 {
+		if b, ok := s.Backends[id]; ok && b.AdminState == AdminDecommissioned && len(s.onBackend[id]) == 0 {
 			delete(s.Backends, id)
 		}
 	}

@@ -108,13 +108,25 @@ func (f *FSM) FindBackend(ref string) (Backend, bool) {
 	return Backend{}, false
 }
 
+// EachBackend calls fn for every backend, in no particular order, with the
+// number of meetings bound to it. It reads the state in place under the read
+// lock, copying nothing: placement runs on every create, over every backend.
+// fn must not keep b nor call into the FSM.
+func (f *FSM) EachBackend(fn func(b *Backend, bound int)) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	for id, b := range f.st.Backends {
+		fn(b, len(f.st.onBackend[id]))
+	}
+}
+
 // MeetingCounts returns the number of meetings bound to each backend.
 func (f *FSM) MeetingCounts() map[string]int {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	out := make(map[string]int, len(f.st.meetingCount))
-	for k, v := range f.st.meetingCount {
-		out[k] = v
+	out := make(map[string]int, len(f.st.onBackend))
+	for k, v := range f.st.onBackend {
+		out[k] = len(v)
 	}
 	return out
 }
@@ -175,14 +187,13 @@ func (f *FSM) Meetings(frontend string) []Meeting {
 func (f *FSM) MeetingsOn(backendID string) []Meeting {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	var out []Meeting
-	if f.st.meetingCount[backendID] == 0 {
+	on := f.st.onBackend[backendID]
+	if len(on) == 0 {
 		return nil
 	}
-	for _, m := range f.st.Meetings {
-		if m.BackendID == backendID {
-			out = append(out, *m)
-		}
+	out := make([]Meeting, 0, len(on))
+	for _, m := range on {
+		out = append(out, *m)
 	}
 	return out
 }

@@ -113,6 +113,23 @@ func assertIndexConsistent(t *testing.T, f *FSM) {
 	if fmt.Sprint(want) != fmt.Sprint(f.MeetingCounts()) {
 		t.Fatalf("meeting counts %v, want %v", f.MeetingCounts(), want)
 	}
+	// Each backend's meeting list is exactly the meetings bound to it.
+	f.EachBackend(func(b *Backend, bound int) {
+		if bound != want[b.ID] {
+			t.Errorf("EachBackend: %s has %d bound, want %d", b.ID, bound, want[b.ID])
+		}
+	})
+	for id := range want {
+		on := f.MeetingsOn(id)
+		if len(on) != want[id] {
+			t.Fatalf("MeetingsOn(%s): %d meetings, want %d", id, len(on), want[id])
+		}
+		for _, m := range on {
+			if got, ok := f.Meeting(m.InternalID); !ok || got.BackendID != id {
+				t.Fatalf("MeetingsOn(%s) lists %s, bound to %q", id, m.InternalID, got.BackendID)
+			}
+		}
+	}
 	// Voice bridges are unique per backend and the derived set matches.
 	bridges := map[string]map[int]bool{}
 	for _, m := range f.Meetings("") {

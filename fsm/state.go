@@ -120,28 +120,32 @@ type State struct {
 	// Recordings is the recordings index, by record ID.
 	Recordings map[string]*Recording `json:"-"`
 
-	// Derived, rebuilt on restore: meetings per backend, and the voice
-	// bridges in use on each backend.
-	meetingCount map[string]int
-	bridges      map[string]map[int]bool
+	// Derived, rebuilt on restore: the meetings on each backend (the prober
+	// reads one backend's meetings each second per backend: no scan of all),
+	// and the voice bridges in use on each backend.
+	onBackend map[string]map[string]*Meeting
+	bridges   map[string]map[int]bool
 }
 
 func newState() *State {
 	return &State{
-		Backends:     map[string]*Backend{},
-		Frontends:    map[string]*Frontend{},
-		Meetings:     map[string]*Meeting{},
-		Peers:        map[string]*Peer{},
-		Recordings:   map[string]*Recording{},
-		meetingCount: map[string]int{},
-		bridges:      map[string]map[int]bool{},
+		Backends:   map[string]*Backend{},
+		Frontends:  map[string]*Frontend{},
+		Meetings:   map[string]*Meeting{},
+		Peers:      map[string]*Peer{},
+		Recordings: map[string]*Recording{},
+		onBackend:  map[string]map[string]*Meeting{},
+		bridges:    map[string]map[int]bool{},
 	}
 }
 
 func (s *State) putMeeting(m *Meeting) {
 	s.dropMeeting(m.InternalID)
 	s.Meetings[m.InternalID] = m
-	s.meetingCount[m.BackendID]++
+	if s.onBackend[m.BackendID] == nil {
+		s.onBackend[m.BackendID] = map[string]*Meeting{}
+	}
+	s.onBackend[m.BackendID][m.InternalID] = m
 	if m.VoiceBridge != 0 {
 		if s.bridges[m.BackendID] == nil {
 			s.bridges[m.BackendID] = map[int]bool{}
@@ -153,8 +157,11 @@ func (s *State) putMeeting(m *Meeting) {
 func (s *State) dropMeeting(id string) {
 	if old, ok := s.Meetings[id]; ok {
 		delete(s.Meetings, id)
-		if s.meetingCount[old.BackendID]--; s.meetingCount[old.BackendID] <= 0 {
-			delete(s.meetingCount, old.BackendID)
+		if on := s.onBackend[old.BackendID]; on != nil {
+			delete(on, id)
+			if len(on) == 0 {
+				delete(s.onBackend, old.BackendID)
+			}
 		}
 		if b := s.bridges[old.BackendID]; b != nil {
 			delete(b, old.VoiceBridge)
@@ -179,6 +186,9 @@ func (s *State) allocBridge(backend, internalID string) int {
 		h = (h ^ uint32(internalID[i])) * 16777619
 	}
 	used := s.bridges[backend]
+	if len(used) >= nBridges {
+		return 0
+	}
 	for i := 0; i < nBridges; i++ {
 		v := minBridge + int((h+uint32(i))%nBridges)
 		if !used[v] {

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"sync"
 	"time"
 
 	"github.com/conclave-lb/conclave/fsm"
@@ -24,9 +25,18 @@ type LoadSource interface {
 const AgentLoadFresh = 10 * time.Second
 
 // agentLoads returns the fresh loads of live agents (nil without a source).
+// Every create reads them; they change every second or two, so an answer
+// up to agentLoadsReuse old is reused rather than rebuilt from the member
+// table. The map is shared: callers must not change it.
 func (s *Server) agentLoads() map[string]AgentLoad {
 	if s.cfg.Loads == nil {
 		return nil
+	}
+	c := &s.loadsCache
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.loads != nil && time.Since(c.at) < agentLoadsReuse {
+		return c.loads
 	}
 	all := s.cfg.Loads.AgentLoads()
 	out := make(map[string]AgentLoad, len(all))
@@ -35,7 +45,16 @@ func (s *Server) agentLoads() map[string]AgentLoad {
 			out[url] = l
 		}
 	}
+	c.loads, c.at = out, time.Now()
 	return out
+}
+
+const agentLoadsReuse = 200 * time.Millisecond
+
+type agentLoadsCache struct {
+	mu    sync.Mutex
+	at    time.Time
+	loads map[string]AgentLoad
 }
 
 // agentDead reports whether the backend's agent is known and not alive:
@@ -46,12 +65,4 @@ func (s *Server) agentDead(b *fsm.Backend) bool {
 	}
 	l, ok := s.cfg.Loads.AgentLoads()[b.URL]
 	return ok && !l.Alive
-}
-
-// withAgentLoad returns b with the agent's fresher load figures, if any.
-func withAgentLoad(b fsm.Backend, loads map[string]AgentLoad) fsm.Backend {
-	if l, ok := loads[b.URL]; ok {
-		b.Meetings, b.Attendees = l.Meetings, l.Attendees
-	}
-	return b
 }

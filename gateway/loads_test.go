@@ -45,6 +45,7 @@ func TestPlacementUsesAgentLoad(t *testing.T) {
 	fe, _ := mc.FSM().Frontend("fe")
 	urlA, _ := mc.FSM().Backend("a")
 	loads.set(urlA.URL, AgentLoad{Meetings: 3, Attendees: 40, Alive: true, BBBUp: true, Updated: time.Now()})
+	forget := func() { s.loadsCache.mu.Lock(); s.loadsCache.loads = nil; s.loadsCache.mu.Unlock() } // reused for 200 ms
 	if b, _ := s.place(&fe, nil); b.ID != "b" {
 		t.Fatalf("placement ignored a's agent load: chose %s", b.ID)
 	}
@@ -54,6 +55,7 @@ func TestPlacementUsesAgentLoad(t *testing.T) {
 		"bbb down": {Meetings: 3, Attendees: 40, Alive: true, BBBUp: false, Updated: time.Now()},
 	} {
 		loads.set(urlA.URL, l)
+		forget()
 		if b, _ := s.place(&fe, nil); b.ID != "a" {
 			t.Fatalf("%s agent report was used: chose %s", name, b.ID)
 		}

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"errors"
+	"maps"
 	"slices"
 	"sync"
 
@@ -37,18 +38,22 @@ func (p *pendingPlacements) add(id string, d int) {
 	p.mu.Unlock()
 }
 
-func (p *pendingPlacements) get(id string) int {
+// snapshot copies the counts (few: placements in flight on this peer).
+func (p *pendingPlacements) snapshot() map[string]int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.n[id]
+	if len(p.n) == 0 {
+		return nil
+	}
+	return maps.Clone(p.n)
 }
 
 // backendLoad is (attendees + MeetingWeight × meetings) × load factor. The
 // meeting count is the larger of what the node reported and what the state
 // has bound to it (a placement counts at once), plus pending placements.
-func backendLoad(b *fsm.Backend, bound, pending int) float64 {
-	meetings := max(b.Meetings, bound) + pending
-	return float64(b.Attendees+MeetingWeight*meetings) * b.LoadFactor()
+func backendLoad(reportedMeetings, attendees, bound, pending int, loadFactor float64) float64 {
+	meetings := max(reportedMeetings, bound) + pending
+	return float64(attendees+MeetingWeight*meetings) * loadFactor
 }
 
 // hasTags reports whether the backend carries every required tag.
@@ -66,33 +71,35 @@ func hasTags(b *fsm.Backend, required []string) bool {
 // exclude, least loaded; ties go to the lower ID so choices are stable.
 func (s *Server) place(fe *fsm.Frontend, exclude map[string]bool) (*fsm.Backend, error) {
 	st := s.cluster.FSM()
-	counts := st.MeetingCounts()
 	loads := s.agentLoads()
-	var best *fsm.Backend
+	pending := s.pending.snapshot()
+	var best fsm.Backend
+	found, anyPlaceable := false, false
 	bestLoad := 0.0
-	anyPlaceable := false
-	for _, b := range st.Backends() {
+	st.EachBackend(func(b *fsm.Backend, bound int) {
 		if !b.Placeable() || exclude[b.ID] {
-			continue
+			return
 		}
 		anyPlaceable = true
-		if !hasTags(&b, fe.Settings.RequiredTags) {
-			continue
+		if !hasTags(b, fe.Settings.RequiredTags) {
+			return
 		}
-		b := withAgentLoad(b, loads)
-		load := backendLoad(&b, counts[b.ID], s.pending.get(b.ID))
-		if best == nil || load < bestLoad {
-			b := b
-			best, bestLoad = &b, load
+		meetings, attendees := b.Meetings, b.Attendees
+		if l, ok := loads[b.URL]; ok { // the agent's figures are fresher
+			meetings, attendees = l.Meetings, l.Attendees
 		}
-	}
-	if best == nil {
+		load := backendLoad(meetings, attendees, bound, pending[b.ID], b.LoadFactor())
+		if !found || load < bestLoad || (load == bestLoad && b.ID < best.ID) {
+			best, bestLoad, found = *b, load, true
+		}
+	})
+	if !found {
 		if anyPlaceable && len(fe.Settings.RequiredTags) > 0 {
 			return nil, errNoTaggedNode
 		}
 		return nil, errNoBackend
 	}
-	return best, nil
+	return &best, nil
 }
 
 func sortStrings(s []string) []string {

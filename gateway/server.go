@@ -57,14 +57,15 @@ const DefaultMaxBodySize = 32 << 20
 
 // Server serves every HTTP route of a peer.
 type Server struct {
-	cfg     Config
-	cluster Cluster
-	log     *slog.Logger
-	srv     *fasthttp.Server
-	metrics *metrics
-	promH   fasthttp.RequestHandler
-	bc      *fasthttp.Client  // calls to backends
-	pending pendingPlacements // placements chosen, not yet committed
+	cfg        Config
+	cluster    Cluster
+	log        *slog.Logger
+	srv        *fasthttp.Server
+	metrics    *metrics
+	promH      fasthttp.RequestHandler
+	bc         *fasthttp.Client  // calls to backends
+	pending    pendingPlacements // placements chosen, not yet committed
+	loadsCache agentLoadsCache
 	// lastConfirmed: when a checksum miss last made the replica consistent.
 	lastConfirmed atomic.Int64
 }
