@@ -32,6 +32,12 @@ var DefaultHealth = HealthConfig{
 	LoadEvery: 2 * time.Second, EndedGrace: 30 * time.Second,
 }
 
+// maxConcurrentProbes bounds the answers held at once: with 1 000 backends
+// probed all together, their getMeetings answers (tens of kB each) took
+// over 100 MB of the leader's memory every second. A probe round still
+// ends within a timeout for up to this many dead backends at once.
+const maxConcurrentProbes = 64
+
 type probeResult struct {
 	ok                  bool
 	latency             time.Duration
@@ -72,10 +78,12 @@ func (s *Server) probeRound(ctx context.Context, cfg HealthConfig, mem map[strin
 	backends := s.cluster.FSM().Backends()
 	results := make([]probeResult, len(backends))
 	var wg sync.WaitGroup
+	slots := make(chan struct{}, maxConcurrentProbes)
 	for i := range backends {
 		wg.Add(1)
+		slots <- struct{}{}
 		go func(i int) {
-			defer wg.Done()
+			defer func() { <-slots; wg.Done() }()
 			results[i] = s.probe(&backends[i], cfg.Timeout)
 		}(i)
 	}

@@ -80,7 +80,7 @@ func redirect(status int, _ []byte) bool { return status == http.StatusFound }
 // TestScenarios runs every `make bench` scenario and prints a table.
 func TestScenarios(t *testing.T) {
 	dur := envDuration("BENCH_DURATION", 8*time.Second)
-	c := harness.StartCluster(t, 3)
+	c := harness.StartCluster(t, 3, "CONCLAVE_LOG_LEVEL=info") // the production default: debug logs every request
 	nodes := startNodes(t, c, 0, 2)
 	register(t, c, nodes)
 	if err := c.API(c.Peers[0], "POST", "/api/v1/frontends", map[string]string{"key": "bench", "secret": feSecret}, nil); err != nil {

@@ -182,6 +182,14 @@ func (p *Peer) Running() bool {
 	}
 }
 
+// PID is the process ID of the running peer (0 when not started).
+func (p *Peer) PID() int {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
 // Kill sends SIGKILL (a crash) and waits for the process to go.
 func (p *Peer) Kill() { p.signal(syscall.SIGKILL) }
 
