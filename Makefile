@@ -6,6 +6,7 @@ BIN        := $(CURDIR)/bin
 CMDS       := conclaved conclavectl conclave-agent fakebbb
 GO         ?= go
 FUZZTIME   ?= 10s
+BENCH_OUT  ?= $(BIN)/bench.md
 
 .PHONY: all build test unit fuzz e2e demo bench images vet fmt clean
 
@@ -45,7 +46,9 @@ demo: build
 # Micro-benchmarks, then the scenario runner (a three-peer cluster on loopback).
 bench: build
 	$(GO) test ./bbb ./fsm ./gateway -run '^$$' -bench . -benchmem -benchtime 1s
-	CONCLAVE_BIN_DIR=$(BIN) $(GO) test -tags bench ./test/bench -run TestScenarios -count=1 -v -timeout 10m
+	rm -f $(BENCH_OUT)
+	BENCH_OUT=$(abspath $(BENCH_OUT)) CONCLAVE_BIN_DIR=$(BIN) $(GO) test -tags bench ./test/bench -run 'TestScenarios|TestScale' -count=1 -v -timeout 10m
+	@echo "tables written to $(BENCH_OUT)"
 
 images: build
 	@if [ -x scripts/images.sh ]; then BIN=$(BIN) ./scripts/images.sh; else echo "images: not yet"; exit 1; fi

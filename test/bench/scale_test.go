@@ -172,14 +172,7 @@ func TestScale(t *testing.T) {
 	out := fmt.Sprintf("\nScale: %d backends, %d meetings, three peers on this machine.\n\n| what | measured |\n|---|---|\n%s\n",
 		nBackends, nMeetings, strings.Join(rows, "\n"))
 	fmt.Print(out)
-	if f := os.Getenv("BENCH_OUT"); f != "" {
-		fh, err := os.OpenFile(f, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fh.WriteString(out)
-		fh.Close()
-	}
+	appendBenchOut(t, out)
 }
 
 func rssMB(t *testing.T, pid int) float64 {
