@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -387,5 +388,33 @@ func TestCreateWhenNodeHoldsTheChosenVoiceBridge(t *testing.T) {
 	// A bridge the client chose itself is its own business: BBB's error.
 	if a := c.Get(t, "create", fmt.Sprintf("meetingID=mine&moderatorPW=mp&voiceBridge=%d", bridge)); a.MessageKey != bbb.KeyNonUniqueVoiceBridge {
 		t.Fatalf("client's taken bridge: %s", a.Raw)
+	}
+}
+
+// A draining peer tells health checks it is going (/readyz 503) and closes
+// every connection after its answer, while still answering.
+func TestDrainTurnsReadyzOffAndClosesConnections(t *testing.T) {
+	r := newRig(t, 1)
+	get := func(path string) *http.Response {
+		t.Helper()
+		resp, err := http.Get(r.base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	if resp := get("/readyz"); resp.StatusCode != http.StatusOK || resp.Close {
+		t.Fatalf("before drain: /readyz %d, close %v", resp.StatusCode, resp.Close)
+	}
+	r.srv.Drain()
+	if resp := get("/readyz"); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("draining: /readyz %d", resp.StatusCode)
+	}
+	c := r.client("fe1")
+	resp := get(strings.TrimPrefix(c.URL("create", "meetingID=late&moderatorPW=mp"), r.base))
+	if resp.StatusCode != http.StatusOK || !resp.Close {
+		t.Fatalf("draining: create %d, Connection: close %v", resp.StatusCode, resp.Close)
 	}
 }

@@ -66,6 +66,7 @@ type Server struct {
 	bc         *fasthttp.Client  // calls to backends
 	pending    pendingPlacements // placements chosen, not yet committed
 	loadsCache agentLoadsCache
+	draining   atomic.Bool // set by Drain
 	// lastConfirmed: when a checksum miss last made the replica consistent.
 	lastConfirmed atomic.Int64
 }
@@ -94,9 +95,18 @@ func New(cfg Config, cluster Cluster) *Server {
 		IdleTimeout:        120 * time.Second,
 		NoDefaultDate:      false,
 		Logger:             slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
+		// Keep-alive clients are told to reconnect (to another peer) when
+		// this one stops, instead of finding the connection cut.
+		CloseOnShutdown: true,
 	}
 	return s
 }
+
+// Drain starts a graceful stop: /readyz answers 503 so load balancers and
+// health checks move traffic away, and every answer closes its connection
+// so keep-alive clients reconnect, through DNS, to another peer. Requests
+// are still served meanwhile.
+func (s *Server) Drain() { s.draining.Store(true) }
 
 // Serve accepts connections on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
@@ -113,6 +123,9 @@ var (
 
 // Handle routes one request.
 func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
+	if s.draining.Load() {
+		ctx.SetConnectionClose()
+	}
 	path := ctx.Path()
 	switch {
 	case bytes.HasPrefix(path, prefixBBB):
@@ -145,6 +158,9 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 		ctx.WriteString("ok\n")
 	case string(path) == "/readyz":
 		ok, why := s.cluster.Ready()
+		if s.draining.Load() {
+			ok, why = false, "shutting down"
+		}
 		ctx.SetContentType("text/plain; charset=utf-8")
 		if !ok {
 			ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)

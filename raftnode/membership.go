@@ -196,30 +196,88 @@ func parseU(s string) uint64 {
 const MaxApplyLag = 1000
 
 // Ready reports whether the node serves requests well: it knows a leader it
-// has heard from lately and its applied state is close to the commit index.
+// has heard from lately and its applied state is close to the commit index
+// and, on a follower, to what the leader has applied: a follower's own
+// commit index only tells what it has received, and after a restart it
+// receives the backlog gradually.
 func (n *Node) Ready() (bool, string) {
 	_, lid := n.raft.LeaderWithID()
-	if lid == "" {
+	st := n.raft.Stats()
+	return readiness{
+		leaderKnown: lid != "", state: n.raft.State(), leaderReady: n.leaderReady.Load(),
+		lastContact: n.raft.LastContact(),
+		commit:      parseU(st["commit_index"]), applied: parseU(st["applied_index"]),
+		stateApplied: n.fsm.AppliedIndex(), leaderApplied: n.leaderApplied,
+	}.check(time.Now())
+}
+
+// readiness is what Ready decides on, gathered so the decision can be
+// tested without a cluster.
+type readiness struct {
+	leaderKnown, leaderReady bool
+	state                    raft.RaftState
+	lastContact              time.Time
+	commit, applied          uint64 // raft's own indexes
+	stateApplied             uint64 // the FSM's applied index (the unit read-index answers in)
+	leaderApplied            func() (uint64, error)
+}
+
+func (r readiness) check(now time.Time) (bool, string) {
+	if !r.leaderKnown {
 		return false, "no leader known"
 	}
-	switch n.raft.State() {
+	switch r.state {
 	case raft.Leader:
-		if !n.leaderReady.Load() {
+		if !r.leaderReady {
 			return false, "leader is still taking over"
 		}
 	case raft.Follower:
-		if lc := n.raft.LastContact(); lc.IsZero() || time.Since(lc) > 10*time.Second {
+		if r.lastContact.IsZero() || now.Sub(r.lastContact) > 10*time.Second {
 			return false, "no contact with the leader for over 10s"
 		}
 	default:
-		return false, "state " + n.raftState()
+		return false, "state " + r.state.String()
 	}
-	st := n.raft.Stats()
-	commit, applied := parseU(st["commit_index"]), parseU(st["applied_index"])
-	if commit > applied+MaxApplyLag {
-		return false, fmt.Sprintf("applied index %d trails commit index %d", applied, commit)
+	if r.commit > r.applied+MaxApplyLag {
+		return false, fmt.Sprintf("applied index %d trails commit index %d", r.applied, r.commit)
+	}
+	if r.state == raft.Follower {
+		leaderApplied, err := r.leaderApplied()
+		if err != nil {
+			return false, "cannot ask the leader how far it has applied: " + err.Error()
+		}
+		if leaderApplied > r.stateApplied+MaxApplyLag {
+			return false, fmt.Sprintf("catching up: applied state %d, the leader's %d", r.stateApplied, leaderApplied)
+		}
 	}
 	return true, ""
+}
+
+// leaderAppliedReuse bounds how often readiness checks ask the leader.
+const leaderAppliedReuse = time.Second
+
+// leaderApplied is the leader's applied index (as read-index answers it),
+// asked at most once per leaderAppliedReuse: /readyz may be polled often.
+func (n *Node) leaderApplied() (uint64, error) {
+	c := &n.readyCache
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.at.IsZero() && time.Since(c.at) < leaderAppliedReuse {
+		return c.index, c.err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), forwardAttemptTimeout)
+	defer cancel()
+	var r readIndexResponse
+	c.err = n.forward(ctx, "readindex", nil, &r)
+	c.index, c.at = r.Index, time.Now()
+	return c.index, c.err
+}
+
+type leaderAppliedCache struct {
+	mu    sync.Mutex
+	at    time.Time
+	index uint64
+	err   error
 }
 
 // PeerInfo is one member as `show peers` lists it.

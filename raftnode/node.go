@@ -59,16 +59,17 @@ var (
 
 // Node is a running Raft member with its FSM.
 type Node struct {
-	cfg       Config
-	log       *slog.Logger
-	fsm       *fsm.FSM
-	rfsm      *raftFSM
-	raft      *raft.Raft
-	transport *raft.NetworkTransport
-	store     *raftboltdb.BoltStore
-	logCount  *countingLogStore // in front of store, behind the cache
-	snaps     *raft.FileSnapshotStore
-	client    *peerClient
+	cfg        Config
+	log        *slog.Logger
+	fsm        *fsm.FSM
+	rfsm       *raftFSM
+	raft       *raft.Raft
+	transport  *raft.NetworkTransport
+	store      *raftboltdb.BoltStore
+	logCount   *countingLogStore // in front of store, behind the cache
+	readyCache leaderAppliedCache
+	snaps      *raft.FileSnapshotStore
+	client     *peerClient
 
 	// leaderReady is set once this node, as leader, has applied everything
 	// its predecessors committed (a barrier at the start of its term).
@@ -315,17 +316,23 @@ func (n *Node) inConfiguration() bool {
 	return false
 }
 
-// Shutdown stops the node. A leader hands leadership to another voter first,
-// so the cluster does not wait out an election timeout.
+// HandOverLeadership makes another voter leader if this node leads, so
+// the cluster does not wait out an election timeout when it stops. The node
+// keeps running as a follower.
+func (n *Node) HandOverLeadership() {
+	if n.raft.State() == raft.Leader && n.voterCount() > 1 {
+		n.log.Info("handing leadership over before shutdown")
+		if e := n.raft.LeadershipTransfer().Error(); e != nil {
+			n.log.Warn("leadership transfer failed", "err", e)
+		}
+	}
+}
+
+// Shutdown stops the node. A leader hands leadership to another voter first.
 func (n *Node) Shutdown() error {
 	var err error
 	n.stopOnce.Do(func() {
-		if n.raft.State() == raft.Leader && n.voterCount() > 1 {
-			n.log.Info("handing leadership over before shutdown")
-			if e := n.raft.LeadershipTransfer().Error(); e != nil {
-				n.log.Warn("leadership transfer failed", "err", e)
-			}
-		}
+		n.HandOverLeadership()
 		close(n.stop)
 		n.raft.DeregisterObserver(n.leaderObs)
 		err = n.raft.Shutdown().Error()

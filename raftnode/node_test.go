@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/conclave-lb/conclave/fsm"
 )
 
@@ -86,5 +88,58 @@ func TestConcurrentAppliesAreGroupCommitted(t *testing.T) {
 	}
 	if writes*4 > entries {
 		t.Fatalf("%d log store writes for %d concurrent entries: not batched", writes, entries)
+	}
+}
+
+// A follower whose own commit index is caught up is still not ready while
+// the leader has applied far more: after a restart, a follower's commit
+// index covers only the part of the backlog it has received so far.
+func TestReadinessComparesWithTheLeader(t *testing.T) {
+	now := time.Now()
+	leaderAt := func(idx uint64, err error) func() (uint64, error) {
+		return func() (uint64, error) { return idx, err }
+	}
+	follower := readiness{leaderKnown: true, state: raft.Follower, lastContact: now, commit: 500, applied: 500, stateApplied: 480}
+	for _, tc := range []struct {
+		name  string
+		r     readiness
+		ready bool
+	}{
+		{"caught up", with(follower, leaderAt(600, nil)), true},
+		{"own commit index caught up, the leader's far ahead", with(follower, leaderAt(480+MaxApplyLag+1, nil)), false},
+		{"leader unreachable", with(follower, leaderAt(0, ErrNoLeader)), false},
+		{"no contact for long", func() readiness { r := with(follower, leaderAt(480, nil)); r.lastContact = now.Add(-time.Minute); return r }(), false},
+		{"no leader", readiness{state: raft.Follower}, false},
+		{"leader taking over", readiness{leaderKnown: true, state: raft.Leader}, false},
+		{"leader", readiness{leaderKnown: true, state: raft.Leader, leaderReady: true, commit: 10, applied: 10}, true},
+		{"applying a long backlog", readiness{leaderKnown: true, state: raft.Leader, leaderReady: true, commit: 5000, applied: 10}, false},
+		{"candidate", readiness{leaderKnown: true, state: raft.Candidate}, false},
+	} {
+		if ok, why := tc.r.check(now); ok != tc.ready {
+			t.Errorf("%s: ready=%v (%s), want %v", tc.name, ok, why, tc.ready)
+		}
+	}
+}
+
+func with(r readiness, leaderApplied func() (uint64, error)) readiness {
+	r.leaderApplied = leaderApplied
+	return r
+}
+
+// A follower of a real cluster answers ready by asking the leader (the
+// read-index call goes over the peers' HTTP port, so a single node serves
+// here as its own check: leader path).
+func TestSingleNodeReady(t *testing.T) {
+	n := singleNode(t)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ok, why := n.Ready()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("single leader never ready: %s", why)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -166,17 +166,22 @@ func run(o options) error {
 	case err := <-serveErr:
 		logger.Error("HTTP server stopped", "err", err)
 	}
+	// A graceful stop serves until the last moment: /readyz turns 503 and
+	// answers close their connections while leadership moves away; only
+	// then does the listener close (in-flight requests finish, with Raft
+	// still running for them), and Raft stops last.
+	srv.Drain()
 	stopHealth()
 	close(stopGossip)
 	_ = gossip.Leave(2 * time.Second)
 	_ = gossip.Shutdown()
-	// Leadership moves first (inside Shutdown); then stop serving HTTP.
-	if err := node.Shutdown(); err != nil {
-		logger.Warn("raft shutdown", "err", err)
-	}
+	node.HandOverLeadership()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(ctx)
+	if err := node.Shutdown(); err != nil {
+		logger.Warn("raft shutdown", "err", err)
+	}
 	logger.Info("stopped")
 	return nil
 }

@@ -6,6 +6,8 @@ package cluster
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -191,6 +193,19 @@ func TestRestartRestoresFromSnapshot(t *testing.T) {
 	}
 	f.Stop()
 	f.Start()
+	// A follower's /readyz asks the leader how far it has applied.
+	harness.Eventually(t, 10*time.Second, func() error {
+		resp, err := http.Get("http://" + f.HTTP + "/readyz")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/readyz %d: %s", resp.StatusCode, body)
+		}
+		return nil
+	})
 	waitHasAll(t, c, f, acked, 10*time.Second)
 	if !strings.Contains(f.Log(), "restored from snapshot") {
 		t.Fatalf("%s did not restore from its snapshot on restart", f.ID)

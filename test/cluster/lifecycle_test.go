@@ -178,6 +178,9 @@ func TestBackendLifecycle(t *testing.T) {
 	if _, ok := c.backends(t)[hostB]; ok {
 		t.Fatal("--force left B listed")
 	}
+	// Peers read their own replica: a follower learns of the removal from
+	// the leader's next append, a few milliseconds later.
+	c.WaitConverged(5 * time.Second)
 	if ans := c.client(c.Peers[1]).Get(t, "getMeetingInfo", "meetingID="+onB); ans.MessageKey != bbb.KeyNotFound {
 		t.Fatalf("a force-removed node's meeting: %s", ans.Raw)
 	}
