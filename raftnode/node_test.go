@@ -108,7 +108,11 @@ func TestReadinessComparesWithTheLeader(t *testing.T) {
 		{"caught up", with(follower, leaderAt(600, nil)), true},
 		{"own commit index caught up, the leader's far ahead", with(follower, leaderAt(480+MaxApplyLag+1, nil)), false},
 		{"leader unreachable", with(follower, leaderAt(0, ErrNoLeader)), false},
-		{"no contact for long", func() readiness { r := with(follower, leaderAt(480, nil)); r.lastContact = now.Add(-time.Minute); return r }(), false},
+		{"no contact for long", func() readiness {
+			r := with(follower, leaderAt(480, nil))
+			r.lastContact = now.Add(-time.Minute)
+			return r
+		}(), false},
 		{"no leader", readiness{state: raft.Follower}, false},
 		{"leader taking over", readiness{leaderKnown: true, state: raft.Leader}, false},
 		{"leader", readiness{leaderKnown: true, state: raft.Leader, leaderReady: true, commit: 10, applied: 10}, true},
@@ -126,9 +130,9 @@ func with(r readiness, leaderApplied func() (uint64, error)) readiness {
 	return r
 }
 
-// A follower of a real cluster answers ready by asking the leader (the
-// read-index call goes over the peers' HTTP port, so a single node serves
-// here as its own check: leader path).
+// A single leader is ready once it has taken over. (The follower path asks
+// the leader over the peers' HTTP port; TestRestartRestoresFromSnapshot in
+// test/cluster waits for a restarted follower's /readyz.)
 func TestSingleNodeReady(t *testing.T) {
 	n := singleNode(t)
 	deadline := time.Now().Add(10 * time.Second)
