@@ -12,6 +12,7 @@ import (
 
 	"github.com/conclave-lb/conclave/bbb"
 	"github.com/conclave-lb/conclave/fsm"
+	"github.com/conclave-lb/conclave/raftnode"
 	"github.com/conclave-lb/conclave/test/fakebbb"
 	"github.com/conclave-lb/conclave/test/harness"
 )
@@ -416,5 +417,58 @@ func TestDrainTurnsReadyzOffAndClosesConnections(t *testing.T) {
 	resp := get(strings.TrimPrefix(c.URL("create", "meetingID=late&moderatorPW=mp"), r.base))
 	if resp.StatusCode != http.StatusOK || !resp.Close {
 		t.Fatalf("draining: create %d, Connection: close %v", resp.StatusCode, resp.Close)
+	}
+}
+
+// A follower whose replica lags (ConsistentRead: ErrBehind) hands a lookup
+// to the leader and relays its answer; a handed-over request is never
+// handed on again.
+func TestLaggingReplicaAsksTheLeader(t *testing.T) {
+	leader := newRig(t, 1)
+	c := leader.client("fe1")
+	if a := c.Get(t, "create", "meetingID=fresh&moderatorPW=mp&attendeePW=ap"); a.ReturnCode != "SUCCESS" {
+		t.Fatal(a.Raw)
+	}
+	// The follower knows the frontend and the backend, not the meeting.
+	mc := NewMemCluster()
+	mc.MustApply(&fsm.AddFrontend{Key: "fe1", Secret: "fe1-secret"})
+	behind := fmt.Errorf("test: %w", raftnode.ErrBehind)
+	mc.SetFollower(strings.TrimPrefix(leader.base, "http://"), behind)
+	follower := New(Config{}, mc)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go follower.Serve(ln)
+	t.Cleanup(func() { ln.Close() })
+	fc := testClient{Base: "http://" + ln.Addr().String() + "/bigbluebutton/api", Secret: "fe1-secret", Algo: "sha256"}
+
+	if a := fc.Get(t, "isMeetingRunning", "meetingID=fresh"); a.Running != "true" {
+		t.Fatalf("isMeetingRunning through a lagging follower: %s", a.Raw)
+	}
+	resp, err := noRedirect.Get(fc.URL("join", "meetingID=fresh&fullName=Ann&password=ap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusFound || !strings.Contains(loc, leader.addrs[0]) {
+		t.Fatalf("join through a lagging follower: %d %q", resp.StatusCode, loc)
+	}
+	// Already handed over once: the follower answers itself.
+	req, _ := http.NewRequest("GET", fc.URL("getMeetingInfo", "meetingID=fresh"), nil)
+	req.Header.Set(headerVia, "1")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), bbb.KeyServerUnavailable) {
+		t.Fatalf("a handed-over request was handed on: %s", body)
+	}
+	// No leader known: serverUnavailable, as before.
+	mc.SetFollower("", behind)
+	if a := fc.Get(t, "getMeetingInfo", "meetingID=fresh"); a.MessageKey != bbb.KeyServerUnavailable {
+		t.Fatalf("no leader: %s", a.Raw)
 	}
 }

@@ -18,8 +18,12 @@ type Cluster interface {
 	// Commit is Apply without waiting for the local replica.
 	Commit(ctx context.Context, c fsm.Command) (*fsm.Result, error)
 	// ConsistentRead waits until the local replica holds every write
-	// acknowledged before the call.
+	// acknowledged before the call; raftnode.ErrBehind when the leader
+	// answered but the replica could not catch up quickly.
 	ConsistentRead(ctx context.Context) error
+	// LeaderHTTP is the leader's HTTP address ("" when this peer leads or
+	// none is known), for requests a lagging replica hands over.
+	LeaderHTTP() string
 	Join(ctx context.Context, req raftnode.JoinRequest) error
 	Remove(ctx context.Context, id string) error
 	Peers(ctx context.Context) ([]raftnode.PeerInfo, error)

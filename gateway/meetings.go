@@ -11,6 +11,7 @@ import (
 
 	"github.com/conclave-lb/conclave/bbb"
 	"github.com/conclave-lb/conclave/fsm"
+	"github.com/conclave-lb/conclave/raftnode"
 )
 
 // Raft work done for one BBB request must fit in these.
@@ -299,6 +300,9 @@ func (r *bbbRequest) lookup(internal string) (*fsm.Meeting, *fsm.Backend, error)
 	ctx, cancel := context.WithTimeout(context.Background(), consistentTimeout)
 	err := r.s.cluster.ConsistentRead(ctx)
 	cancel()
+	if errors.Is(err, raftnode.ErrBehind) && r.answerFromLeader() {
+		return nil, nil, errAnsweredByLeader
+	}
 	if err != nil {
 		return nil, nil, err
 	}
@@ -332,6 +336,9 @@ func (r *bbbRequest) findMeeting() (mid, internal string, m *fsm.Meeting, b *fsm
 	}
 	internal = internalMeetingID(r.frontend.Key, mid)
 	m, b, err := r.lookup(internal)
+	if err == errAnsweredByLeader {
+		return "", "", nil, nil, "leader"
+	}
 	if err != nil {
 		return "", "", nil, nil, r.fail(bbb.KeyServerUnavailable, "The cluster cannot confirm the meeting now. Please retry.")
 	}

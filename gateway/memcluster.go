@@ -17,6 +17,18 @@ type MemCluster struct {
 	f   *fsm.FSM
 	mu  sync.Mutex
 	idx uint64
+	// readErr is what ConsistentRead answers and leaderAddr what LeaderHTTP
+	// does (SetFollower).
+	readErr    error
+	leaderAddr string
+}
+
+// SetFollower makes this "cluster" play a follower of the leader at
+// leaderAddr ("" for none known) whose ConsistentRead answers readErr.
+func (m *MemCluster) SetFollower(leaderAddr string, readErr error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.leaderAddr, m.readErr = leaderAddr, readErr
 }
 
 // NewMemCluster returns an empty in-memory cluster.
@@ -44,7 +56,17 @@ func (m *MemCluster) MustApply(c fsm.Command) *fsm.Result {
 	return r
 }
 
-func (m *MemCluster) ConsistentRead(context.Context) error { return nil }
+func (m *MemCluster) ConsistentRead(context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.readErr
+}
+
+func (m *MemCluster) LeaderHTTP() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.leaderAddr
+}
 func (m *MemCluster) Join(context.Context, raftnode.JoinRequest) error {
 	return errors.New("in-memory cluster has no peers")
 }

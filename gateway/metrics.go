@@ -19,6 +19,7 @@ type metrics struct {
 	placements     *prometheus.CounterVec
 	placeFailures  *prometheus.CounterVec
 	applyLatency   prometheus.Histogram
+	leaderAnswers  prometheus.Counter
 }
 
 func (m *metrics) observeBBB(call, frontend, result string, d time.Duration) {
@@ -65,12 +66,15 @@ func newMetrics(reg *prometheus.Registry, cluster Cluster, loads LoadSource) *me
 		placeFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "conclave_placement_failures_total", Help: "Creates this peer could not place, by reason.",
 		}, []string{"reason"}),
+		leaderAnswers: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "conclave_leader_answers_total", Help: "BBB requests this peer handed to the leader because its replica lagged.",
+		}),
 		applyLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "conclave_raft_apply_duration_seconds", Help: "Time to commit and apply a command, from this peer (forwarding included).",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}),
 	}
-	reg.MustRegister(m.bbbRequests, m.bbbLatency, m.backendCalls, m.backendLatency, m.placements, m.placeFailures, m.applyLatency)
+	reg.MustRegister(m.bbbRequests, m.bbbLatency, m.backendCalls, m.backendLatency, m.placements, m.placeFailures, m.applyLatency, m.leaderAnswers)
 	// Known reasons start at zero, so rate() works before the first failure.
 	for _, r := range []string{"no_backend", "no_tagged_backend", "backends_failed", "no_quorum"} {
 		m.placeFailures.WithLabelValues(r)

@@ -136,7 +136,37 @@ func (n *Node) ConsistentRead(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return n.WaitApplied(ctx, idx)
+	// The leader answered; if this replica cannot reach its index soon,
+	// say so rather than spend the caller's whole budget: after a partition
+	// heals, raft may wait seconds (its replication backoff) before sending
+	// this peer what it missed, and the caller can ask the leader instead.
+	wctx, cancel := context.WithTimeout(ctx, BehindWait)
+	defer cancel()
+	if err := n.WaitApplied(wctx, idx); err != nil {
+		if ctx.Err() == nil && wctx.Err() != nil {
+			return fmt.Errorf("%w: applied %d, the leader %d", ErrBehind, n.fsm.AppliedIndex(), idx)
+		}
+		return err
+	}
+	return nil
+}
+
+// ErrBehind is ConsistentRead's answer when the leader has applied writes
+// this replica did not receive within BehindWait.
+var ErrBehind = errors.New("this peer's replica is behind the leader's")
+
+// BehindWait is how long ConsistentRead waits for the replica to reach the
+// leader's applied index.
+const BehindWait = time.Second
+
+// LeaderHTTP is the leader's HTTP address for requests this peer cannot
+// answer itself; "" when this peer leads or no leader is known.
+func (n *Node) LeaderHTTP() string {
+	id, addr := n.Leader()
+	if id == n.cfg.ID {
+		return ""
+	}
+	return addr
 }
 
 // readIndex is the leader's half of ConsistentRead.
