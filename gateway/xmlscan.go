@@ -77,7 +77,7 @@ func scanXML(doc []byte, names ...string) ([]element, error) {
 			}
 			i += 9 + n + 3
 		case bytes.HasPrefix(rest, []byte("<!")): // DOCTYPE and friends
-			n := declEnd(rest)
+			n := markupEnd(rest, true)
 			if n < 0 {
 				return out, errXMLSyntax("unterminated declaration", i)
 			}
@@ -100,7 +100,7 @@ func scanXML(doc []byte, names ...string) ([]element, error) {
 			stack = stack[:len(stack)-1]
 			i += n + 1
 		default:
-			n, selfClosing := tagEnd(rest)
+			n := markupEnd(rest, false)
 			if n < 0 {
 				return out, errXMLSyntax("unterminated start tag", i)
 			}
@@ -120,7 +120,7 @@ func scanXML(doc []byte, names ...string) ([]element, error) {
 			if want {
 				el.name = string(name)
 			}
-			if selfClosing {
+			if rest[n-2] == '/' { // <empty/>
 				if want {
 					el.contentEnd, el.end = i+n, i+n
 					out = append(out, el)
@@ -158,9 +158,12 @@ func localName(b []byte) []byte {
 	return b
 }
 
-// tagEnd returns the length of the start tag at the beginning of b (through
-// its '>'), skipping quoted attribute values, and whether it is <empty/>.
-func tagEnd(b []byte) (n int, selfClosing bool) {
+// markupEnd returns the length of the markup at the start of b (a start
+// tag, or a <!…> declaration when inDecl) through its closing '>': quoted
+// values may hold '>', and a declaration's bracketed internal subset too.
+// It returns -1 when b ends first.
+func markupEnd(b []byte, inDecl bool) int {
+	depth := 0
 	var quote byte
 	for j := 1; j < len(b); j++ {
 		c := b[j]
@@ -171,30 +174,9 @@ func tagEnd(b []byte) (n int, selfClosing bool) {
 			}
 		case c == '"' || c == '\'':
 			quote = c
-		case c == '>':
-			return j + 1, b[j-1] == '/'
-		}
-	}
-	return -1, false
-}
-
-// declEnd returns the length of a <!…> declaration, which may hold an
-// internal subset in brackets.
-func declEnd(b []byte) int {
-	depth := 0
-	var quote byte
-	for j := 2; j < len(b); j++ {
-		c := b[j]
-		switch {
-		case quote != 0:
-			if c == quote {
-				quote = 0
-			}
-		case c == '"' || c == '\'':
-			quote = c
-		case c == '[':
+		case inDecl && c == '[':
 			depth++
-		case c == ']':
+		case inDecl && c == ']':
 			depth--
 		case c == '>' && depth <= 0:
 			return j + 1

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -13,21 +12,12 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/conclave-lb/conclave/fsm"
+	"github.com/conclave-lb/conclave/test/harness"
 )
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 func singleNode(t *testing.T) *Node {
 	t.Helper()
-	n, err := Open(Config{ID: "p1", DataDir: t.TempDir(), RaftBind: freeAddr(t), HTTPAdvertise: "127.0.0.1:1",
+	n, err := Open(Config{ID: "p1", DataDir: t.TempDir(), RaftBind: harness.FreeAddr(t), HTTPAdvertise: "127.0.0.1:1",
 		Bootstrap: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond})
 	if err != nil {

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -45,8 +44,8 @@ func TestScale(t *testing.T) {
 	// The backends: fake nodes in this process (their speed is not measured
 	// here), each on a listener of its own, registered 16 at a time.
 	started := time.Now()
-	hosts := make([]string, nBackends)
-	for i := range hosts {
+	nodes := make([]node, nBackends)
+	for i := range nodes {
 		secret := fmt.Sprintf("scale%d-secret", i)
 		s := fakebbb.New(secret)
 		api, err := s.Start("127.0.0.1:0")
@@ -54,57 +53,10 @@ func TestScale(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { s.Close() })
-		hosts[i] = api + "\x00" + secret // registered below
+		u, _ := url.Parse(api)
+		nodes[i] = node{api: api, secret: secret, host: u.Host}
 	}
-	work := make(chan string)
-	var wg sync.WaitGroup
-	var firstErr error
-	var errMu sync.Mutex
-	for w := 0; w < 16; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for h := range work {
-				api, secret, _ := strings.Cut(h, "\x00")
-				u, _ := url.Parse(api)
-				err := c.API(c.Peers[0], "POST", "/api/v1/backends", map[string]string{"url": api, "secret": secret}, nil)
-				if err == nil {
-					err = c.API(c.Peers[0], "POST", "/api/v1/backends/"+url.PathEscape(u.Host)+"/enable", nil, nil)
-				}
-				if err != nil {
-					errMu.Lock()
-					firstErr = err
-					errMu.Unlock()
-				}
-			}
-		}()
-	}
-	for _, h := range hosts {
-		work <- h
-	}
-	close(work)
-	wg.Wait()
-	if firstErr != nil {
-		t.Fatal(firstErr)
-	}
-	harness.Eventually(t, 60*time.Second, func() error {
-		var bs []struct {
-			NodeState string `json:"node_state"`
-		}
-		if err := c.API(c.Peers[0], "GET", "/api/v1/backends", nil, &bs); err != nil {
-			return err
-		}
-		ready := 0
-		for _, b := range bs {
-			if b.NodeState == "ready" {
-				ready++
-			}
-		}
-		if ready != nBackends {
-			return fmt.Errorf("%d of %d backends ready", ready, nBackends)
-		}
-		return nil
-	})
+	register(t, c, nodes)
 	row(fmt.Sprintf("register %d backends (16 at a time) until all are ready", nBackends), time.Since(started).Round(100*time.Millisecond).String())
 
 	// The meetings, through the BBB API on all three peers.

@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -46,26 +47,51 @@ func startNodes(t *testing.T, c *harness.Cluster, from, n int) []node {
 	return out
 }
 
+// register adds and enables nodes (16 at a time) and waits until every
+// backend is ready.
 func register(t *testing.T, c *harness.Cluster, nodes []node) {
-	for _, n := range nodes {
-		if err := c.API(c.Peers[0], "POST", "/api/v1/backends", map[string]string{"url": n.api, "secret": n.secret}, nil); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.API(c.Peers[0], "POST", "/api/v1/backends/"+url.PathEscape(n.host)+"/enable", nil, nil); err != nil {
-			t.Fatal(err)
-		}
+	work := make(chan node)
+	errs := make(chan error, len(nodes))
+	var wg sync.WaitGroup
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := range work {
+				err := c.API(c.Peers[0], "POST", "/api/v1/backends", map[string]string{"url": n.api, "secret": n.secret}, nil)
+				if err == nil {
+					err = c.API(c.Peers[0], "POST", "/api/v1/backends/"+url.PathEscape(n.host)+"/enable", nil, nil)
+				}
+				if err != nil {
+					errs <- err
+				}
+			}
+		}()
 	}
-	harness.Eventually(t, 30*time.Second, func() error {
+	for _, n := range nodes {
+		work <- n
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	harness.Eventually(t, 60*time.Second, func() error {
 		var bs []struct {
 			NodeState string `json:"node_state"`
 		}
 		if err := c.API(c.Peers[0], "GET", "/api/v1/backends", nil, &bs); err != nil {
 			return err
 		}
+		ready := 0
 		for _, b := range bs {
-			if b.NodeState != "ready" {
-				return fmt.Errorf("not all ready")
+			if b.NodeState == "ready" {
+				ready++
 			}
+		}
+		if ready != len(bs) {
+			return fmt.Errorf("%d of %d backends ready", ready, len(bs))
 		}
 		return nil
 	})
