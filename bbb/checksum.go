@@ -62,33 +62,42 @@ func Checksum(a Algorithm, call, query, secret string) string {
 	if hashPools[a] == nil {
 		a = SHA256
 	}
-	var d [sha512.Size]byte
-	return hex.EncodeToString(digest(a, call, query, secret, d[:0]))
+	d := digest(a, call, query, secret)
+	return hex.EncodeToString(d.bytes())
 }
 
 // SplitChecksum cuts the checksum parameter out of a raw query string as
 // text, leaving every other byte as the client sent it. found is false when
 // there is no checksum parameter.
 func SplitChecksum(rawQuery string) (rest, checksum string, found bool) {
-	if rawQuery == "" {
-		return "", "", false
-	}
-	var b strings.Builder
-	b.Grow(len(rawQuery))
-	first := true
-	for part := range strings.SplitSeq(rawQuery, "&") {
-		if !found && strings.HasPrefix(part, "checksum=") {
-			checksum = part[len("checksum="):]
-			found = true
-			continue
+	// The first parameter named checksum is the one; find where it starts.
+	at := -1
+	for off := 0; off < len(rawQuery); {
+		k := strings.Index(rawQuery[off:], "checksum=")
+		if k < 0 {
+			break
 		}
-		if !first {
-			b.WriteByte('&')
+		k += off
+		if k == 0 || rawQuery[k-1] == '&' {
+			at = k
+			break
 		}
-		b.WriteString(part)
-		first = false
+		off = k + 1
 	}
-	return b.String(), checksum, found
+	if at < 0 {
+		return rawQuery, "", false
+	}
+	value := at + len("checksum=")
+	end := strings.IndexByte(rawQuery[at:], '&')
+	switch {
+	case end < 0 && at == 0: // alone
+		return "", rawQuery[value:], true
+	case end < 0: // last, as clients send it: rest is a prefix, nothing copied
+		return rawQuery[:at-1], rawQuery[value:], true
+	case at == 0: // first
+		return rawQuery[at+end+1:], rawQuery[value : at+end], true
+	}
+	return rawQuery[:at] + rawQuery[at+end+1:], rawQuery[value : at+end], true
 }
 
 // Verify reports whether rawQuery carries a valid checksum for call under
@@ -122,19 +131,56 @@ func VerifySplit(call, rest, sum, secret string, allowed ...Algorithm) bool {
 	// Compare raw digests: decode the client's hex (either case) instead of
 	// building and lower-casing strings; hashers and buffers are pooled, as
 	// this runs on every request.
-	var got, want [sha512.Size]byte
-	n, err := hex.Decode(got[:], []byte(sum))
-	if err != nil {
+	var got [sha512.Size]byte
+	n, ok := decodeHex(got[:], sum)
+	if !ok {
 		return false
 	}
-	d := digest(a, call, rest, secret, want[:0])
-	return subtle.ConstantTimeCompare(got[:n], d) == 1
+	d := digest(a, call, rest, secret)
+	return subtle.ConstantTimeCompare(got[:n], d.bytes()) == 1
+}
+
+// decodeHex decodes a hex string (either case) into dst without copying it
+// to a byte slice first.
+func decodeHex(dst []byte, s string) (int, bool) {
+	if len(s)%2 != 0 || len(s)/2 > len(dst) {
+		return 0, false
+	}
+	for i := 0; i < len(s); i += 2 {
+		hi, ok1 := fromHexChar(s[i])
+		lo, ok2 := fromHexChar(s[i+1])
+		if !ok1 || !ok2 {
+			return 0, false
+		}
+		dst[i/2] = hi<<4 | lo
+	}
+	return len(s) / 2, true
+}
+
+func fromHexChar(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
 }
 
 type hashState struct {
-	h   hash.Hash
-	buf []byte
+	h        hash.Hash
+	buf, sum []byte
 }
+
+// sumBytes is a digest held by value, so computing one allocates nothing.
+type sumBytes struct {
+	b [sha512.Size]byte
+	n int
+}
+
+func (d *sumBytes) bytes() []byte { return d.b[:d.n] }
 
 var hashPools = map[Algorithm]*sync.Pool{}
 
@@ -144,18 +190,20 @@ func init() {
 	}
 }
 
-// digest appends H(call+query+secret) to dst.
-func digest(a Algorithm, call, query, secret string, dst []byte) []byte {
+// digest is H(call+query+secret), with pooled hashers and buffers.
+func digest[Q ~string | ~[]byte](a Algorithm, call string, query Q, secret string) sumBytes {
 	pool := hashPools[a]
 	st := pool.Get().(*hashState)
 	st.buf = append(append(append(st.buf[:0], call...), query...), secret...)
 	st.h.Reset()
 	st.h.Write(st.buf)
-	dst = st.h.Sum(dst)
+	st.sum = st.h.Sum(st.sum[:0])
+	var d sumBytes
+	d.n = copy(d.b[:], st.sum)
 	if cap(st.buf) <= 64<<10 {
 		pool.Put(st)
 	}
-	return dst
+	return d
 }
 
 // SignQuery appends a checksum parameter for call to an encoded query.
@@ -171,6 +219,21 @@ func SignQuery(a Algorithm, call, query, secret string) string {
 // backend's API URL ending in "/api/" (a missing slash is added).
 func SignedURL(apiBase, call string, params url.Values, secret string) string {
 	return SignedURLRaw(apiBase, call, params.Encode(), secret)
+}
+
+// AppendSignedURL appends apiBase + call + "?" + query + "&checksum=…"
+// (sha256) to dst: SignedURLRaw for the join redirect, without allocating.
+func AppendSignedURL(dst []byte, apiBase, call string, query []byte, secret string) []byte {
+	dst = append(dst, apiBase...)
+	if !strings.HasSuffix(apiBase, "/") {
+		dst = append(dst, '/')
+	}
+	dst = append(append(dst, call...), '?')
+	if len(query) > 0 {
+		dst = append(append(dst, query...), '&')
+	}
+	d := digest(SHA256, call, query, secret)
+	return hex.AppendEncode(append(dst, "checksum="...), d.bytes())
 }
 
 // SignedURLRaw is SignedURL for an already encoded query.

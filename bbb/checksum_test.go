@@ -52,6 +52,9 @@ func TestSplitChecksum(t *testing.T) {
 		{"a=1&checksum=x", "a=1", "x"},
 		{"checksum=x&a=1", "a=1", "x"},
 		{"xchecksum=1&a=2", "xchecksum=1&a=2", ""},
+		{"xchecksum=1&checksum=2&checksum=3", "xchecksum=1&checksum=3", "2"},
+		{"a=1&&checksum=x", "a=1&", "x"},
+		{"", "", ""},
 	}
 	for _, c := range cases {
 		rest, sum, _ := SplitChecksum(c.in)
@@ -75,11 +78,30 @@ func TestFailedXML(t *testing.T) {
 func FuzzVerify(f *testing.F) {
 	f.Add("create", "name=x&checksum=abc", "s")
 	f.Add("", "", "")
+	f.Add("join", "a=1&checksum=x&b=2&checksum=y", "s")
 	f.Fuzz(func(t *testing.T, call, q, secret string) {
 		_ = Verify(call, q, secret)
-		rest, _, found := SplitChecksum(q)
-		if found && len(rest) > len(q) {
-			t.Fatal("rest longer than input")
+		rest, sum, found := SplitChecksum(q)
+		wrest, wsum, wfound := splitChecksumByParts(q)
+		if rest != wrest || sum != wsum || found != wfound {
+			t.Fatalf("SplitChecksum(%q) = %q, %q, %v; by parts: %q, %q, %v", q, rest, sum, found, wrest, wsum, wfound)
 		}
 	})
+}
+
+// splitChecksumByParts is the plain definition SplitChecksum's fast paths
+// must agree with: drop the first parameter named checksum, keep the rest.
+func splitChecksumByParts(q string) (rest, checksum string, found bool) {
+	var kept []string
+	for _, part := range strings.Split(q, "&") {
+		if !found && strings.HasPrefix(part, "checksum=") {
+			checksum, found = part[len("checksum="):], true
+			continue
+		}
+		kept = append(kept, part)
+	}
+	if q == "" {
+		return "", "", false
+	}
+	return strings.Join(kept, "&"), checksum, found
 }

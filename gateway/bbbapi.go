@@ -5,7 +5,9 @@ import (
 	"context"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/valyala/fasthttp"
 
@@ -23,6 +25,37 @@ type bbbRequest struct {
 	args *fasthttp.Args
 	// clientBridge: the client chose its own voiceBridge (create).
 	clientBridge bool
+	// Storage reused across requests (bbbRequest is pooled): the meeting
+	// and backend a lookup found, and the join redirect's URL.
+	meeting fsm.Meeting
+	backend fsm.Backend
+	buf     []byte
+}
+
+var bbbRequestPool = sync.Pool{New: func() any { return new(bbbRequest) }}
+
+// knownCall returns call as a constant string for the calls clients use,
+// so naming the call allocates nothing; other calls are copied.
+func knownCall(call []byte) string {
+	switch string(call) {
+	case "join":
+		return "join"
+	case "create":
+		return "create"
+	case "isMeetingRunning":
+		return "isMeetingRunning"
+	case "getMeetingInfo":
+		return "getMeetingInfo"
+	case "end":
+		return "end"
+	case "getMeetings":
+		return "getMeetings"
+	case "getRecordings":
+		return "getRecordings"
+	case "":
+		return ""
+	}
+	return string(call)
 }
 
 // Limits on what a client may send, beyond the body size.
@@ -38,8 +71,9 @@ const (
 // after /bigbluebutton/api.
 func (s *Server) serveBBB(ctx *fasthttp.RequestCtx, key string, rest []byte) {
 	start := time.Now()
-	call := string(bytes.Trim(rest, "/"))
-	r := &bbbRequest{s: s, ctx: ctx, call: call}
+	call := knownCall(bytes.Trim(rest, "/"))
+	r := bbbRequestPool.Get().(*bbbRequest)
+	r.s, r.ctx, r.call = s, ctx, call
 	result := r.serve(key)
 	if r.args != nil {
 		fasthttp.ReleaseArgs(r.args) // everything built from it has been copied by now
@@ -51,6 +85,11 @@ func (s *Server) serveBBB(ctx *fasthttp.RequestCtx, key string, rest []byte) {
 	if s.log.Enabled(context.Background(), slog.LevelDebug) {
 		s.log.Debug("bbb request", "call", metricCall(call), "frontend", r.frontend.Key,
 			"meeting", string(ctx.QueryArgs().Peek("meetingID")), "result", result, "took", took)
+	}
+	buf := r.buf[:0]
+	*r = bbbRequest{buf: buf}
+	if cap(buf) <= 4<<10 {
+		bbbRequestPool.Put(r)
 	}
 }
 
@@ -68,7 +107,10 @@ func (r *bbbRequest) serve(key string) string {
 	if len(raw) > maxQueryLen {
 		return r.fail(bbb.KeyValidationError, "The query string is too long.")
 	}
-	fe, ok := r.s.resolveFrontend(key, r.call, string(raw))
+	// The query as a string without a copy: the checksum check only reads
+	// it, and nothing derived from it outlives this request.
+	rawQuery := unsafe.String(unsafe.SliceData(raw), len(raw))
+	fe, ok := r.s.resolveFrontend(key, r.call, rawQuery)
 	if !ok {
 		// The replica may lag (a peer that just started has not received
 		// the frontends yet): an LMS must not be told its secret is wrong
@@ -78,7 +120,7 @@ func (r *bbbRequest) serve(key string) string {
 		switch r.s.confirmReplica() {
 		case replicaCurrent:
 		case replicaRefreshed:
-			fe, ok = r.s.resolveFrontend(key, r.call, string(raw))
+			fe, ok = r.s.resolveFrontend(key, r.call, rawQuery)
 		case replicaUnknown:
 			return r.fail(bbb.KeyServerUnavailable, "This server cannot confirm its configuration now. Please retry.")
 		}

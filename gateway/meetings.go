@@ -293,7 +293,7 @@ func (r *bbbRequest) applyFrontendSettings() {
 // have just been moved to a live backend by a create elsewhere).
 func (r *bbbRequest) lookup(internal string) (*fsm.Meeting, *fsm.Backend, error) {
 	st := r.s.cluster.FSM()
-	m, b, found := bound(st, internal)
+	m, b, found := r.bound(st, internal)
 	if found && b != nil && b.NodeState != fsm.NodeError {
 		return m, b, nil
 	}
@@ -306,23 +306,26 @@ func (r *bbbRequest) lookup(internal string) (*fsm.Meeting, *fsm.Backend, error)
 	if err != nil {
 		return nil, nil, err
 	}
-	if m, b, found = bound(st, internal); !found || b == nil {
+	if m, b, found = r.bound(st, internal); !found || b == nil {
 		return nil, nil, nil
 	}
 	return m, b, nil
 }
 
-// bound reads a meeting and its backend (nil if the backend is gone).
-func bound(st *fsm.FSM, internal string) (*fsm.Meeting, *fsm.Backend, bool) {
+// bound reads a meeting and its backend (nil if the backend is gone) into
+// the request's own storage: a join allocates nothing for them.
+func (r *bbbRequest) bound(st *fsm.FSM, internal string) (*fsm.Meeting, *fsm.Backend, bool) {
 	m, ok := st.Meeting(internal)
 	if !ok {
 		return nil, nil, false
 	}
+	r.meeting = m
 	b, ok := st.Backend(m.BackendID)
 	if !ok {
-		return &m, nil, true
+		return &r.meeting, nil, true
 	}
-	return &m, &b, true
+	r.backend = b
+	return &r.meeting, &r.backend, true
 }
 
 // findMeeting validates meetingID and finds where the meeting runs, with
@@ -366,7 +369,8 @@ func (r *bbbRequest) join() string {
 		writeXML(r.ctx, rewriteMeetingIDs(answer, internal, mid))
 		return "success"
 	}
-	r.ctx.Response.Header.Set("Location", signedBackendURL(b, "join", r.args.QueryString()))
+	r.buf = bbb.AppendSignedURL(r.buf[:0], b.URL, "join", r.args.QueryString(), b.Secret)
+	r.ctx.Response.Header.SetBytesV("Location", r.buf)
 	r.ctx.SetStatusCode(fasthttp.StatusFound)
 	return "redirect"
 }
