@@ -6,8 +6,12 @@ BIN=${BIN:-$(pwd)/bin}
 DIR=${DEMO_DIR:-$(pwd)/demo-data}
 rm -rf "$DIR" && mkdir -p "$DIR"
 pids=()
-cleanup() { echo; echo "stopping demo…"; kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
-trap cleanup EXIT INT TERM
+cleanup() {
+  trap - EXIT INT TERM # once, whichever signal or exit came first
+  echo; echo "stopping demo…"; kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true
+}
+trap cleanup EXIT
+trap 'cleanup; exit 130' INT TERM
 
 export CONCLAVE_LOG_FORMAT=plain CONCLAVE_LOG_LEVEL=${CONCLAVE_LOG_LEVEL:-info}
 FRONTEND_SECRET=demo-frontend-secret
