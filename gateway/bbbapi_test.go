@@ -50,18 +50,12 @@ func newRig(t *testing.T, n int) *rig {
 	r.base = "http://" + ln.Addr().String()
 	r.srv.cfg.CallbackBase = r.base
 	for i := 0; i < n; i++ {
-		node := fakebbb.New(fmt.Sprintf("node%d-secret", i))
-		api, err := node.Start("127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { node.Close() })
+		node, api, host := fakebbb.StartTest(t, fmt.Sprintf("node%d-secret", i))
 		id := fmt.Sprintf("b%d", i)
 		r.mc.MustApply(&fsm.AddBackend{ID: id, URL: api, Secret: fmt.Sprintf("node%d-secret", i)})
 		r.mc.MustApply(&fsm.SetBackendAdminState{ID: id, State: fsm.AdminReady})
 		r.nodes, r.ids = append(r.nodes, node), append(r.ids, id)
-		u, _ := url.Parse(api)
-		r.addrs = append(r.addrs, u.Host)
+		r.addrs = append(r.addrs, host)
 	}
 	r.setReady(r.ids...)
 	r.mc.MustApply(&fsm.AddFrontend{Key: "fe1", Secret: "fe1-secret"})

@@ -4,7 +4,6 @@ package bench
 
 import (
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -47,14 +46,8 @@ func TestScale(t *testing.T) {
 	nodes := make([]node, nBackends)
 	for i := range nodes {
 		secret := fmt.Sprintf("scale%d-secret", i)
-		s := fakebbb.New(secret)
-		api, err := s.Start("127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		u, _ := url.Parse(api)
-		nodes[i] = node{api: api, secret: secret, host: u.Host}
+		_, api, host := fakebbb.StartTest(t, secret)
+		nodes[i] = node{api: api, secret: secret, host: host}
 	}
 	register(t, c, nodes)
 	row(fmt.Sprintf("register %d backends (16 at a time) until all are ready", nBackends), time.Since(started).Round(100*time.Millisecond).String())

@@ -4,7 +4,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,19 +24,13 @@ type fakeNode struct {
 
 func newFakeNode(t *testing.T, dir, name string) *fakeNode {
 	secret := name + "-secret"
-	s := fakebbb.New(secret)
-	api, err := s.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	u, _ := url.Parse(api)
+	s, api, host := fakebbb.StartTest(t, secret)
 	props := filepath.Join(dir, name+".properties")
-	body := "# bbb-web\nbigbluebutton.web.serverURL=http://" + u.Host + "\nsecuritySalt=" + secret + "\n"
+	body := "# bbb-web\nbigbluebutton.web.serverURL=http://" + host + "\nsecuritySalt=" + secret + "\n"
 	if err := os.WriteFile(props, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return &fakeNode{srv: s, api: api, secret: secret, host: u.Host, props: props}
+	return &fakeNode{srv: s, api: api, secret: secret, host: host, props: props}
 }
 
 // startAgent runs conclave-agent beside node, joining the peers' gossip.

@@ -28,19 +28,13 @@ func startBBBCluster(t *testing.T, nodes int, env ...string) *bbbCluster {
 	c := &bbbCluster{Cluster: harness.StartCluster(t, 3, env...)}
 	for i := 0; i < nodes; i++ {
 		secret := fmt.Sprintf("node%d-secret", i)
-		n := fakebbb.New(secret)
-		api, err := n.Start("127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { n.Close() })
-		u, _ := url.Parse(api)
-		c.nodes, c.secrets, c.hosts = append(c.nodes, n), append(c.secrets, secret), append(c.hosts, u.Host)
+		n, api, host := fakebbb.StartTest(t, secret)
+		c.nodes, c.secrets, c.hosts = append(c.nodes, n), append(c.secrets, secret), append(c.hosts, host)
 		p := c.Peers[i%3]
 		if err := c.API(p, "POST", "/api/v1/backends", map[string]string{"url": api, "secret": secret}, nil); err != nil {
 			t.Fatal(err)
 		}
-		if err := c.API(p, "POST", "/api/v1/backends/"+url.PathEscape(u.Host)+"/enable", nil, nil); err != nil {
+		if err := c.API(p, "POST", "/api/v1/backends/"+url.PathEscape(host)+"/enable", nil, nil); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -69,12 +69,7 @@ func (c *bbbCluster) create(t *testing.T, p *harness.Peer, mid string) harness.A
 // two equal nodes is even; decommission waits for the last meeting.
 func TestBackendLifecycle(t *testing.T) {
 	c := startBBBCluster(t, 2) // B and C, enabled
-	a := fakebbb.New("node-a-secret")
-	apiA, err := a.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close() })
+	a, apiA, _ := fakebbb.StartTest(t, "node-a-secret")
 	if _, err := c.Ctl(c.Peers[1], "add", "backend", apiA, "--secret", "node-a-secret"); err != nil {
 		t.Fatal(err)
 	}
