@@ -30,6 +30,8 @@ type bbbRequest struct {
 	meeting fsm.Meeting
 	backend fsm.Backend
 	buf     []byte
+	// The client's meeting ID and the scoped one, for findMeeting.
+	midBuf, idBuf []byte
 }
 
 var bbbRequestPool = sync.Pool{New: func() any { return new(bbbRequest) }}
@@ -86,9 +88,8 @@ func (s *Server) serveBBB(ctx *fasthttp.RequestCtx, key string, rest []byte) {
 		s.log.Debug("bbb request", "call", metricCall(call), "frontend", r.frontend.Key,
 			"meeting", string(ctx.QueryArgs().Peek("meetingID")), "result", result, "took", took)
 	}
-	buf := r.buf[:0]
-	*r = bbbRequest{buf: buf}
-	if cap(buf) <= 4<<10 {
+	*r = bbbRequest{buf: r.buf[:0], midBuf: r.midBuf[:0], idBuf: r.idBuf[:0]}
+	if cap(r.buf)+cap(r.midBuf)+cap(r.idBuf) <= 8<<10 {
 		bbbRequestPool.Put(r)
 	}
 }
@@ -243,14 +244,21 @@ func metricCall(call string) string {
 
 // meetingParam validates the meetingID parameter.
 func (r *bbbRequest) meetingParam() (string, string, bool) {
-	id := string(r.args.Peek("meetingID"))
+	id, res, ok := r.meetingParamBytes()
+	return string(id), res, ok
+}
+
+// meetingParamBytes is meetingParam without a copy: the bytes are the
+// arguments' own, valid until they change.
+func (r *bbbRequest) meetingParamBytes() ([]byte, string, bool) {
+	id := r.args.Peek("meetingID")
 	switch {
-	case id == "":
-		return "", r.fail(bbb.KeyMissingParamMeetingID, bbb.MsgMissingMeetingID), false
+	case len(id) == 0:
+		return nil, r.fail(bbb.KeyMissingParamMeetingID, bbb.MsgMissingMeetingID), false
 	case len(id) < minMeetingIDLen || len(id) > maxMeetingIDLen:
-		return "", r.fail(bbb.KeyValidationError, "Meeting ID must be between 2 and 256 characters."), false
-	case strings.Contains(id, ","):
-		return "", r.fail(bbb.KeyValidationError, "Meeting ID cannot contain ','."), false
+		return nil, r.fail(bbb.KeyValidationError, "Meeting ID must be between 2 and 256 characters."), false
+	case bytes.IndexByte(id, ',') >= 0:
+		return nil, r.fail(bbb.KeyValidationError, "Meeting ID cannot contain ','."), false
 	}
 	return id, "", true
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -464,5 +465,45 @@ func TestLaggingReplicaAsksTheLeader(t *testing.T) {
 	mc.SetFollower("", behind)
 	if a := fc.Get(t, "getMeetingInfo", "meetingID=fresh"); a.MessageKey != bbb.KeyServerUnavailable {
 		t.Fatalf("no leader: %s", a.Raw)
+	}
+}
+
+// Request state is pooled and meeting IDs are views of pooled buffers:
+// concurrent requests for different meetings must each see their own.
+func TestConcurrentRequestsKeepTheirOwnMeetingIDs(t *testing.T) {
+	r := newRig(t, 2)
+	c := r.client("fe1")
+	const meetings = 16
+	for i := 0; i < meetings; i++ {
+		if a := c.Get(t, "create", fmt.Sprintf("meetingID=room-%d&moderatorPW=mp&attendeePW=ap", i)); a.ReturnCode != "SUCCESS" {
+			t.Fatal(a.Raw)
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, meetings*20)
+	for i := 0; i < meetings; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			want := fmt.Sprintf("room-%d", i)
+			for k := 0; k < 20; k++ {
+				var a harness.Answer
+				var err error
+				if k%2 == 0 {
+					a, err = c.TryGet("getMeetingInfo", "meetingID="+want)
+				} else {
+					a, err = c.TryGet("join", "meetingID="+want+"&fullName=U&password=ap&redirect=false")
+				}
+				if err != nil || a.ReturnCode != "SUCCESS" || (k%2 == 0 && a.MeetingID != want) || strings.Contains(a.Raw, "fe1~") {
+					errs <- fmt.Sprintf("%s: %v %s", want, err, a.Raw)
+					return
+				}
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
 	}
 }

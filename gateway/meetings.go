@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/valyala/fasthttp"
 
@@ -332,12 +333,19 @@ func (r *bbbRequest) bound(st *fsm.FSM, internal string) (*fsm.Meeting, *fsm.Bac
 // the backend's view of the ID set in the arguments. A non-empty res means
 // an error answer was written; m == nil means no such meeting (the caller
 // chooses the answer).
+//
+// mid and internal are views of the request's own buffers, not copies (a
+// join allocates nothing for them): they are valid until the request ends,
+// when the pooled bbbRequest is reused, and nothing may keep them longer.
 func (r *bbbRequest) findMeeting() (mid, internal string, m *fsm.Meeting, b *fsm.Backend, res string) {
-	mid, res, ok := r.meetingParam()
+	id, res, ok := r.meetingParamBytes()
 	if !ok {
 		return "", "", nil, nil, res
 	}
-	internal = internalMeetingID(r.frontend.Key, mid)
+	r.midBuf = append(r.midBuf[:0], id...)
+	r.idBuf = appendInternalMeetingID(r.idBuf[:0], r.frontend.Key, r.midBuf)
+	mid = unsafe.String(unsafe.SliceData(r.midBuf), len(r.midBuf))
+	internal = unsafe.String(unsafe.SliceData(r.idBuf), len(r.idBuf))
 	m, b, err := r.lookup(internal)
 	if err == errAnsweredByLeader {
 		return "", "", nil, nil, "leader"
