@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/valyala/fasthttp"
+
 	"github.com/conclave-lb/conclave/fsm"
 )
 
@@ -16,7 +18,10 @@ type HealthConfig struct {
 	// FailAfter consecutive failed probes make a backend NodeState error;
 	// RecoverAfter consecutive good ones make it ready again.
 	FailAfter, RecoverAfter int
-	// LoadEvery bounds how often load-only changes are committed.
+	// LoadEvery bounds how often load-only changes are committed, and how
+	// often each backend's meetings are listed (getMeetings, whose answer
+	// grows with the node's meetings); rounds in between only check that
+	// the node answers a signed call.
 	LoadEvery time.Duration
 	// EndedGrace: a bound meeting missing from its backend's list for this
 	// long is forgotten (a create in flight is not yet listed).
@@ -26,7 +31,7 @@ type HealthConfig struct {
 // DefaultHealth makes a dead backend `error` within
 // Interval×FailAfter + Timeout = 1s×3 + 1s = 4 s (Interval + Timeout = 2 s
 // when its agent is gone from the gossip too); load reaches the state at
-// most every 2 s.
+// most every 2 s, and each backend's meetings are listed as often.
 var DefaultHealth = HealthConfig{
 	Interval: time.Second, Timeout: time.Second, FailAfter: 3, RecoverAfter: 2,
 	LoadEvery: 2 * time.Second, EndedGrace: 30 * time.Second,
@@ -40,6 +45,7 @@ const maxConcurrentProbes = 64
 
 type probeResult struct {
 	ok                  bool
+	listed              bool // meetings, attendees and meetingIDs are known
 	latency             time.Duration
 	meetings, attendees int
 	meetingIDs          map[string]bool
@@ -59,7 +65,7 @@ func (s *Server) RunHealth(ctx context.Context, cfg HealthConfig) {
 	t := time.NewTicker(cfg.Interval)
 	defer t.Stop()
 	mem := map[string]*backendHealth{}
-	var lastLoad time.Time
+	var lastLoad, lastList time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -68,13 +74,18 @@ func (s *Server) RunHealth(ctx context.Context, cfg HealthConfig) {
 		}
 		if !s.cluster.IsLeader() {
 			clear(mem) // a new leader starts from what the state says
+			lastList = time.Time{}
 			continue
 		}
-		lastLoad = s.probeRound(ctx, cfg, mem, lastLoad)
+		list := time.Since(lastList) >= cfg.LoadEvery
+		if list {
+			lastList = time.Now()
+		}
+		lastLoad = s.probeRound(ctx, cfg, mem, lastLoad, list)
 	}
 }
 
-func (s *Server) probeRound(ctx context.Context, cfg HealthConfig, mem map[string]*backendHealth, lastLoad time.Time) time.Time {
+func (s *Server) probeRound(ctx context.Context, cfg HealthConfig, mem map[string]*backendHealth, lastLoad time.Time, list bool) time.Time {
 	backends := s.cluster.FSM().Backends()
 	results := make([]probeResult, len(backends))
 	var wg sync.WaitGroup
@@ -84,7 +95,11 @@ func (s *Server) probeRound(ctx context.Context, cfg HealthConfig, mem map[strin
 		slots <- struct{}{}
 		go func(i int) {
 			defer func() { <-slots; wg.Done() }()
-			results[i] = s.probe(&backends[i], cfg.Timeout)
+			if list {
+				results[i] = s.probe(&backends[i], cfg.Timeout)
+			} else {
+				results[i] = s.ping(&backends[i], cfg.Timeout)
+			}
 		}(i)
 	}
 	wg.Wait()
@@ -109,7 +124,9 @@ func (s *Server) probeRound(ctx context.Context, cfg HealthConfig, mem map[strin
 			if state != fsm.NodeReady && (state == fsm.NodeInit || h.goods >= cfg.RecoverAfter) {
 				state = fsm.NodeReady
 			}
-			ended = append(ended, h.endedMeetings(s.cluster.FSM(), b.ID, r.meetingIDs, now, cfg.EndedGrace)...)
+			if r.listed {
+				ended = append(ended, h.endedMeetings(s.cluster.FSM(), b.ID, r.meetingIDs, now, cfg.EndedGrace)...)
+			}
 		} else {
 			h.goods, h.fails = 0, h.fails+1
 			// Gossip and probe agree the node is gone: no need to wait.
@@ -120,7 +137,10 @@ func (s *Server) probeRound(ctx context.Context, cfg HealthConfig, mem map[strin
 		rep := fsm.BackendReport{ID: b.ID, NodeState: state, Meetings: int64(b.Meetings), Attendees: int64(b.Attendees),
 			LatencyNs: b.LatencyNs, Error: r.err}
 		if r.ok {
-			rep.Meetings, rep.Attendees, rep.LatencyNs = int64(r.meetings), int64(r.attendees), int64(r.latency)
+			rep.LatencyNs = int64(r.latency)
+		}
+		if r.listed {
+			rep.Meetings, rep.Attendees = int64(r.meetings), int64(r.attendees)
 		}
 		if l, ok := loads[b.URL]; ok { // the agent's figures are fresher
 			rep.Meetings, rep.Attendees = int64(l.Meetings), int64(l.Attendees)
@@ -217,6 +237,35 @@ func (s *Server) probe(b *fsm.Backend, timeout time.Duration) probeResult {
 			r.attendees += n
 		}
 	}
-	r.ok = true
+	r.ok, r.listed = true, true
+	return r
+}
+
+// pingMeetingID names no meeting: isMeetingRunning on it is a signed call
+// with a small answer whatever the node runs.
+const pingMeetingID = "conclave-health-check"
+
+// ping checks that a backend answers a signed call (so it is up and its
+// secret right) without listing its meetings.
+func (s *Server) ping(b *fsm.Backend, timeout time.Duration) probeResult {
+	args := fasthttp.AcquireArgs()
+	defer fasthttp.ReleaseArgs(args)
+	args.Set("meetingID", pingMeetingID)
+	start := time.Now()
+	answer, err := s.callBackend(b, "isMeetingRunning", args, nil, "", timeout)
+	r := probeResult{latency: time.Since(start)}
+	if err != nil {
+		r.err = err.Error()
+		return r
+	}
+	env, _, err := parseAnswer(answer)
+	switch {
+	case err != nil:
+		r.err = "unreadable isMeetingRunning answer: " + err.Error()
+	case !env.OK():
+		r.err = "isMeetingRunning answered " + env.ReturnCode + " " + env.MessageKey
+	default:
+		r.ok = true
+	}
 	return r
 }

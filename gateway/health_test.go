@@ -83,3 +83,31 @@ func TestHealthProberStatesLoadAndEndedMeetings(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// Between listings (LoadEvery), the prober only pings each backend with a
+// small signed call: the load it listed stays, and a ping that fails still
+// counts toward error.
+func TestProberListsMeetingsEveryLoadEveryAndPingsBetween(t *testing.T) {
+	r := newRig(t, 1)
+	c := r.client("fe1")
+	if a := c.Get(t, "create", "meetingID=busy&moderatorPW=mp"); a.ReturnCode != "SUCCESS" {
+		t.Fatal(a.Raw)
+	}
+	cfg := HealthConfig{Interval: 100 * time.Millisecond, Timeout: 200 * time.Millisecond, FailAfter: 3, RecoverAfter: 2,
+		LoadEvery: time.Second, EndedGrace: time.Minute}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	lists0, pings0 := r.nodes[0].Requests("getMeetings"), r.nodes[0].Requests("isMeetingRunning")
+	go r.srv.RunHealth(ctx, cfg)
+	waitBackend(t, r.mc, r.ids[0], 2*time.Second, "listed 1 meeting", func(b fsm.Backend) bool { return b.Meetings == 1 })
+	time.Sleep(1500 * time.Millisecond)
+	lists, pings := r.nodes[0].Requests("getMeetings")-lists0, r.nodes[0].Requests("isMeetingRunning")-pings0
+	if lists < 1 || lists > 3 || pings < 5 {
+		t.Fatalf("in ~1.6 s at LoadEvery 1 s and Interval 100 ms: %d listings, %d pings", lists, pings)
+	}
+	if b, _ := r.mc.FSM().Backend(r.ids[0]); b.Meetings != 1 || b.NodeState != fsm.NodeReady {
+		t.Fatalf("after ping rounds: %d meetings, %s", b.Meetings, b.NodeState)
+	}
+	r.nodes[0].Close()
+	waitBackend(t, r.mc, r.ids[0], 2*time.Second, "error from failed pings", func(b fsm.Backend) bool { return b.NodeState == fsm.NodeError })
+}
