@@ -95,11 +95,7 @@ func (s *Server) probeRound(ctx context.Context, cfg HealthConfig, mem map[strin
 		slots <- struct{}{}
 		go func(i int) {
 			defer func() { <-slots; wg.Done() }()
-			if list {
-				results[i] = s.probe(&backends[i], cfg.Timeout)
-			} else {
-				results[i] = s.ping(&backends[i], cfg.Timeout)
-			}
+			results[i] = s.probe(&backends[i], cfg.Timeout, list)
 		}(i)
 	}
 	wg.Wait()
@@ -207,11 +203,25 @@ func (h *backendHealth) endedMeetings(st *fsm.FSM, id string, listed map[string]
 	return out
 }
 
-// probe calls getMeetings on a backend: a signed call proves the node is
-// up and the secret right, and its answer carries the node's load.
-func (s *Server) probe(b *fsm.Backend, timeout time.Duration) probeResult {
+// pingMeetingID names no meeting: isMeetingRunning on it is a signed call
+// with a small answer whatever the node runs.
+const pingMeetingID = "conclave-health-check"
+
+// probe makes a signed call to a backend, which proves the node up and its
+// secret right. With list the call is getMeetings, whose answer carries the
+// node's load and meetings; without, a small isMeetingRunning on
+// pingMeetingID.
+func (s *Server) probe(b *fsm.Backend, timeout time.Duration, list bool) probeResult {
+	call := "getMeetings"
+	var args *fasthttp.Args
+	if !list {
+		call = "isMeetingRunning"
+		args = fasthttp.AcquireArgs()
+		defer fasthttp.ReleaseArgs(args)
+		args.Set("meetingID", pingMeetingID)
+	}
 	start := time.Now()
-	answer, err := s.callBackend(b, "getMeetings", nil, nil, "", timeout)
+	answer, err := s.callBackend(b, call, args, nil, "", timeout)
 	r := probeResult{latency: time.Since(start)}
 	if err != nil {
 		r.err = err.Error()
@@ -219,15 +229,22 @@ func (s *Server) probe(b *fsm.Backend, timeout time.Duration) probeResult {
 	}
 	els, err := scanXML(answer, "returncode", "messageKey", "meeting", "meetingID", "participantCount")
 	if err != nil {
-		r.err = "unreadable getMeetings answer: " + err.Error()
+		r.err = "unreadable " + call + " answer: " + err.Error()
 		return r
 	}
-	r.meetingIDs = map[string]bool{}
+	if list {
+		r.meetingIDs = map[string]bool{}
+	}
+	success := false
 	for _, e := range els {
 		switch {
-		case e.name == "returncode" && e.depth == 2 && e.text != "SUCCESS":
-			r.err = "getMeetings answered " + e.text
-			return r
+		case e.name == "returncode" && e.depth == 2:
+			if e.text != "SUCCESS" {
+				r.err = call + " answered " + e.text
+				return r
+			}
+			success = true
+		case !list:
 		case e.name == "meeting" && e.depth == 3:
 			r.meetings++
 		case e.name == "meetingID" && e.depth == 4:
@@ -237,35 +254,10 @@ func (s *Server) probe(b *fsm.Backend, timeout time.Duration) probeResult {
 			r.attendees += n
 		}
 	}
-	r.ok, r.listed = true, true
-	return r
-}
-
-// pingMeetingID names no meeting: isMeetingRunning on it is a signed call
-// with a small answer whatever the node runs.
-const pingMeetingID = "conclave-health-check"
-
-// ping checks that a backend answers a signed call (so it is up and its
-// secret right) without listing its meetings.
-func (s *Server) ping(b *fsm.Backend, timeout time.Duration) probeResult {
-	args := fasthttp.AcquireArgs()
-	defer fasthttp.ReleaseArgs(args)
-	args.Set("meetingID", pingMeetingID)
-	start := time.Now()
-	answer, err := s.callBackend(b, "isMeetingRunning", args, nil, "", timeout)
-	r := probeResult{latency: time.Since(start)}
-	if err != nil {
-		r.err = err.Error()
+	if !success {
+		r.err = call + " answer has no returncode"
 		return r
 	}
-	env, _, err := parseAnswer(answer)
-	switch {
-	case err != nil:
-		r.err = "unreadable isMeetingRunning answer: " + err.Error()
-	case !env.OK():
-		r.err = "isMeetingRunning answered " + env.ReturnCode + " " + env.MessageKey
-	default:
-		r.ok = true
-	}
+	r.ok, r.listed = true, list
 	return r
 }
