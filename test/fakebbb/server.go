@@ -14,13 +14,14 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"maps"
 	"math/rand/v2"
 	"mime"
 	"mime/multipart"
 	"net"
 	"net/http"
 	"net/url"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -142,12 +143,7 @@ func (s *Server) AttendeeCount() int {
 func (s *Server) MeetingIDs() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ids := make([]string, 0, len(s.meetings))
-	for id := range s.meetings {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	return ids
+	return slices.Sorted(maps.Keys(s.meetings))
 }
 
 // Requests counts the requests that reached /bigbluebutton/api/<call>,
@@ -179,12 +175,7 @@ func (s *Server) ChatMessages(meetingID string) []string {
 func (s *Server) RecordingIDs() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ids := make([]string, 0, len(s.recordings))
-	for id := range s.recordings {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	return ids
+	return slices.Sorted(maps.Keys(s.recordings))
 }
 
 // SetBlockCallbacks, when true, keeps recording-ready callbacks from being
