@@ -267,23 +267,38 @@ func (s *Server) existingIDs(ids []string) []*recording {
 	return out
 }
 
-// lockedRecordings returns the recordings of ids that exist, with s.mu
-// held; when none does it answers notFound and returns nil, unlocked.
-func (s *Server) lockedRecordings(q *apiRequest, ids []string) []*recording {
-	s.mu.Lock()
-	recs := s.existingIDs(ids)
-	if len(recs) == 0 {
-		s.mu.Unlock()
-		fail(q.w, bbb.KeyNotFound, msgRecordingsGone)
-		return nil
-	}
-	return recs
-}
-
-func (s *Server) publishRecordings(q *apiRequest) {
+// recordIDs reads the required recordID list, answering the error itself
+// when it is missing.
+func recordIDs(q *apiRequest) ([]string, bool) {
 	ids := splitList(q.get("recordID"))
 	if len(ids) == 0 {
 		fail(q.w, bbb.KeyMissingParamRecordID, msgMissingRecordID)
+		return nil, false
+	}
+	return ids, true
+}
+
+// changeRecordings applies change to the recordings of ids that exist and
+// answers SUCCESS with <flag>value</flag>, or notFound when none exists.
+func (s *Server) changeRecordings(q *apiRequest, ids []string, change func(*recording), flag string, value bool) {
+	s.mu.Lock()
+	recs := s.existingIDs(ids)
+	for _, r := range recs {
+		change(r)
+	}
+	s.mu.Unlock()
+	if len(recs) == 0 {
+		fail(q.w, bbb.KeyNotFound, msgRecordingsGone)
+		return
+	}
+	x := newResponse("SUCCESS")
+	x.leafBool(flag, value)
+	writeXML(q.w, x.done())
+}
+
+func (s *Server) publishRecordings(q *apiRequest) {
+	ids, ok := recordIDs(q)
+	if !ok {
 		return
 	}
 	publish := q.params.Get("publish")
@@ -291,55 +306,27 @@ func (s *Server) publishRecordings(q *apiRequest) {
 		fail(q.w, bbb.KeyMissingParamPublish, msgMissingPublish)
 		return
 	}
-	recs := s.lockedRecordings(q, ids)
-	if recs == nil {
-		return
+	state := stateUnpublished
+	if parseBool(publish) {
+		state = statePublished
 	}
-	defer s.mu.Unlock()
-	for _, r := range recs {
-		r.state = stateUnpublished
-		if parseBool(publish) {
-			r.state = statePublished
-		}
-	}
-	x := newResponse("SUCCESS")
-	x.leafBool("published", parseBool(publish))
-	writeXML(q.w, x.done())
+	s.changeRecordings(q, ids, func(r *recording) { r.state = state }, "published", parseBool(publish))
 }
 
 func (s *Server) deleteRecordings(q *apiRequest) {
-	ids := splitList(q.get("recordID"))
-	if len(ids) == 0 {
-		fail(q.w, bbb.KeyMissingParamRecordID, msgMissingRecordID)
-		return
+	if ids, ok := recordIDs(q); ok {
+		s.changeRecordings(q, ids, func(r *recording) { r.state = stateDeleted }, "deleted", true)
 	}
-	recs := s.lockedRecordings(q, ids)
-	if recs == nil {
-		return
-	}
-	defer s.mu.Unlock()
-	for _, r := range recs {
-		r.state = stateDeleted
-	}
-	x := newResponse("SUCCESS")
-	x.leafBool("deleted", true)
-	writeXML(q.w, x.done())
 }
 
 // updateRecordings sets meta_* values; an empty value removes the key.
 func (s *Server) updateRecordings(q *apiRequest) {
-	ids := splitList(q.get("recordID"))
-	if len(ids) == 0 {
-		fail(q.w, bbb.KeyMissingParamRecordID, msgMissingRecordID)
+	ids, ok := recordIDs(q)
+	if !ok {
 		return
 	}
 	meta := metaParams(q)
-	recs := s.lockedRecordings(q, ids)
-	if recs == nil {
-		return
-	}
-	defer s.mu.Unlock()
-	for _, r := range recs {
+	s.changeRecordings(q, ids, func(r *recording) {
 		for k, v := range meta {
 			if v == "" {
 				delete(r.meta, k)
@@ -347,10 +334,7 @@ func (s *Server) updateRecordings(q *apiRequest) {
 				r.meta[k] = v
 			}
 		}
-	}
-	x := newResponse("SUCCESS")
-	x.leafBool("updated", true)
-	writeXML(q.w, x.done())
+	}, "updated", true)
 }
 
 type trackJSON struct {
