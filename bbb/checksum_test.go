@@ -1,6 +1,7 @@
 package bbb
 
 import (
+	"encoding/xml"
 	"strings"
 	"testing"
 )
@@ -69,7 +70,11 @@ func TestSplitChecksum(t *testing.T) {
 
 func TestFailedXML(t *testing.T) {
 	b := FailedXML(KeyChecksumError, "a<b")
-	e, err := ParseEnvelope(b)
+	var e struct {
+		XMLName xml.Name `xml:"response"`
+		Envelope
+	}
+	err := xml.Unmarshal(b, &e)
 	if err != nil || e.ReturnCode != "FAILED" || e.MessageKey != KeyChecksumError || e.Message != "a<b" {
 		t.Fatalf("%s -> %+v %v", b, e, err)
 	}

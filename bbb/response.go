@@ -40,19 +40,12 @@ func FailedXML(key, message string) []byte {
 	return []byte(b.String())
 }
 
-// Envelope is the part of every BBB XML response a balancer inspects.
+// Envelope is the part of every BBB XML response a balancer inspects: the
+// <response> element's returncode, messageKey and message.
 type Envelope struct {
-	XMLName    xml.Name `xml:"response"`
-	ReturnCode string   `xml:"returncode"`
-	MessageKey string   `xml:"messageKey"`
-	Message    string   `xml:"message"`
-}
-
-// ParseEnvelope reads returncode/messageKey/message from a BBB response.
-func ParseEnvelope(body []byte) (Envelope, error) {
-	var e Envelope
-	err := xml.Unmarshal(body, &e)
-	return e, err
+	ReturnCode string `xml:"returncode"`
+	MessageKey string `xml:"messageKey"`
+	Message    string `xml:"message"`
 }
 
 // OK reports whether the envelope says SUCCESS.
