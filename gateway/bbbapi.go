@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -36,26 +37,19 @@ type bbbRequest struct {
 
 var bbbRequestPool = sync.Pool{New: func() any { return new(bbbRequest) }}
 
-// knownCall returns call as a constant string for the calls clients use,
-// so naming the call allocates nothing; other calls are copied.
+// apiCalls are the BBB calls the gateway answers (metrics label any other
+// "unsupported").
+var apiCalls = []string{"create", "join", "end", "isMeetingRunning", "getMeetingInfo", "getMeetings",
+	"insertDocument", "sendChatMessage", "getRecordings", "publishRecordings",
+	"deleteRecordings", "updateRecordings", "getRecordingTextTracks", "putRecordingTextTrack"}
+
+// knownCall returns call as one of apiCalls' strings when it is one, so
+// naming the call allocates nothing; other calls are copied.
 func knownCall(call []byte) string {
-	switch string(call) {
-	case "join":
-		return "join"
-	case "create":
-		return "create"
-	case "isMeetingRunning":
-		return "isMeetingRunning"
-	case "getMeetingInfo":
-		return "getMeetingInfo"
-	case "end":
-		return "end"
-	case "getMeetings":
-		return "getMeetings"
-	case "getRecordings":
-		return "getRecordings"
-	case "":
-		return ""
+	for _, c := range apiCalls {
+		if string(call) == c {
+			return c
+		}
 	}
 	return string(call)
 }
@@ -230,13 +224,10 @@ func isXMLContent(ctx *fasthttp.RequestCtx) bool {
 
 // metricCall keeps the call label bounded: unknown calls share one label.
 func metricCall(call string) string {
-	switch call {
-	case "", "create", "join", "end", "isMeetingRunning", "getMeetingInfo", "getMeetings",
-		"insertDocument", "sendChatMessage", "getRecordings", "publishRecordings",
-		"deleteRecordings", "updateRecordings", "getRecordingTextTracks", "putRecordingTextTrack":
-		if call == "" {
-			return "index"
-		}
+	switch {
+	case call == "":
+		return "index"
+	case slices.Contains(apiCalls, call):
 		return call
 	}
 	return "unsupported"
