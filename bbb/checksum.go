@@ -222,8 +222,8 @@ func SignedURL(apiBase, call string, params url.Values, secret string) string {
 }
 
 // AppendSignedURL appends apiBase + call + "?" + query + "&checksum=…"
-// (sha256) to dst: SignedURLRaw for the join redirect, without allocating.
-func AppendSignedURL(dst []byte, apiBase, call string, query []byte, secret string) []byte {
+// (sha256) to dst; apiBase ends in "/api/" (a missing slash is added).
+func AppendSignedURL[Q ~string | ~[]byte](dst []byte, apiBase, call string, query Q, secret string) []byte {
 	dst = append(dst, apiBase...)
 	if !strings.HasSuffix(apiBase, "/") {
 		dst = append(dst, '/')
@@ -238,8 +238,5 @@ func AppendSignedURL(dst []byte, apiBase, call string, query []byte, secret stri
 
 // SignedURLRaw is SignedURL for an already encoded query.
 func SignedURLRaw(apiBase, call, query, secret string) string {
-	if !strings.HasSuffix(apiBase, "/") {
-		apiBase += "/"
-	}
-	return apiBase + call + "?" + SignQuery(SHA256, call, query, secret)
+	return string(AppendSignedURL(nil, apiBase, call, query, secret))
 }

@@ -36,7 +36,7 @@ func newBackendHTTPClient() *fasthttp.Client {
 // signedBackendURL is the URL of call on backend b with query re-signed
 // with the backend's secret.
 func signedBackendURL(b *fsm.Backend, call string, query []byte) string {
-	return bbb.SignedURLRaw(b.URL, call, string(query), b.Secret)
+	return string(bbb.AppendSignedURL(nil, b.URL, call, query, b.Secret))
 }
 
 // callBackend performs one BBB API call on a backend and returns the body.
