@@ -120,6 +120,13 @@ func (f *FSM) EachBackend(fn func(b *Backend, bound int)) {
 	}
 }
 
+// MeetingCount returns the number of meetings bound to one backend.
+func (f *FSM) MeetingCount(backendID string) int {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return len(f.st.onBackend[backendID])
+}
+
 // MeetingCounts returns the number of meetings bound to each backend.
 func (f *FSM) MeetingCounts() map[string]int {
 	f.mu.RLock()

@@ -119,6 +119,11 @@ func assertIndexConsistent(t *testing.T, f *FSM) {
 			t.Errorf("EachBackend: %s has %d bound, want %d", b.ID, bound, want[b.ID])
 		}
 	})
+	for id, n := range want {
+		if got := f.MeetingCount(id); got != n {
+			t.Errorf("MeetingCount(%s) = %d, want %d", id, got, n)
+		}
+	}
 	for id := range want {
 		on := f.MeetingsOn(id)
 		if len(on) != want[id] {

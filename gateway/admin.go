@@ -161,7 +161,7 @@ func (a *adminRequest) route() {
 	case p[0] == "backends" && n == 1 && m == "POST":
 		a.addBackend()
 	case p[0] == "backends" && n == 2 && m == "GET":
-		a.withBackend(p[1], func(b fsm.Backend) { writeJSON(a.ctx, 200, viewBackend(b, a.s.cluster.FSM().MeetingCounts()[b.ID])) })
+		a.withBackend(p[1], func(b fsm.Backend) { writeJSON(a.ctx, 200, viewBackend(b, a.s.cluster.FSM().MeetingCount(b.ID))) })
 	case p[0] == "backends" && n == 2 && m == "PATCH":
 		a.withBackend(p[1], a.patchBackend)
 	case p[0] == "backends" && n == 2 && m == "DELETE":
@@ -344,7 +344,7 @@ func (a *adminRequest) addBackend() {
 	if !ok {
 		return
 	}
-	writeJSON(a.ctx, 201, viewBackend(*res.Backend, a.s.cluster.FSM().MeetingCounts()[res.Backend.ID]))
+	writeJSON(a.ctx, 201, viewBackend(*res.Backend, a.s.cluster.FSM().MeetingCount(res.Backend.ID)))
 }
 
 func (a *adminRequest) patchBackend(b fsm.Backend) {
@@ -364,7 +364,7 @@ func (a *adminRequest) applyBackend(c fsm.Command, status int) {
 	if !ok {
 		return
 	}
-	writeJSON(a.ctx, status, viewBackend(*res.Backend, a.s.cluster.FSM().MeetingCounts()[res.Backend.ID]))
+	writeJSON(a.ctx, status, viewBackend(*res.Backend, a.s.cluster.FSM().MeetingCount(res.Backend.ID)))
 }
 
 func (a *adminRequest) deleteBackend(b fsm.Backend) {
@@ -375,7 +375,7 @@ func (a *adminRequest) deleteBackend(b fsm.Backend) {
 	}
 	bound := 0
 	if !res.Removed {
-		bound = a.s.cluster.FSM().MeetingCounts()[res.Backend.ID]
+		bound = a.s.cluster.FSM().MeetingCount(res.Backend.ID)
 	}
 	writeJSON(a.ctx, 200, map[string]any{"removed": res.Removed, "backend": viewBackend(*res.Backend, bound)})
 }
