@@ -129,9 +129,7 @@ func (n *Node) ConsistentRead(ctx context.Context) error {
 		if n.raft.State() == raft.Leader {
 			return n.readIndex()
 		}
-		var r readIndexResponse
-		err := n.forward(ctx, "readindex", nil, &r)
-		return r.Index, err
+		return n.leaderReadIndex(ctx)
 	})
 	if err != nil {
 		return err
@@ -167,6 +165,14 @@ func (n *Node) LeaderHTTP() string {
 		return ""
 	}
 	return addr
+}
+
+// leaderReadIndex asks the leader for its read index: a follower's half of
+// ConsistentRead.
+func (n *Node) leaderReadIndex(ctx context.Context) (uint64, error) {
+	var r readIndexResponse
+	err := n.forward(ctx, "readindex", nil, &r)
+	return r.Index, err
 }
 
 // readIndex is the leader's half of ConsistentRead.

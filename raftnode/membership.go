@@ -267,9 +267,8 @@ func (n *Node) leaderApplied() (uint64, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), forwardAttemptTimeout)
 	defer cancel()
-	var r readIndexResponse
-	c.err = n.forward(ctx, "readindex", nil, &r)
-	c.index, c.at = r.Index, time.Now()
+	c.index, c.err = n.leaderReadIndex(ctx)
+	c.at = time.Now()
 	return c.index, c.err
 }
 
