@@ -80,15 +80,25 @@ func (m *meeting) moderators() int {
 	return n
 }
 
+// meetingIDParam reads the required meetingID, answering the error itself
+// when it is missing.
+func meetingIDParam(q *apiRequest) (string, bool) {
+	id := q.get("meetingID")
+	if id == "" {
+		fail(q.w, bbb.KeyMissingParamMeetingID, bbb.MsgMissingMeetingID)
+		return "", false
+	}
+	return id, true
+}
+
 // create answers create (GET, or POST with slides or form parameters).
 func (s *Server) create(q *apiRequest) {
 	if q.mediaType != "" && !createTypes[q.mediaType] {
 		fail(q.w, bbb.KeyUnsupportedContentType, msgContentType)
 		return
 	}
-	id := q.get("meetingID")
-	if id == "" {
-		fail(q.w, bbb.KeyMissingParamMeetingID, bbb.MsgMissingMeetingID)
+	id, ok := meetingIDParam(q)
+	if !ok {
 		return
 	}
 	if msg := checkMeetingID(id); msg != "" {
@@ -331,9 +341,8 @@ func writeMeeting(x *xmlWriter, m *meeting) {
 // held; it answers missingParamMeetingID or notFound itself and returns nil
 // (the lock released) when there is none.
 func (s *Server) lockedMeeting(q *apiRequest) *meeting {
-	id := q.get("meetingID")
-	if id == "" {
-		fail(q.w, bbb.KeyMissingParamMeetingID, bbb.MsgMissingMeetingID)
+	id, ok := meetingIDParam(q)
+	if !ok {
 		return nil
 	}
 	s.mu.Lock()
@@ -568,9 +577,8 @@ func removeString(list []string, v string) []string {
 }
 
 func (s *Server) isMeetingRunning(q *apiRequest) {
-	id := q.get("meetingID")
-	if id == "" {
-		fail(q.w, bbb.KeyMissingParamMeetingID, bbb.MsgMissingMeetingID)
+	id, ok := meetingIDParam(q)
+	if !ok {
 		return
 	}
 	s.mu.Lock()
@@ -624,9 +632,8 @@ func (s *Server) insertDocument(q *apiRequest) {
 		fail(q.w, bbb.KeyUnsupportedContentType, msgContentType)
 		return
 	}
-	id := q.get("meetingID")
-	if id == "" {
-		fail(q.w, bbb.KeyMissingParamMeetingID, bbb.MsgMissingMeetingID)
+	id, ok := meetingIDParam(q)
+	if !ok {
 		return
 	}
 	docs, err := parseSlides(q.body)
@@ -648,9 +655,8 @@ func (s *Server) insertDocument(q *apiRequest) {
 
 // sendChatMessage posts to a running meeting's public chat (BBB 2.7+).
 func (s *Server) sendChatMessage(q *apiRequest) {
-	id := q.get("meetingID")
-	if id == "" {
-		fail(q.w, bbb.KeyMissingParamMeetingID, bbb.MsgMissingMeetingID)
+	id, ok := meetingIDParam(q)
+	if !ok {
 		return
 	}
 	msgs, given := q.params["message"]
