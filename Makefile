@@ -8,7 +8,7 @@ GO         ?= go
 FUZZTIME   ?= 10s
 BENCH_OUT  ?= $(BIN)/bench.md
 
-.PHONY: all build test unit fuzz e2e demo bench images vet fmt clean
+.PHONY: all build test deps unit fuzz e2e demo bench images vet fmt clean
 
 all: build
 
@@ -23,7 +23,11 @@ vet:
 	$(GO) vet ./...
 
 # Every test: unit, multi-process, brief fuzzing, and the container tests.
-test: build vet unit fuzz e2e
+test: deps build vet unit fuzz e2e
+
+# What the tests need (Chromium, Docker with Compose): installed when root, else named in one line.
+deps:
+	@./scripts/test-deps.sh
 
 unit:
 	CONCLAVE_BIN_DIR=$(BIN) $(GO) test -count=1 -timeout 20m ./...

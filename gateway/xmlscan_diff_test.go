@@ -61,9 +61,9 @@ func scanXMLStd(doc []byte, names ...string) ([]element, error) {
 }
 
 func bbbFixtures(t testing.TB) map[string][]byte {
-	paths, _ := filepath.Glob(filepath.Join("..", "..", "shared", "bbb-responses", "*.xml"))
+	paths, _ := filepath.Glob(filepath.Join("..", "testdata", "bbb-responses", "*.xml"))
 	if len(paths) == 0 {
-		t.Fatal("no BBB response fixtures in ../shared/bbb-responses")
+		t.Fatal("no BBB response fixtures in ../testdata/bbb-responses")
 	}
 	out := map[string][]byte{}
 	for _, p := range paths {

@@ -9,7 +9,7 @@ import (
 
 func fixture(t *testing.T, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "shared", "bbb-responses", name))
+	b, err := os.ReadFile(filepath.Join("..", "testdata", "bbb-responses", name))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,7 @@ import (
 )
 
 // fixtures are real BBB answers (see their README).
-const fixtures = "../../../shared/bbb-responses"
+const fixtures = "../../testdata/bbb-responses"
 
 func fixture(t *testing.T, name string) []byte {
 	t.Helper()
