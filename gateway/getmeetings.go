@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"sync"
+	"time"
 
 	"github.com/conclave-lb/conclave/fsm"
 )
@@ -36,6 +37,16 @@ func (r *bbbRequest) getMeetings() string {
 			defer wg.Done()
 			answer, err := r.s.callBackend(&b, "getMeetings", nil, nil, "", getMeetingsTimeout)
 			if err != nil {
+				if isTooLarge(err) {
+					// Not a dead node: one that outgrew the limit. Say so
+					// every time (metric) and in the log (once a minute).
+					r.s.metrics.tooLarge.WithLabelValues(b.ID).Inc()
+					if r.s.warnEvery("getMeetings-too-large:"+b.ID, time.Minute) {
+						r.s.log.Error("getMeetings: backend's answer is over the size limit; its meetings are missing from this answer",
+							"backend", b.ID, "limit_bytes", maxBackendResponse)
+					}
+					return
+				}
 				r.s.log.Debug("getMeetings: backend skipped", "backend", b.ID, "err", err)
 				return
 			}
@@ -96,4 +107,18 @@ func sortedSet(m map[string]bool) []string {
 		keys = append(keys, k)
 	}
 	return sortStrings(keys)
+}
+
+// warnLimiter remembers when each rate-limited warning was last logged.
+var warnLimiter sync.Map // key -> time.Time
+
+// warnEvery reports whether a warning under key may be logged now: at
+// most once per every.
+func (s *Server) warnEvery(key string, every time.Duration) bool {
+	now := time.Now()
+	if last, ok := warnLimiter.Load(key); ok && now.Sub(last.(time.Time)) < every {
+		return false
+	}
+	warnLimiter.Store(key, now)
+	return true
 }

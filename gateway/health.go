@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strconv"
 	"sync"
 	"time"
@@ -50,13 +52,26 @@ type probeResult struct {
 	meetings, attendees int
 	meetingIDs          map[string]bool
 	err                 string
+	tooLarge            bool // the getMeetings answer exceeded maxBackendResponse
 }
 
 // backendHealth is the prober's memory of one backend.
 type backendHealth struct {
 	fails, goods int
 	missingSince map[string]time.Time
+	// tooLarge: the last listing was refused for its size. The node is
+	// held in NodeState error (it cannot be watched, so it takes no new
+	// meetings) until a listing succeeds; its meetings stay bound.
+	tooLarge string
 }
+
+// tooLargeMessage is the NodeState error reason for a node whose
+// getMeetings answer is over the limit.
+var tooLargeMessage = fmt.Sprintf("getMeetings answer larger than %d MiB: Conclave cannot list this node's meetings; "+
+	"its meetings stay bound but it takes no new ones until its answer shrinks", maxBackendResponse>>20)
+
+// isTooLarge reports whether err is a backend answer refused for its size.
+func isTooLarge(err error) bool { return errors.Is(err, fasthttp.ErrBodyTooLarge) }
 
 // RunHealth probes every backend while this peer leads, and commits
 // NodeState changes (at once), load (at most every LoadEvery) and ended
@@ -115,6 +130,19 @@ func (s *Server) probeRound(ctx context.Context, cfg HealthConfig, mem map[strin
 			mem[b.ID] = h
 		}
 		state := b.NodeState
+		switch {
+		case r.tooLarge:
+			if h.tooLarge == "" {
+				s.log.Error("backend's getMeetings answer is over the size limit: holding it in NodeState error; its meetings stay bound",
+					"backend", b.ID, "limit_bytes", maxBackendResponse)
+			}
+			h.tooLarge = r.err
+		case r.listed:
+			if h.tooLarge != "" {
+				s.log.Info("backend's getMeetings answer fits again", "backend", b.ID)
+			}
+			h.tooLarge = ""
+		}
 		if r.ok {
 			h.fails, h.goods = 0, h.goods+1
 			if state != fsm.NodeReady && (state == fsm.NodeInit || h.goods >= cfg.RecoverAfter) {
@@ -128,6 +156,12 @@ func (s *Server) probeRound(ctx context.Context, cfg HealthConfig, mem map[strin
 			// Gossip and probe agree the node is gone: no need to wait.
 			if h.fails >= cfg.FailAfter || s.agentDead(b) {
 				state = fsm.NodeError
+			}
+		}
+		if h.tooLarge != "" {
+			state = fsm.NodeError
+			if r.err == "" {
+				r.err = h.tooLarge
 			}
 		}
 		rep := fsm.BackendReport{ID: b.ID, NodeState: state, Meetings: int64(b.Meetings), Attendees: int64(b.Attendees),
@@ -225,6 +259,10 @@ func (s *Server) probe(b *fsm.Backend, timeout time.Duration, list bool) probeRe
 	r := probeResult{latency: time.Since(start)}
 	if err != nil {
 		r.err = err.Error()
+		if isTooLarge(err) {
+			s.metrics.tooLarge.WithLabelValues(b.ID).Inc()
+			r.tooLarge, r.err = true, tooLargeMessage
+		}
 		return r
 	}
 	els, err := scanXML(answer, "returncode", "messageKey", "meeting", "meetingID", "participantCount")

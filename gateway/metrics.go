@@ -20,6 +20,7 @@ type metrics struct {
 	placeFailures  *prometheus.CounterVec
 	applyLatency   prometheus.Histogram
 	leaderAnswers  prometheus.Counter
+	tooLarge       *prometheus.CounterVec // backend answers over maxBackendResponse
 }
 
 func (m *metrics) observeBBB(call, frontend, result string, d time.Duration) {
@@ -74,7 +75,10 @@ func newMetrics(reg *prometheus.Registry, cluster Cluster, loads LoadSource) *me
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}),
 	}
-	reg.MustRegister(m.bbbRequests, m.bbbLatency, m.backendCalls, m.backendLatency, m.placements, m.placeFailures, m.applyLatency, m.leaderAnswers)
+	m.tooLarge = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "conclave_backend_answers_too_large_total", Help: "Backend answers refused for exceeding the size limit (16 MiB), by backend.",
+	}, []string{"backend"})
+	reg.MustRegister(m.bbbRequests, m.bbbLatency, m.backendCalls, m.backendLatency, m.placements, m.placeFailures, m.applyLatency, m.leaderAnswers, m.tooLarge)
 	// Known reasons start at zero, so rate() works before the first failure.
 	for _, r := range []string{"no_backend", "no_tagged_backend", "backends_failed", "no_quorum"} {
 		m.placeFailures.WithLabelValues(r)
