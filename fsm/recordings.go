@@ -88,7 +88,7 @@ const maxRecordingXML = 256 << 10
 func (s *State) putRecordings(c *PutRecordings) *Result {
 	for i := range c.Recordings {
 		r := c.Recordings[i]
-		if r.RecordID == "" || len(r.RecordID) > maxMeetingID || len(r.XML) > maxRecordingXML {
+		if r.RecordID == "" || len(r.RecordID) > maxMeetingID || len(r.XML) > maxRecordingXML || !validMeta(r.Meta) {
 			continue // advisory data: skip what is malformed
 		}
 		s.Recordings[r.RecordID] = &r

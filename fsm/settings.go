@@ -26,10 +26,47 @@ type FrontendSettings struct {
 	CreateOverrideParams map[string]string `json:"create_override_params,omitempty"`
 }
 
+// Limits on settings, enforced when a command is applied (so a forged or
+// forwarded command cannot store more) and checked by the admin API before
+// anything is proposed to Raft. docs/API.md lists them.
+const (
+	// MaxSettingsJSON bounds a settings patch and the merged settings, as JSON.
+	MaxSettingsJSON = 16 << 10
+	// MaxSettingsKeys bounds each parameter map (create_default_params,
+	// create_override_params) and a recording's metadata.
+	MaxSettingsKeys = 100
+	// MaxSettingsKeyLen and MaxSettingsValueLen bound one map entry; the
+	// default presentation's URL is a value too.
+	MaxSettingsKeyLen   = 256
+	MaxSettingsValueLen = 4 << 10
+)
+
+// CheckFrontendSettings reports whether patch, merged into cur, gives
+// valid frontend settings within the limits: what applying it would say.
+func CheckFrontendSettings(cur FrontendSettings, patch []byte) error {
+	var st FrontendSettings
+	if err := mergeSettings(cur, patch, &st); err != nil {
+		return err
+	}
+	return st.validate()
+}
+
+// CheckBackendSettings is CheckFrontendSettings for a backend.
+func CheckBackendSettings(cur BackendSettings, patch []byte) error {
+	var st BackendSettings
+	if err := mergeSettings(cur, patch, &st); err != nil {
+		return err
+	}
+	return st.validate()
+}
+
 // mergeSettings applies an RFC 7396 JSON merge patch (null unsets) to the
 // current settings and decodes the result strictly into out, so unknown keys
 // and wrong types are errors. Deterministic: same inputs, same output.
 func mergeSettings(current any, patch []byte, out any) error {
+	if len(patch) > MaxSettingsJSON {
+		return invalid("settings: %d bytes of JSON, over the limit of %d", len(patch), MaxSettingsJSON)
+	}
 	if len(bytes.TrimSpace(patch)) == 0 {
 		patch = []byte("{}")
 	}
@@ -51,6 +88,9 @@ func mergeSettings(current any, patch []byte, out any) error {
 	merged, err := json.Marshal(mergePatch(cur, p))
 	if err != nil {
 		return invalid("settings: %v", err)
+	}
+	if len(merged) > MaxSettingsJSON {
+		return invalid("settings: %d bytes of JSON once merged, over the limit of %d", len(merged), MaxSettingsJSON)
 	}
 	dec := json.NewDecoder(bytes.NewReader(merged))
 	dec.DisallowUnknownFields()
@@ -93,7 +133,37 @@ func (s *FrontendSettings) validate() error {
 	if s.DefaultPresentation != nil && s.DefaultPresentation.URL == "" {
 		return invalid("default_presentation needs a url")
 	}
+	if s.DefaultPresentation != nil && len(s.DefaultPresentation.URL) > MaxSettingsValueLen {
+		return invalid("default_presentation.url: at most %d bytes", MaxSettingsValueLen)
+	}
+	if err := validParams("create_default_params", s.CreateDefaultParams); err != nil {
+		return err
+	}
+	if err := validParams("create_override_params", s.CreateOverrideParams); err != nil {
+		return err
+	}
 	return validTags("required_tags", s.RequiredTags)
+}
+
+// validParams checks a map of BBB parameters against the limits.
+func validParams(field string, m map[string]string) error {
+	if len(m) > MaxSettingsKeys {
+		return invalid("%s: %d entries, over the limit of %d", field, len(m), MaxSettingsKeys)
+	}
+	for k, v := range m {
+		if k == "" || len(k) > MaxSettingsKeyLen {
+			return invalid("%s: a name must have 1 to %d bytes", field, MaxSettingsKeyLen)
+		}
+		if len(v) > MaxSettingsValueLen {
+			return invalid("%s: the value of %.64q is over the limit of %d bytes", field, k, MaxSettingsValueLen)
+		}
+	}
+	return nil
+}
+
+// validMeta reports whether a recording's metadata is within the limits.
+func validMeta(m map[string]string) bool {
+	return validParams("meta", m) == nil
 }
 
 func validTags(field string, tags []string) error {

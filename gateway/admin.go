@@ -127,11 +127,27 @@ func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 	}
 	claims, ok := s.authorize(ctx, scope)
 	if !ok {
+		if hasBody(ctx) {
+			s.refuse(ctx, reasonUnsigned) // the body of a refused caller is never read
+		}
 		return
+	}
+	// The body is read only now, within maxAdminBody, and at most
+	// maxBodiesPerClient at once per caller.
+	var body []byte
+	if hasBody(ctx) && method != "GET" && method != "HEAD" {
+		var hold bodyHold
+		var res bodyResult
+		body, hold, res = s.readBody(ctx, maxAdminBody, true)
+		if res != bodyOK {
+			writeBodyRefused(ctx, res, maxAdminBody)
+			return
+		}
+		defer s.gate.release(&hold)
 	}
 	rctx, cancel := requestContext(adminTimeout)
 	defer cancel()
-	a := &adminRequest{s: s, ctx: ctx, rctx: rctx, claims: claims, method: method, parts: parts}
+	a := &adminRequest{s: s, ctx: ctx, rctx: rctx, claims: claims, method: method, parts: parts, body: body}
 	a.route()
 }
 
@@ -142,6 +158,7 @@ type adminRequest struct {
 	claims *auth.Claims
 	method string
 	parts  []string
+	body   []byte // read within maxAdminBody by serveAdmin
 }
 
 func (a *adminRequest) route() {
@@ -181,7 +198,7 @@ func (a *adminRequest) route() {
 	case p[0] == "frontends" && n == 2 && m == "GET":
 		a.getFrontend(p[1])
 	case p[0] == "frontends" && n == 2 && m == "PATCH":
-		a.applyFrontend(&fsm.SetFrontendSettings{Key: p[1], Patch: a.ctx.PostBody()}, 200)
+		a.patchFrontend(p[1])
 	case p[0] == "frontends" && n == 2 && m == "DELETE":
 		a.deleteFrontend(p[1])
 	case p[0] == "recordings" && n == 1 && m == "GET":
@@ -210,7 +227,7 @@ func now() int64 { return time.Now().UnixNano() }
 
 // decodeBody strictly decodes a JSON body, answering 400 itself on error.
 func (a *adminRequest) decodeBody(v any) bool {
-	dec := json.NewDecoder(bytes.NewReader(a.ctx.PostBody()))
+	dec := json.NewDecoder(bytes.NewReader(a.body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		writeError(a.ctx, 400, "invalid", "bad JSON body: "+err.Error())
@@ -339,6 +356,9 @@ func (a *adminRequest) addBackend() {
 		writeError(a.ctx, 403, "forbidden", "an agent token may only register its own node")
 		return
 	}
+	if !a.checked(fsm.CheckBackendSettings(fsm.BackendSettings{}, req.Settings)) {
+		return
+	}
 	isAgent := !a.claims.HasScope(auth.ScopeAdmin)
 	res, ok := a.apply(&fsm.AddBackend{ID: newID("b-"), URL: norm, Secret: req.Secret, Settings: req.Settings, Now: now(), IfAbsent: isAgent})
 	if !ok {
@@ -352,11 +372,14 @@ func (a *adminRequest) patchBackend(b fsm.Backend) {
 		writeError(a.ctx, 403, "forbidden", "an agent token may only change its own node")
 		return
 	}
-	if !json.Valid(a.ctx.PostBody()) {
+	if !json.Valid(a.body) {
 		writeError(a.ctx, 400, "invalid", "settings patch is not valid JSON")
 		return
 	}
-	a.applyBackend(&fsm.SetBackendSettings{ID: b.ID, Patch: a.ctx.PostBody()}, 200)
+	if !a.checked(fsm.CheckBackendSettings(b.Settings, a.body)) {
+		return
+	}
+	a.applyBackend(&fsm.SetBackendSettings{ID: b.ID, Patch: a.body}, 200)
 }
 
 func (a *adminRequest) applyBackend(c fsm.Command, status int) {
@@ -414,7 +437,29 @@ func (a *adminRequest) addFrontend() {
 	if !a.decodeBody(&req) {
 		return
 	}
+	if !a.checked(fsm.CheckFrontendSettings(fsm.FrontendSettings{}, req.Settings)) {
+		return
+	}
 	a.applyFrontend(&fsm.AddFrontend{Key: req.Key, Secret: req.Secret, Settings: req.Settings, Now: now()}, 201)
+}
+
+// patchFrontend changes a frontend's settings (a JSON merge patch).
+func (a *adminRequest) patchFrontend(key string) {
+	if f, ok := a.s.cluster.FSM().Frontend(key); ok && !a.checked(fsm.CheckFrontendSettings(f.Settings, a.body)) {
+		return
+	}
+	a.applyFrontend(&fsm.SetFrontendSettings{Key: key, Patch: a.body}, 200)
+}
+
+// checked answers err (a 400 naming the limit or the mistake) unless it is
+// nil: settings are checked before they are proposed, so nothing the state
+// would refuse reaches the Raft log.
+func (a *adminRequest) checked(err error) bool {
+	if err != nil {
+		a.fail(err)
+		return false
+	}
+	return true
 }
 
 func (a *adminRequest) applyFrontend(c fsm.Command, status int) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -33,6 +34,10 @@ type bbbRequest struct {
 	buf     []byte
 	// The client's meeting ID and the scoped one, for findMeeting.
 	midBuf, idBuf []byte
+	// body is the request body, read (bounded) once the checksum passed;
+	// hold is its place in the server's body gate.
+	body []byte
+	hold bodyHold
 }
 
 var bbbRequestPool = sync.Pool{New: func() any { return new(bbbRequest) }}
@@ -71,6 +76,7 @@ func (s *Server) serveBBB(ctx *fasthttp.RequestCtx, key string, rest []byte) {
 	r := bbbRequestPool.Get().(*bbbRequest)
 	r.s, r.ctx, r.call = s, ctx, call
 	result := r.serve(key)
+	s.gate.release(&r.hold)
 	if r.args != nil {
 		fasthttp.ReleaseArgs(r.args) // everything built from it has been copied by now
 	}
@@ -120,6 +126,11 @@ func (r *bbbRequest) serve(key string) string {
 			return r.fail(bbb.KeyServerUnavailable, "This server cannot confirm its configuration now. Please retry.")
 		}
 		if !ok {
+			if hasBody(ctx) {
+				// Not a byte of the body is read for an unsigned request; the
+				// connection closes after the answer.
+				r.s.refuse(ctx, reasonUnsigned)
+			}
 			return r.fail(bbb.KeyChecksumError, bbb.MsgChecksumError)
 		}
 	}
@@ -127,6 +138,16 @@ func (r *bbbRequest) serve(key string) string {
 	r.args = fasthttp.AcquireArgs()
 	r.args.ParseBytes(raw)
 	r.args.Del("checksum")
+	if key, dup := duplicatedIDParam(r.args); dup {
+		// bbb-web would take the first value; the gateway scopes IDs per
+		// tenant, so an ambiguous one is refused rather than half scoped.
+		return r.fail(bbb.KeyValidationError, "Duplicate "+key+" parameter: give it once.")
+	}
+	if ctx.IsPost() && hasBody(ctx) {
+		if res, ok := r.readBody(); !ok {
+			return res
+		}
+	}
 
 	switch r.call {
 	case "create":
@@ -222,6 +243,47 @@ func isXMLContent(ctx *fasthttp.RequestCtx) bool {
 	return strings.HasPrefix(ct, "application/xml") || strings.HasPrefix(ct, "text/xml")
 }
 
+// readBody reads the request body within the server's bound, once the
+// checksum has passed; refusals are answered in BBB's envelope (HTTP 200,
+// as bbb-web answers its errors).
+func (r *bbbRequest) readBody() (string, bool) {
+	limit := r.s.cfg.MaxBodySize
+	body, hold, res := r.s.readBody(r.ctx, limit, true)
+	switch res {
+	case bodyOK:
+		r.body, r.hold = body, hold
+		return "", true
+	case bodyTooLarge:
+		return r.fail(bbb.KeyValidationError, "The request body is larger than this server accepts ("+strconv.Itoa(limit)+" bytes)."), false
+	case bodyBusy:
+		r.ctx.Response.Header.Set("Retry-After", retryAfter)
+		return r.fail(bbb.KeyServerUnavailable, "Too many requests with a body in progress from your address. Please retry in a few seconds."), false
+	}
+	return r.fail(bbb.KeyValidationError, "The request body could not be read."), false
+}
+
+// idParams are the parameters that name what a call acts on; each must
+// appear at most once.
+var idParams = [...]string{"meetingID", "recordID"}
+
+// duplicatedIDParam reports an ID parameter given more than once.
+func duplicatedIDParam(a *fasthttp.Args) (string, bool) {
+	var seen [len(idParams)]int
+	a.VisitAll(func(k, _ []byte) {
+		for i, p := range idParams {
+			if string(k) == p {
+				seen[i]++
+			}
+		}
+	})
+	for i, n := range seen {
+		if n > 1 {
+			return idParams[i], true
+		}
+	}
+	return "", false
+}
+
 // metricCall keeps the call label bounded: unknown calls share one label.
 func metricCall(call string) string {
 	switch {
@@ -231,6 +293,17 @@ func metricCall(call string) string {
 		return call
 	}
 	return "unsupported"
+}
+
+// hasControlChar reports a C0 or C1 control character (Unicode Cc: U+0000
+// to U+001F, U+007F to U+009F) in UTF-8 text.
+func hasControlChar(b []byte) bool {
+	for i, c := range b {
+		if c < 0x20 || c == 0x7f || (c == 0xc2 && i+1 < len(b) && b[i+1] >= 0x80 && b[i+1] <= 0x9f) {
+			return true
+		}
+	}
+	return false
 }
 
 // meetingParam validates the meetingID parameter.
@@ -250,6 +323,11 @@ func (r *bbbRequest) meetingParamBytes() ([]byte, string, bool) {
 		return nil, r.fail(bbb.KeyValidationError, "Meeting ID must be between 2 and 256 characters."), false
 	case bytes.IndexByte(id, ',') >= 0:
 		return nil, r.fail(bbb.KeyValidationError, "Meeting ID cannot contain ','."), false
+	case hasControlChar(id):
+		// bbb-web strips control characters (\p{Cc}) from parameters, so the
+		// node would run a meeting under another ID than the one the state
+		// binds: refused.
+		return nil, r.fail(bbb.KeyValidationError, "Meeting ID cannot contain control characters."), false
 	}
 	return id, "", true
 }

@@ -17,9 +17,11 @@ func (s *Server) serveInternal(ctx *fasthttp.RequestCtx, op string) {
 	if _, ok := s.authorize(ctx, auth.ScopePeer); !ok {
 		return
 	}
-	body := ctx.PostBody()
-	if len(body) > raftnode.MaxInternalBody {
-		writeError(ctx, fasthttp.StatusRequestEntityTooLarge, "invalid", "body too large")
+	// Read within its bound, after the token: peers' calls are small, and
+	// not gated per address (one peer forwards many creates at once).
+	body, _, res := s.readBody(ctx, raftnode.MaxInternalBody, false)
+	if res != bodyOK {
+		writeBodyRefused(ctx, res, raftnode.MaxInternalBody)
 		return
 	}
 	rctx, cancel := requestContext(15e9)

@@ -244,14 +244,17 @@ var errNotBBBResponse = errors.New("the answer is not a BBB <response> document"
 // createBody returns the body to send with create: the client's slides
 // (XML), or the frontend's default presentation, or none.
 func (r *bbbRequest) createBody() (body []byte, contentType string, res string, ok bool) {
-	if r.ctx.IsPost() && len(r.ctx.PostBody()) > 0 {
+	if len(r.body) > 0 { // read, within its bound, by serve
 		ct := strings.ToLower(string(r.ctx.Request.Header.ContentType()))
 		switch {
 		case isXMLContent(r.ctx):
-			return append([]byte(nil), r.ctx.PostBody()...), ct, "", true
+			return r.body, ct, "", true
 		case strings.HasPrefix(ct, "application/x-www-form-urlencoded"):
 			// Form parameters count as parameters (not covered by the checksum, as in BBB).
-			r.ctx.PostArgs().VisitAll(func(k, v []byte) {
+			form := fasthttp.AcquireArgs()
+			defer fasthttp.ReleaseArgs(form)
+			form.ParseBytes(r.body)
+			form.VisitAll(func(k, v []byte) {
 				if !r.args.Has(string(k)) && string(k) != "checksum" {
 					r.args.SetBytesKV(k, v)
 				}
@@ -408,8 +411,8 @@ func (r *bbbRequest) forwardMeetingCall(mode notFoundMode, after func(m *fsm.Mee
 	}
 	var body []byte
 	var ct string
-	if r.ctx.IsPost() && len(r.ctx.PostBody()) > 0 {
-		body, ct = append([]byte(nil), r.ctx.PostBody()...), string(r.ctx.Request.Header.ContentType())
+	if len(r.body) > 0 {
+		body, ct = r.body, string(r.ctx.Request.Header.ContentType())
 	}
 	answer, err := r.s.callBackend(b, r.call, r.args, body, ct, backendCallTimeout)
 	if err != nil {

@@ -261,17 +261,11 @@ func (r *bbbRequest) getRecordings() string {
 	}
 	recs := r.s.cluster.FSM().RecordingsOf(r.frontend.Key, keep)
 
-	paged := a.Has("offset") || a.Has("limit")
-	offset, _ := strconv.Atoi(string(a.Peek("offset")))
-	limit, err := strconv.Atoi(string(a.Peek("limit")))
-	if err != nil || limit > 100 {
-		limit = 100
-	}
-	offset, limit = max(offset, 0), max(limit, 1)
+	offset, limit, paged := pagingParams(a.Peek("offset"), a.Peek("limit"))
 	total := len(recs)
 	page := recs
 	if paged {
-		page = recs[min(offset, total):min(offset+limit, total)]
+		page = pageOf(recs, offset, limit)
 	}
 	if len(page) == 0 && !paged {
 		writeXML(r.ctx, []byte(noRecordingsAnswer))
@@ -293,6 +287,33 @@ func (r *bbbRequest) getRecordings() string {
 	out.WriteString("</response>")
 	writeXML(r.ctx, out.Bytes())
 	return "success"
+}
+
+// pagingParams reads getRecordings' offset and limit as bbb-web does
+// (MeetingService.getRecordings2x): both are Java ints, so a value that is
+// not a 32-bit integer (garbage, or too large: 99999999999999999999) counts
+// as absent. An absent or negative offset is 0. The answer is paged only when
+// limit is a valid integer, clamped to 1..100; a bad limit means no paging
+// at all, whatever offset says.
+func pagingParams(rawOffset, rawLimit []byte) (offset, limit int, paged bool) {
+	if o, err := strconv.ParseInt(string(rawOffset), 10, 32); err == nil && o > 0 {
+		offset = int(o)
+	}
+	l, err := strconv.ParseInt(string(rawLimit), 10, 32)
+	if err != nil {
+		return offset, 0, false
+	}
+	return offset, int(min(max(l, 1), 100)), true
+}
+
+// pageOf is recs[offset:offset+limit] clipped to recs, with no arithmetic
+// that can overflow (offset may be anything up to MaxInt32).
+func pageOf[T any](recs []T, offset, limit int) []T {
+	if offset < 0 || offset >= len(recs) || limit <= 0 {
+		return recs[:0]
+	}
+	rest := recs[offset:]
+	return rest[:min(limit, len(rest))]
 }
 
 // ownRecording returns the caller's recording from the index.
@@ -381,7 +402,7 @@ func (r *bbbRequest) textTrackCall() string {
 	var body []byte
 	var ct string
 	if r.ctx.IsPost() {
-		body, ct = append([]byte(nil), r.ctx.PostBody()...), string(r.ctx.Request.Header.ContentType())
+		body, ct = r.body, string(r.ctx.Request.Header.ContentType())
 	}
 	a, err := r.s.callBackend(&b, r.call, r.args, body, ct, backendCreateTimeout)
 	if err != nil {

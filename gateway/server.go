@@ -10,7 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"strings"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -37,8 +37,10 @@ var pprofHandler = func() fasthttp.RequestHandler {
 type Config struct {
 	// JWTSecret guards the admin API; empty opens it to loopback only.
 	JWTSecret string
-	// ReverseProxy trusts X-Forwarded-For/-Proto/-Host from a proxy in front.
-	ReverseProxy bool
+	// ReverseProxy trusts X-Forwarded-For from a proxy in front, when the
+	// connection comes from one of TrustedProxies (loopback if empty).
+	ReverseProxy   bool
+	TrustedProxies []netip.Prefix
 	// MaxBodySize bounds request bodies (slides for create can be large).
 	MaxBodySize int
 	Logger      *slog.Logger
@@ -69,6 +71,11 @@ type Server struct {
 	draining   atomic.Bool // set by Drain
 	// lastConfirmed: when a checksum miss last made the replica consistent.
 	lastConfirmed atomic.Int64
+	guard         *guardMetrics
+	trusted       []netip.Prefix // proxies whose X-Forwarded-For is believed
+	gate          *bodyGate      // request bodies in flight
+	// beforeRoute, when set (tests only), runs before each request is routed.
+	beforeRoute func(*fasthttp.RequestCtx)
 }
 
 // New builds a server over a cluster.
@@ -85,16 +92,32 @@ func New(cfg Config, cluster Cluster) *Server {
 	}
 	s := &Server{cfg: cfg, cluster: cluster, log: cfg.Logger, bc: newBackendHTTPClient()}
 	s.metrics = newMetrics(cfg.Registry, cluster, cfg.Loads)
+	s.guard = newGuardMetrics(cfg.Registry)
+	s.gate = newBodyGate(max(4*int64(cfg.MaxBodySize), minBodyBudget), maxBodiesPerClient)
+	s.trusted = cfg.TrustedProxies
+	switch {
+	case cfg.ReverseProxy && len(s.trusted) == 0:
+		s.trusted = loopbackProxies
+		cfg.Logger.Warn("reverse-proxy mode without CONCLAVE_TRUSTED_PROXIES: X-Forwarded-For is believed only from loopback proxies")
+	case !cfg.ReverseProxy && len(s.trusted) > 0:
+		cfg.Logger.Warn("CONCLAVE_TRUSTED_PROXIES is ignored: reverse-proxy mode (CONCLAVE_REVERSE_PROXY_MODE) is off")
+	}
 	s.promH = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}))
 	s.srv = &fasthttp.Server{
 		Handler:            s.Handle,
 		Name:               "conclave",
 		MaxRequestBodySize: cfg.MaxBodySize,
-		ReadTimeout:        60 * time.Second,
-		WriteTimeout:       60 * time.Second,
-		IdleTimeout:        120 * time.Second,
-		NoDefaultDate:      false,
-		Logger:             slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
+		// Handlers see a request before its body is read: the checksum or
+		// token is checked first, then the body is read within its bound
+		// (readBody). Only the first 8 KiB arrive with the headers.
+		StreamRequestBody:            true,
+		DisablePreParseMultipartForm: true,
+		ReadBufferSize:               readBufferSize,
+		ReadTimeout:                  60 * time.Second,
+		WriteTimeout:                 60 * time.Second,
+		IdleTimeout:                  120 * time.Second,
+		NoDefaultDate:                false,
+		Logger:                       slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
 		// Keep-alive clients are told to reconnect (to another peer) when
 		// this one stops, instead of finding the connection cut.
 		CloseOnShutdown: true,
@@ -121,8 +144,17 @@ var (
 	prefixAdmin    = []byte("/api/v1/")
 )
 
-// Handle routes one request.
+// Handle serves one request; a panic in it becomes an error answer.
 func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
+	defer s.recoverRequest(ctx)
+	if s.beforeRoute != nil {
+		s.beforeRoute(ctx)
+	}
+	s.route(ctx)
+}
+
+// route routes one request.
+func (s *Server) route(ctx *fasthttp.RequestCtx) {
 	if s.draining.Load() {
 		ctx.SetConnectionClose()
 	}
@@ -173,18 +205,10 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	}
 }
 
-// clientIP is the caller's address: the proxy's X-Forwarded-For when
-// running behind one (ReverseProxy), else the connection's.
+// clientIP is the caller's address (clientAddr): X-Forwarded-For only
+// from a trusted proxy.
 func (s *Server) clientIP(ctx *fasthttp.RequestCtx) net.IP {
-	if s.cfg.ReverseProxy {
-		if xff := string(ctx.Request.Header.Peek("X-Forwarded-For")); xff != "" {
-			first, _, _ := strings.Cut(xff, ",")
-			if ip := net.ParseIP(strings.TrimSpace(first)); ip != nil {
-				return ip
-			}
-		}
-	}
-	return ctx.RemoteIP()
+	return net.IP(s.clientAddr(ctx).AsSlice())
 }
 
 // requestContext bounds work done for one request.

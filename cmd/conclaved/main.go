@@ -65,8 +65,10 @@ peers replicate backends, frontends and meetings with Raft.
 
 Environment-only settings: CONCLAVE_API_JWT_SECRET, CONCLAVE_GOSSIP_KEY,
 CONCLAVE_LOG_LEVEL, CONCLAVE_LOG_FORMAT, CONCLAVE_REVERSE_PROXY_MODE,
-CONCLAVE_CALLBACK_URL (how BBB nodes reach this peer for callbacks;
-default http://<http-advertise>).`,
+CONCLAVE_TRUSTED_PROXIES (comma-separated CIDRs or IPs of the reverse
+proxies whose X-Forwarded-For is believed in reverse-proxy mode; default
+loopback only), CONCLAVE_CALLBACK_URL (how BBB nodes reach this peer for
+callbacks; default http://<http-advertise>).`,
 		Version:       version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -112,6 +114,10 @@ func run(o options) error {
 		o.raftAdvertise = advertiseFor(o.raftAddr)
 	}
 	jwtSecret := os.Getenv("CONCLAVE_API_JWT_SECRET")
+	trustedProxies, err := gateway.ParseTrustedProxies(os.Getenv("CONCLAVE_TRUSTED_PROXIES"))
+	if err != nil {
+		return fmt.Errorf("CONCLAVE_TRUSTED_PROXIES: %w", err)
+	}
 	logger = logger.With("peer", o.id)
 	gkey, err := gossipKey(o.gossipAddr)
 	if err != nil {
@@ -145,7 +151,7 @@ func run(o options) error {
 	stopGossip := make(chan struct{})
 	go joinPeersGossip(gossip, node, o.id, stopGossip, logger)
 	srv := gateway.New(gateway.Config{
-		JWTSecret: jwtSecret, ReverseProxy: cli.ParseBool(os.Getenv("CONCLAVE_REVERSE_PROXY_MODE")),
+		JWTSecret: jwtSecret, ReverseProxy: cli.ParseBool(os.Getenv("CONCLAVE_REVERSE_PROXY_MODE")), TrustedProxies: trustedProxies,
 		MaxBodySize: o.maxBody, Logger: logger, Version: version,
 		CallbackBase: callbackBase(o), Loads: gossipLoads{gossip},
 	}, node)
