@@ -8,14 +8,23 @@ import (
 )
 
 // serveInternal answers peer-to-peer calls. They need a peer (or admin)
-// token, or, with no JWT secret configured, a loopback caller.
+// token, or, with no JWT secret configured, a loopback caller. Under peer
+// TLS they must also arrive over mutual TLS (the peer server only hands
+// over connections with a certificate from the cluster CA); with no JWT
+// secret that certificate is the credential.
 func (s *Server) serveInternal(ctx *fasthttp.RequestCtx, op string) {
+	if s.cfg.PeerTLS != nil && !ctx.IsTLS() {
+		writeError(ctx, fasthttp.StatusForbidden, "forbidden", "peer calls need mutual TLS with a certificate from the cluster CA")
+		return
+	}
 	if !ctx.IsPost() {
 		writeError(ctx, fasthttp.StatusMethodNotAllowed, "invalid", "peer calls are POST")
 		return
 	}
-	if _, ok := s.authorize(ctx, auth.ScopePeer); !ok {
-		return
+	if !(ctx.IsTLS() && s.cfg.JWTSecret == "") {
+		if _, ok := s.authorize(ctx, auth.ScopePeer); !ok {
+			return
+		}
 	}
 	// Read within its bound, after the token: peers' calls are small, and
 	// not gated per address (one peer forwards many creates at once).

@@ -21,6 +21,7 @@ import (
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
 	"github.com/conclave-lb/conclave/auth"
+	"github.com/conclave-lb/conclave/internal/peertls"
 	"github.com/conclave-lb/conclave/raftnode"
 )
 
@@ -52,6 +53,9 @@ type Config struct {
 	// CallbackBase is this peer's URL as backends reach it (e.g.
 	// http://peer1:42353); when set, BBB's callbacks are relayed through it.
 	CallbackBase string
+	// PeerTLS, when set, serves the peer-to-peer routes over mutual TLS
+	// on the same port and refuses them in plain HTTP (peerserver.go).
+	PeerTLS *peertls.Config
 }
 
 // DefaultMaxBodySize fits a create with a few inline slides.
@@ -63,6 +67,7 @@ type Server struct {
 	cluster    Cluster
 	log        *slog.Logger
 	srv        *fasthttp.Server
+	peerSrv    *fasthttp.Server // peer routes over mutual TLS (nil without PeerTLS)
 	metrics    *metrics
 	promH      fasthttp.RequestHandler
 	bc         *fasthttp.Client  // calls to backends
@@ -122,6 +127,9 @@ func New(cfg Config, cluster Cluster) *Server {
 		// this one stops, instead of finding the connection cut.
 		CloseOnShutdown: true,
 	}
+	if cfg.PeerTLS != nil {
+		s.peerSrv = s.newPeerServer()
+	}
 	return s
 }
 
@@ -132,10 +140,23 @@ func New(cfg Config, cluster Cluster) *Server {
 func (s *Server) Drain() { s.draining.Store(true) }
 
 // Serve accepts connections on ln until Shutdown.
-func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
+func (s *Server) Serve(ln net.Listener) error {
+	if s.cfg.PeerTLS != nil {
+		return s.servePeerTLS(ln, s.cfg.PeerTLS)
+	}
+	return s.srv.Serve(ln)
+}
 
 // Shutdown stops accepting and waits for open requests.
-func (s *Server) Shutdown(ctx context.Context) error { return s.srv.ShutdownWithContext(ctx) }
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.srv.ShutdownWithContext(ctx)
+	if s.peerSrv != nil {
+		if perr := s.peerSrv.ShutdownWithContext(ctx); err == nil {
+			err = perr
+		}
+	}
+	return err
+}
 
 var (
 	prefixBBB      = []byte("/bigbluebutton/api")

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/conclave-lb/conclave/fsm"
+	"github.com/conclave-lb/conclave/internal/peertls"
 )
 
 // InternalPrefix is where the gateway mounts ServeInternal.
@@ -135,22 +136,32 @@ func IsNotFound(err error) bool {
 }
 
 type peerClient struct {
-	http  *http.Client
-	token func() string
+	http   *http.Client
+	token  func() string
+	scheme string // "http://", or "https://" under mutual TLS
 }
 
-func newPeerClient(token func() string) *peerClient {
+// newPeerClient calls other peers' internal routes: over mutual TLS (this
+// peer's certificate, the other's verified against the cluster CA) when
+// tc is set, else plain HTTP.
+func newPeerClient(token func() string, tc *peertls.Config) *peerClient {
 	tr := &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     60 * time.Second,
 	}
-	return &peerClient{http: &http.Client{Transport: tr}, token: token}
+	scheme := "http://"
+	if tc != nil {
+		tr.TLSClientConfig = tc.Client()
+		tr.TLSHandshakeTimeout = peertls.HandshakeTimeout
+		scheme = "https://"
+	}
+	return &peerClient{http: &http.Client{Transport: tr}, token: token, scheme: scheme}
 }
 
 // call POSTs body to a peer's internal op and decodes the JSON answer.
 func (c *peerClient) call(ctx context.Context, httpAddr, op string, body []byte, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+httpAddr+InternalPrefix+op, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.scheme+httpAddr+InternalPrefix+op, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}

@@ -23,6 +23,7 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
 	"github.com/conclave-lb/conclave/fsm"
+	"github.com/conclave-lb/conclave/internal/peertls"
 )
 
 // Config configures a Node.
@@ -39,7 +40,10 @@ type Config struct {
 	Join            []string // HTTP addresses of existing peers
 	// PeerToken returns the bearer token for peer-to-peer calls ("" = none).
 	PeerToken func() string
-	Logger    *slog.Logger
+	// TLS, when set, puts the Raft transport and peer-to-peer HTTP calls
+	// under mutual TLS with the cluster CA; nil keeps plain TCP and HTTP.
+	TLS    *peertls.Config
+	Logger *slog.Logger
 	// Timing; zero values take production defaults.
 	HeartbeatTimeout time.Duration
 	ElectionTimeout  time.Duration
@@ -103,7 +107,7 @@ func Open(cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, fsm: fsm.New(), stop: make(chan struct{})}
 	n.rfsm = newRaftFSM(n.fsm)
-	n.client = newPeerClient(cfg.PeerToken)
+	n.client = newPeerClient(cfg.PeerToken, cfg.TLS)
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.ID)
@@ -143,7 +147,11 @@ func Open(cfg Config) (*Node, error) {
 		n.store.Close()
 		return nil, fmt.Errorf("raftnode: advertise address: %w", err)
 	}
-	n.transport, err = raft.NewTCPTransportWithLogger(cfg.RaftBind, addr, 5, 10*time.Second, rc.Logger)
+	if cfg.TLS != nil {
+		n.transport, err = newTLSTransport(cfg.RaftBind, addr, cfg.TLS, rc.Logger, cfg.Logger)
+	} else {
+		n.transport, err = raft.NewTCPTransportWithLogger(cfg.RaftBind, addr, 5, 10*time.Second, rc.Logger)
+	}
 	if err != nil {
 		n.store.Close()
 		return nil, fmt.Errorf("raftnode: raft transport on %s: %w", cfg.RaftBind, err)

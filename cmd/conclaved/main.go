@@ -31,6 +31,7 @@ type options struct {
 	join                                                                        []string
 	maxBody                                                                     int
 	recordingSync                                                               time.Duration
+	tls                                                                         tlsOptions
 }
 
 var envFlags = cli.EnvFlags{
@@ -45,6 +46,9 @@ var envFlags = cli.EnvFlags{
 	"join":            "CONCLAVE_JOIN",
 	"max-body":        "CONCLAVE_MAX_BODY",
 	"recordings-sync": "CONCLAVE_RECORDINGS_SYNC",
+	"tls-ca":          "CONCLAVE_TLS_CA",
+	"tls-cert":        "CONCLAVE_TLS_CERT",
+	"tls-key":         "CONCLAVE_TLS_KEY",
 }
 
 func main() {
@@ -92,6 +96,7 @@ callbacks; default http://<http-advertise>).`,
 	f.StringSliceVar(&o.join, "join", nil, "comma-separated HTTP addresses of existing peers to join")
 	f.IntVar(&o.maxBody, "max-body", gateway.DefaultMaxBodySize, "largest request body accepted, in bytes")
 	f.DurationVar(&o.recordingSync, "recordings-sync", 30*time.Second, "how often the leader syncs the recordings index from every backend (callbacks update it at once)")
+	addTLSFlags(f, &o.tls)
 	envFlags.Annotate(f)
 	return cmd
 }
@@ -119,6 +124,10 @@ func run(o options) error {
 		return fmt.Errorf("CONCLAVE_TRUSTED_PROXIES: %w", err)
 	}
 	logger = logger.With("peer", o.id)
+	peerTLS, err := o.tls.peerTLS(o.raftAddr, o.raftAdvertise, logger)
+	if err != nil {
+		return err
+	}
 	gkey, err := gossipKey(o.gossipAddr)
 	if err != nil {
 		return err
@@ -141,7 +150,7 @@ func run(o options) error {
 	node, err := raftnode.Open(raftnode.Config{
 		ID: o.id, DataDir: o.dataDir, RaftBind: o.raftAddr, RaftAdvertise: o.raftAdvertise,
 		HTTPAdvertise: o.httpAdvertise, GossipAdvertise: advertiseFor(o.gossipAddr), Bootstrap: o.bootstrap, Join: o.join,
-		PeerToken: auth.PeerTokenSource(jwtSecret, o.id), Logger: logger,
+		PeerToken: auth.PeerTokenSource(jwtSecret, o.id), TLS: peerTLS, Logger: logger,
 	})
 	if err != nil {
 		ln.Close()
@@ -153,7 +162,7 @@ func run(o options) error {
 	srv := gateway.New(gateway.Config{
 		JWTSecret: jwtSecret, ReverseProxy: cli.ParseBool(os.Getenv("CONCLAVE_REVERSE_PROXY_MODE")), TrustedProxies: trustedProxies,
 		MaxBodySize: o.maxBody, Logger: logger, Version: version,
-		CallbackBase: callbackBase(o), Loads: gossipLoads{gossip},
+		CallbackBase: callbackBase(o), Loads: gossipLoads{gossip}, PeerTLS: peerTLS,
 	}, node)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -162,7 +171,7 @@ func run(o options) error {
 	go srv.RunHealth(healthCtx, gateway.DefaultHealth)
 	go srv.RunRecordingSync(healthCtx, o.recordingSync)
 	logger.Info("conclaved started", "version", version, "http", o.listenHTTP, "raft", o.raftAdvertise,
-		"bootstrap", o.bootstrap, "join", strings.Join(o.join, ","), "admin_auth", jwtSecret != "")
+		"bootstrap", o.bootstrap, "join", strings.Join(o.join, ","), "admin_auth", jwtSecret != "", "peer_tls", peerTLS != nil)
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
