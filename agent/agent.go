@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/conclave-lb/conclave/auth"
 	"github.com/conclave-lb/conclave/bbb"
 	"github.com/conclave-lb/conclave/discovery"
 	"github.com/conclave-lb/conclave/fsm"
@@ -69,7 +70,9 @@ type Agent struct {
 	load discovery.Meta // last polled load (Seq unset)
 
 	registered atomic.Bool
+	signing    atomic.Bool // the load key is set: gossiped load is signed
 	polls      atomic.Int64
+	hostPort   string // the BBB server's host:port, as agent tokens name it
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -118,6 +121,7 @@ func Start(cfg Config) (*Agent, error) {
 		a.adminc = &http.Client{Timeout: adminTimeout}
 	}
 	a.load = discovery.Meta{Role: discovery.RoleAgent, APIURL: u, LoadFactor: cfg.LoadFactor}
+	a.hostPort, _ = auth.HostPort(u)
 
 	g := cfg.Gossip
 	g.Meta = a.load
@@ -138,6 +142,13 @@ func Start(cfg Config) (*Agent, error) {
 	if cfg.Autoregister {
 		a.wg.Add(1)
 		go a.registerLoop(ctx)
+	}
+	if cfg.APIToken != "" {
+		a.wg.Add(1)
+		go a.loadKeyLoop(ctx)
+	} else {
+		a.log.Warn("no CONCLAVE_API_TOKEN: peers with a JWT secret ignore this agent's load (they need it signed with the key an agent token gets)",
+			"token_subject", a.hostPort)
 	}
 	return a, nil
 }
@@ -356,7 +367,7 @@ func (a *Agent) register(ctx context.Context, peer string) (done, refused bool) 
 		a.log.Info("autoregister: already registered", "peer", peer, "bbb_api", a.cfg.APIURL)
 		return true, false
 	case http.StatusUnauthorized, http.StatusForbidden:
-		hint := "set CONCLAVE_API_TOKEN to a token with scope conclave:agent (subject: this BBB host) or conclave:admin"
+		hint := "set CONCLAVE_API_TOKEN to a token with scope conclave:agent (subject: " + a.hostPort + ", this BBB server's host:port) or conclave:admin"
 		if a.cfg.APIToken == "" {
 			hint = "no CONCLAVE_API_TOKEN is set; " + hint
 		}

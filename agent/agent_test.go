@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"github.com/conclave-lb/conclave/test/harness"
@@ -233,6 +234,11 @@ type adminStub struct {
 	mu     sync.Mutex
 	reqs   []recorded
 	status []int // answers in turn; the last one repeats
+	// Load-key requests are kept apart; they get keyStatus (default 409:
+	// no JWT secret) and, with 200, key.
+	keyReqs   []recorded
+	keyStatus int
+	key       []byte
 }
 
 type recorded struct {
@@ -245,6 +251,19 @@ func newAdminStub(t *testing.T, status ...int) *adminStub {
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		s.mu.Lock()
+		if r.URL.Path == loadKeyPath {
+			s.keyReqs = append(s.keyReqs, recorded{r.Method, r.URL.Path, r.Header.Get("Authorization"), r.Header.Get("Content-Type"), body})
+			code, key := s.keyStatus, s.key
+			s.mu.Unlock()
+			if code == 0 {
+				code = http.StatusConflict
+			}
+			w.WriteHeader(code)
+			if code == http.StatusOK {
+				fmt.Fprintf(w, `{"key":%q,"host_port":"x:1"}`, base64.StdEncoding.EncodeToString(key))
+			}
+			return
+		}
 		s.reqs = append(s.reqs, recorded{r.Method, r.URL.Path, r.Header.Get("Authorization"), r.Header.Get("Content-Type"), body})
 		code := s.status[min(len(s.reqs), len(s.status))-1]
 		s.mu.Unlock()

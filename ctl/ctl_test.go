@@ -352,12 +352,12 @@ func TestTokenCommand(t *testing.T) {
 		t.Fatal("verified with the wrong secret")
 	}
 
-	out, _, err = run(t, "token", "--scope", auth.ScopeAgent, "--subject", "node1.example.org", "--ttl", "10m")
+	out, _, err = run(t, "token", "--scope", auth.ScopeAgent, "--subject", "Node1.example.org:443", "--ttl", "10m")
 	if err != nil {
 		t.Fatal(err)
 	}
 	c, err = auth.Verify("jwt-secret", strings.TrimSpace(out))
-	if err != nil || !c.HasScope(auth.ScopeAgent) || c.HasScope(auth.ScopeAdmin) || c.Subject != "node1.example.org" {
+	if err != nil || !c.HasScope(auth.ScopeAgent) || c.HasScope(auth.ScopeAdmin) || c.Subject != "node1.example.org:443" {
 		t.Fatalf("agent token: %+v %v", c, err)
 	}
 	if d := time.Until(c.ExpiresAt.Time); d < 9*time.Minute || d > 11*time.Minute {
@@ -370,7 +370,8 @@ func TestTokenCommand(t *testing.T) {
 	}
 	for _, args := range [][]string{
 		{"token", "--scope", "conclave:root"},
-		{"token", "--scope", auth.ScopeAgent}, // no --subject
+		{"token", "--scope", auth.ScopeAgent},                                   // no --subject
+		{"token", "--scope", auth.ScopeAgent, "--subject", "node1.example.org"}, // no port
 		{"token", "--ttl", "-1h"},
 		{"token", "--ttl", "soon"},
 	} {

@@ -608,7 +608,8 @@ func tokenCommand() *cobra.Command {
 		Short: "Print a JWT for the admin API, signed with " + EnvJWTSecret,
 		Long: `Print a JWT for the admin API, signed with ` + EnvJWTSecret + ` (HS256).
 Scopes: conclave:admin (everything) or conclave:agent (register a backend and
-change its own; --subject must be the backend URL's host, e.g. node1.example.org).`,
+change its own; --subject must be the backend URL's host:port, e.g.
+bbb1.example.org:443 for https://bbb1.example.org/bigbluebutton/api/).`,
 		Args: nargs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			secret := os.Getenv(EnvJWTSecret)
@@ -620,8 +621,15 @@ change its own; --subject must be the backend URL's host, e.g. node1.example.org
 			default:
 				return fmt.Errorf("unknown scope %q (want %s or %s)", scope, auth.ScopeAdmin, auth.ScopeAgent)
 			}
-			if scope == auth.ScopeAgent && !cmd.Flags().Changed("subject") {
-				return errors.New("an agent token must name its node: --subject HOST (the backend URL's host)")
+			if scope == auth.ScopeAgent {
+				if !cmd.Flags().Changed("subject") {
+					return errors.New("an agent token must name its node: --subject HOST:PORT (the backend URL's host and port)")
+				}
+				hp, err := auth.CanonicalHostPort(subject)
+				if err != nil {
+					return fmt.Errorf("--subject %q: an agent token names its node's host AND port, e.g. bbb1.example.org:443", subject)
+				}
+				subject = hp
 			}
 			if ttl < 0 {
 				return errors.New("--ttl must not be negative (0: no expiry)")
@@ -636,6 +644,6 @@ change its own; --subject must be the backend URL's host, e.g. node1.example.org
 	}
 	cmd.Flags().StringVar(&scope, "scope", auth.ScopeAdmin, "conclave:admin or conclave:agent")
 	cmd.Flags().DurationVar(&ttl, "ttl", 24*time.Hour, "lifetime (0: no expiry)")
-	cmd.Flags().StringVar(&subject, "subject", "conclavectl", "who the token is for (agents: their node's host)")
+	cmd.Flags().StringVar(&subject, "subject", "conclavectl", "who the token is for (agents: their node's host:port)")
 	return cmd
 }

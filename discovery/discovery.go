@@ -48,6 +48,15 @@ type Config struct {
 	// table with Alive=false (default 10 minutes).
 	DeadRetention time.Duration
 
+	// LoadKey, when set, makes this member verify agents' load reports
+	// (see loadauth.go): it returns the load key for a report's BBB API
+	// URL, or nil when none can be derived. Nil: reports are taken as they
+	// come (unauthenticated; clusters without a JWT secret).
+	LoadKey func(apiURL string) []byte
+	// LoadWindow is how far a signed report's time may be from this
+	// member's clock (default DefaultLoadWindow).
+	LoadWindow time.Duration
+
 	tune func(*memberlist.Config) // tests: adjust memberlist's config last
 }
 
@@ -59,6 +68,9 @@ type Member struct {
 	Alive      bool      `json:"alive"`
 	Updated    time.Time `json:"updated"`               // when this node last saw its meta change (a new Seq counts)
 	LeftOrDead time.Time `json:"left_or_dead,omitzero"` // when it died or left (zero while alive)
+	// Rejected is why this member's last load report was dropped (empty
+	// when it was taken); Meta is then its last good report, if any.
+	Rejected string `json:"rejected,omitempty"`
 }
 
 // timings holds the durations that differ between Fast and normal mode.
@@ -96,9 +108,16 @@ type Node struct {
 	urgent  bool   // owed changes more than the load: gossip it now
 	seq     uint64
 	kick    chan struct{}
+	signKey []byte // agents: the load key every published meta is signed with
+	owedT   int64  // Time of the owed meta
+	wireT   int64  // Time of the last gossiped meta
 
-	mu      sync.RWMutex
-	members map[string]*entry
+	mu       sync.RWMutex
+	members  map[string]*entry
+	window   time.Duration             // LoadWindow
+	urlSeq   map[string]urlSeen        // newest accepted report per API URL
+	warned   map[string]time.Time      // last rejection logged, per member
+	rejected map[string]*atomic.Uint64 // rejected reports by reason
 
 	lifeMu sync.Mutex // serialises UpdateNode, Leave and Shutdown
 	left   bool
@@ -137,6 +156,14 @@ func Start(cfg Config) (*Node, error) {
 	n := &Node{
 		cfg: cfg, name: cfg.Name, t: normalTimings, retention: cfg.DeadRetention,
 		kick: make(chan struct{}, 1), members: map[string]*entry{}, stop: make(chan struct{}),
+		window: cfg.LoadWindow, urlSeq: map[string]urlSeen{}, warned: map[string]time.Time{},
+		rejected: map[string]*atomic.Uint64{},
+	}
+	if n.window <= 0 {
+		n.window = DefaultLoadWindow
+	}
+	for _, r := range RejectReasons {
+		n.rejected[r] = new(atomic.Uint64)
 	}
 	if cfg.Fast {
 		n.t = fastTimings
@@ -293,9 +320,17 @@ func (n *Node) LocalMeta() Meta {
 // the new Seq directly (and move the member's Updated), nobody else does.
 // Agents do this on every poll, so on the peers a live agent's Updated is
 // never much older than its poll interval.
-func (n *Node) UpdateMeta(m Meta) error {
+func (n *Node) UpdateMeta(m Meta) error { return n.update(m, false) }
+
+// update is UpdateMeta; force gossips the meta at once (a new signing key).
+func (n *Node) update(m Meta, force bool) error {
 	n.metaMu.Lock()
 	m.Seq = n.seq + 1
+	m.Time, m.MAC = 0, ""
+	now := time.Now()
+	if n.signKey != nil {
+		SignMeta(&m, n.signKey, now)
+	}
 	b, err := EncodeMeta(m)
 	if err != nil {
 		n.metaMu.Unlock()
@@ -304,12 +339,15 @@ func (n *Node) UpdateMeta(m Meta) error {
 	prev := n.meta
 	n.seq = m.Seq
 	n.meta, n.latest, n.pending = m, b, b
-	prev.Seq = m.Seq
-	if prev != m || n.owed != nil { // a bare refresh (same content) is not gossiped
-		n.owed = b
+	// A bare refresh (same content) is not gossiped, except that a signed
+	// meta is re-gossiped before its time goes stale for peers that learn
+	// it by push/pull.
+	refresh := n.signKey != nil && now.Unix()-n.wireT >= int64(n.window/3/time.Second)
+	if !sameContent(prev, m) || n.owed != nil || refresh || force {
+		n.owed, n.owedT = b, m.Time
 	}
 	if prev.Role != m.Role || prev.HTTPAddr != m.HTTPAddr || prev.APIURL != m.APIURL ||
-		prev.BBBUp != m.BBBUp || prev.LoadFactor != m.LoadFactor {
+		prev.BBBUp != m.BBBUp || prev.LoadFactor != m.LoadFactor || force {
 		n.urgent = true
 	}
 	n.metaMu.Unlock()
@@ -347,7 +385,7 @@ func (n *Node) publishLoop() {
 		due := owed != nil && (n.urgent || now.Sub(lastGossip) >= n.t.gossipEvery)
 		n.pending = nil
 		if due {
-			n.wire, n.owed, n.urgent = owed, nil, false
+			n.wire, n.owed, n.urgent, n.wireT = owed, nil, false, n.owedT
 		}
 		n.metaMu.Unlock()
 
@@ -422,13 +460,41 @@ func (n *Node) receiveDirect(msg []byte) {
 	if err != nil {
 		return
 	}
+	now := time.Now()
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	e, ok := n.members[name]
 	if !ok || !e.m.Alive || meta.Seq <= e.m.Meta.Seq {
+		n.mu.Unlock()
 		return
 	}
-	e.raw, e.m.Meta, e.m.Updated = slices.Clone(raw), meta, time.Now()
+	if n.checks(&meta) {
+		switch v, reason := n.admitLocked(name, &meta, now); v {
+		case ignore:
+			n.mu.Unlock()
+			return
+		case reject:
+			logIt := n.rejectedLocked(name, reason, now)
+			e.m.Rejected = reason
+			n.mu.Unlock()
+			if logIt {
+				n.logRejected(name, e.m.Addr, meta.APIURL, reason)
+			}
+			return
+		}
+	}
+	e.raw, e.m.Meta, e.m.Updated, e.m.Rejected = slices.Clone(raw), meta, now, ""
+	n.mu.Unlock()
+}
+
+// checks reports whether meta is an agent's load report this member must
+// verify before taking it.
+func (n *Node) checks(meta *Meta) bool {
+	return n.cfg.LoadKey != nil && meta.Role == RoleAgent
+}
+
+func (n *Node) logRejected(member, addr, apiURL, reason string) {
+	n.log.Warn("gossip load report rejected: not signed with the load key of an agent token for this backend",
+		"member", member, "addr", addr, "api_url", apiURL, "reason", reason)
 }
 
 // isolated reports whether no other live peer is in the table.
@@ -706,19 +772,49 @@ func (n *Node) upsert(node *memberlist.Node, join bool) {
 	ent.m.Addr = addr
 	ent.m.Alive, ent.m.LeftOrDead = true, time.Time{}
 	var bad error
+	var rejected string
+	logRejected := false
 	if !ok || string(ent.raw) != string(node.Meta) {
 		meta, err := DecodeMeta(node.Meta)
 		bad = err
 		// A direct message may have brought a newer meta already; gossip
 		// does not take the row back (Seq grows across restarts, too).
 		if join || !wasAlive || err != nil || meta.Seq > ent.m.Meta.Seq {
-			ent.raw, ent.m.Meta, ent.m.Updated = slices.Clone(node.Meta), meta, now
+			v := accept
+			if err == nil && n.checks(&meta) {
+				v, rejected = n.admitLocked(node.Name, &meta, now)
+			}
+			switch v {
+			case accept:
+				ent.raw, ent.m.Meta, ent.m.Updated, ent.m.Rejected = slices.Clone(node.Meta), meta, now, ""
+			case ignore:
+				ent.raw = slices.Clone(node.Meta)
+				if join {
+					ent.m.Updated = now
+				}
+			case reject:
+				// The last good report stands; a member with none shows
+				// as an agent with no URL, so it carries no load.
+				ent.raw = slices.Clone(node.Meta)
+				ent.m.Rejected = rejected
+				if ent.m.Meta.Role != RoleAgent || !ok {
+					ent.m.Meta = Meta{Role: RoleAgent}
+				}
+				logRejected = n.rejectedLocked(node.Name, rejected, now)
+			}
 		}
 	} else if join {
 		ent.m.Updated = now
 	}
 	role := ent.m.Meta.Role
 	n.mu.Unlock()
+	if logRejected {
+		var apiURL string
+		if m, err := DecodeMeta(node.Meta); err == nil {
+			apiURL = m.APIURL
+		}
+		n.logRejected(node.Name, addr, apiURL, rejected)
+	}
 	if join && !wasAlive && node.Name != n.name && role == RolePeer {
 		// A peer that just (re)appeared gets our current meta straight away,
 		// not only the last gossiped one.

@@ -36,6 +36,12 @@ type Meta struct {
 	LoadFactor float64 `json:"load_factor"`
 	BBBUp      bool    `json:"bbb_up"` // the agent reached its BBB API on the last poll
 	Seq        uint64  `json:"seq"`    // increases with every update of this member
+
+	// An agent's load report is signed (see SignMeta): Time is when it was
+	// made (unix seconds), MAC a truncated HMAC-SHA256 over the report
+	// under the agent's load key. The key itself never travels in gossip.
+	Time int64  `json:"time,omitempty"`
+	MAC  string `json:"mac,omitempty"`
 }
 
 // wireMeta is Meta on the wire: JSON with short keys, zero values left out.
@@ -49,6 +55,8 @@ type wireMeta struct {
 	LF float64 `json:"lf,omitempty"`
 	Up bool    `json:"up,omitempty"`
 	S  uint64  `json:"s,omitempty"`
+	T  int64   `json:"t,omitempty"`
+	K  string  `json:"k,omitempty"`
 }
 
 // ErrMetaTooLarge is returned for a Meta whose encoding exceeds MaxMetaSize.
@@ -62,7 +70,7 @@ func EncodeMeta(m Meta) ([]byte, error) {
 	}
 	b, err := json.Marshal(wireMeta{
 		R: m.Role, H: m.HTTPAddr, U: m.APIURL, M: m.Meetings, A: m.Attendees, V: m.Videos,
-		LF: m.LoadFactor, Up: m.BBBUp, S: m.Seq,
+		LF: m.LoadFactor, Up: m.BBBUp, S: m.Seq, T: m.Time, K: m.MAC,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("discovery: encode meta: %w", err)
@@ -84,7 +92,7 @@ func DecodeMeta(b []byte) (Meta, error) {
 		return Meta{}, fmt.Errorf("discovery: decode meta: %w", err)
 	}
 	m := Meta{Role: w.R, HTTPAddr: w.H, APIURL: w.U, Meetings: w.M, Attendees: w.A, Videos: w.V,
-		LoadFactor: w.LF, BBBUp: w.Up, Seq: w.S}
+		LoadFactor: w.LF, BBBUp: w.Up, Seq: w.S, Time: w.T, MAC: w.K}
 	if m.Role == RoleAgent && m.APIURL != "" {
 		if u, err := fsm.NormalizeBackendURL(m.APIURL); err == nil {
 			m.APIURL = u

@@ -122,7 +122,8 @@ func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 	method := string(ctx.Method())
 	// Agents may register a backend and change their own; all else is admin.
 	scope := auth.ScopeAdmin
-	if parts[0] == "backends" && (method == "POST" && len(parts) == 1 || method == "PATCH" && len(parts) == 2) {
+	if parts[0] == "backends" && (method == "POST" && len(parts) == 1 || method == "PATCH" && len(parts) == 2) ||
+		isLoadKeyRoute(parts, method) {
 		scope = auth.ScopeAgent
 	}
 	claims, ok := s.authorize(ctx, scope)
@@ -173,6 +174,8 @@ func (a *adminRequest) route() {
 		a.joinPeer()
 	case p[0] == "peers" && n == 2 && m == "DELETE":
 		a.removePeer(p[1])
+	case isLoadKeyRoute(p, m):
+		a.agentLoadKey()
 	case p[0] == "backends" && n == 1 && m == "GET":
 		a.listBackends()
 	case p[0] == "backends" && n == 1 && m == "POST":
@@ -327,13 +330,13 @@ func (a *adminRequest) withBackend(ref string, fn func(fsm.Backend)) {
 }
 
 // agentOwns reports whether an agent token may change backend b: its
-// subject must be the backend's host. Admin tokens may change any.
+// subject must be the backend URL's host:port (a bare host is refused).
+// Admin tokens may change any.
 func (a *adminRequest) agentOwns(backendURL string) bool {
 	if a.claims.HasScope(auth.ScopeAdmin) {
 		return true
 	}
-	u, err := url.Parse(backendURL)
-	return err == nil && a.claims.Subject != "" && (a.claims.Subject == u.Host || a.claims.Subject == u.Hostname())
+	return auth.AgentMayChange(a.claims.Subject, backendURL)
 }
 
 type addBackendRequest struct {
@@ -353,7 +356,10 @@ func (a *adminRequest) addBackend() {
 		return
 	}
 	if !a.agentOwns(norm) {
-		writeError(a.ctx, 403, "forbidden", "an agent token may only register its own node")
+		writeError(a.ctx, 403, "forbidden", "an agent token may only register its own node (subject host:port = the URL's)")
+		return
+	}
+	if a.isPeerAddress(norm) {
 		return
 	}
 	if !a.checked(fsm.CheckBackendSettings(fsm.BackendSettings{}, req.Settings)) {

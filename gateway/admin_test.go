@@ -52,7 +52,7 @@ func TestAdminAuth(t *testing.T) {
 	if r := do(secured, "127.0.0.1", "GET", "/api/v1/backends", other, ""); r.StatusCode() != 401 {
 		t.Fatalf("token of another secret: %d", r.StatusCode())
 	}
-	agent, _ := auth.Mint("jwt-s3cret", "node1.example.org", []string{auth.ScopeAgent}, 0)
+	agent, _ := auth.Mint("jwt-s3cret", "node1.example.org:443", []string{auth.ScopeAgent}, 0)
 	if r := do(secured, "10.0.0.1", "POST", "/api/v1/frontends", agent, `{"key":"k","secret":"s"}`); r.StatusCode() != 403 {
 		t.Fatalf("agent adding a frontend: %d", r.StatusCode())
 	}

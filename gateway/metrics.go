@@ -83,6 +83,11 @@ func newMetrics(reg *prometheus.Registry, cluster Cluster, loads LoadSource) *me
 	for _, r := range []string{"no_backend", "no_tagged_backend", "backends_failed", "no_quorum"} {
 		m.placeFailures.WithLabelValues(r)
 	}
+	// A load source may bring its own metrics (the gossip layer counts the
+	// agents' load reports it rejected).
+	if c, ok := loads.(prometheus.Collector); ok {
+		reg.MustRegister(c)
+	}
 	mc, _ := loads.(MemberCounter)
 	reg.MustRegister(&stateCollector{cluster: cluster, members: mc})
 	return m

@@ -67,7 +67,9 @@ Environment-only settings:
   BBB_CONFIG_OVERRIDE   overrides whose keys win (default ` + agent.DefaultOverridePath + `, if it exists)
   CONCLAVE_LOAD_FACTOR  this server's load factor (default 1.0)
   CONCLAVE_GOSSIP_KEY   base64 AES key (16/24/32 bytes), the same as the peers'
-  CONCLAVE_API_TOKEN    bearer token for autoregistration (scope conclave:agent or conclave:admin)
+  CONCLAVE_API_TOKEN    agent token (scope conclave:agent, subject this BBB API's host:port): fetches
+                        the key the load is signed with (peers with a JWT secret ignore unsigned
+                        load) and autoregisters
   CONCLAVE_LOG_LEVEL, CONCLAVE_LOG_FORMAT`,
 		Version:       version,
 		Args:          cobra.NoArgs,

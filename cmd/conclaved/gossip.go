@@ -8,6 +8,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/conclave-lb/conclave/auth"
 	"github.com/conclave-lb/conclave/discovery"
 	"github.com/conclave-lb/conclave/gateway"
 	"github.com/conclave-lb/conclave/raftnode"
@@ -73,5 +76,38 @@ func joinPeersGossip(g *discovery.Node, node *raftnode.Node, self string, stop <
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// gossipLoadKey is discovery.Config.LoadKey for this peer: the load key of
+// a report's host:port, derived from the JWT secret (auth.AgentLoadKey).
+// Without a JWT secret there is nothing to verify with: reports are taken
+// as they come, which is logged once.
+func gossipLoadKey(jwtSecret string, log *slog.Logger) func(apiURL string) []byte {
+	if jwtSecret == "" {
+		log.Warn("no CONCLAVE_API_JWT_SECRET: agents' gossiped load is unauthenticated; " +
+			"anyone holding the gossip key can report any backend's load (set a JWT secret and give agents agent tokens)")
+		return nil
+	}
+	return func(apiURL string) []byte {
+		hp, err := auth.HostPort(apiURL)
+		if err != nil {
+			return nil
+		}
+		return auth.AgentLoadKey(jwtSecret, hp)
+	}
+}
+
+var descGossipRejected = prometheus.NewDesc("conclave_gossip_reports_rejected_total",
+	"Agents' gossiped load reports this peer dropped, by reason (unsigned, bad_signature, stale, replay, bad_url).",
+	[]string{"reason"}, nil)
+
+// Describe and Collect make the member table's rejection counts a metric
+// (the gateway registers a LoadSource that is a prometheus.Collector).
+func (g gossipLoads) Describe(ch chan<- *prometheus.Desc) { ch <- descGossipRejected }
+
+func (g gossipLoads) Collect(ch chan<- prometheus.Metric) {
+	for reason, n := range g.n.RejectedReports() {
+		ch <- prometheus.MustNewConstMetric(descGossipRejected, prometheus.CounterValue, float64(n), reason)
 	}
 }

@@ -140,8 +140,9 @@ func run(o options) error {
 	}
 	gossip, err := discovery.Start(discovery.Config{
 		Name: "peer:" + o.id, BindAddr: o.gossipAddr, AdvertiseAddr: advertiseFor(o.gossipAddr), SecretKey: gkey,
-		Meta:   discovery.Meta{Role: discovery.RolePeer, HTTPAddr: o.httpAdvertise},
-		Logger: logger.With("component", "gossip"),
+		Meta:    discovery.Meta{Role: discovery.RolePeer, HTTPAddr: o.httpAdvertise},
+		Logger:  logger.With("component", "gossip"),
+		LoadKey: gossipLoadKey(jwtSecret, logger),
 	})
 	if err != nil {
 		ln.Close()

@@ -155,7 +155,7 @@ func TestGossipKeyAndTokenGuardRegistration(t *testing.T) {
 	dir := t.TempDir()
 	noKey, wrongKey, badToken, good := newFakeNode(t, dir, "nokey"), newFakeNode(t, dir, "wrongkey"), newFakeNode(t, dir, "badtoken"), newFakeNode(t, dir, "good")
 	agentTok := func(n *fakeNode) string {
-		tok, _ := auth.Mint(jwtSecret, strings.Split(n.host, ":")[0], []string{auth.ScopeAgent}, time.Hour)
+		tok, _ := auth.Mint(jwtSecret, n.host, []string{auth.ScopeAgent}, time.Hour)
 		return tok
 	}
 	startAgent(t, c, noKey, "CONCLAVE_API_TOKEN="+agentTok(noKey))
