@@ -25,7 +25,13 @@ type bbbCluster struct {
 const frontendSecret = "moodle-secret"
 
 func startBBBCluster(t *testing.T, nodes int, env ...string) *bbbCluster {
-	c := &bbbCluster{Cluster: harness.StartCluster(t, 3, env...)}
+	return withBBB(t, harness.StartCluster(t, 3, env...), nodes)
+}
+
+// withBBB registers and enables fake BBB nodes and a frontend on a
+// running cluster.
+func withBBB(t *testing.T, hc *harness.Cluster, nodes int) *bbbCluster {
+	c := &bbbCluster{Cluster: hc}
 	for i := 0; i < nodes; i++ {
 		secret := fmt.Sprintf("node%d-secret", i)
 		n, api, host := fakebbb.StartTest(t, secret)

@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/conclave-lb/conclave/internal/pki"
 )
 
 // Binaries are the paths of the built programs.
@@ -90,6 +92,8 @@ type Peer struct {
 	Bootstrap                                bool
 	Join                                     []string
 	c                                        *Cluster
+	certName                                 string // under TLS: the files <certName>.pem, -key.pem
+	certs                                    int    // certificates made for this peer
 	cmd                                      *exec.Cmd
 	done                                     chan struct{}
 }
@@ -101,7 +105,10 @@ type Cluster struct {
 	Dir   string
 	Env   []string // extra environment for every peer, e.g. CONCLAVE_API_JWT_SECRET=…
 	Peers []*Peer
-	mu    sync.Mutex
+	// TLSDir, when set (EnableTLS), holds the cluster CA and the peers'
+	// certificates, and peers start with mutual TLS.
+	TLSDir string
+	mu     sync.Mutex
 }
 
 // NewCluster prepares (but does not start) a cluster in a temp dir.
@@ -118,7 +125,44 @@ func NewCluster(t testing.TB, env ...string) *Cluster {
 // StartCluster starts n peers: the first bootstraps, the others join it,
 // and waits until all n are voters with one leader.
 func StartCluster(t testing.TB, n int, env ...string) *Cluster {
+	return NewCluster(t, env...).start(n)
+}
+
+// StartClusterTLS is StartCluster with mutual TLS between the peers
+// (EnableTLS).
+func StartClusterTLS(t testing.TB, n int, env ...string) *Cluster {
 	c := NewCluster(t, env...)
+	c.EnableTLS()
+	return c.start(n)
+}
+
+// EnableTLS makes a cluster CA in Dir/tls (internal/pki, as conclavectl
+// tls ca create does); peers started from then on get a certificate of
+// their own from it and run with --tls-ca, --tls-cert and --tls-key.
+func (c *Cluster) EnableTLS() {
+	c.T.Helper()
+	dir := filepath.Join(c.Dir, "tls")
+	if _, _, err := pki.WriteCA(dir, 1); err != nil {
+		c.T.Fatal(err)
+	}
+	c.TLSDir = dir
+}
+
+// ReplaceCert gives the peer a new certificate from the cluster CA (new
+// files, new key); it is used from the peer's next Start.
+func (p *Peer) ReplaceCert() {
+	p.c.T.Helper()
+	p.certs++
+	p.certName = fmt.Sprintf("%s-%d", p.ID, p.certs)
+	if _, _, err := pki.WriteCert(p.c.TLSDir, p.certName, nil, 1); err != nil {
+		p.c.T.Fatal(err)
+	}
+}
+
+// CertName is the common name of the peer's current certificate.
+func (p *Peer) CertName() string { return p.certName }
+
+func (c *Cluster) start(n int) *Cluster {
 	first := c.AddPeer("p1", true, nil)
 	for i := 2; i <= n; i++ {
 		c.AddPeer(fmt.Sprintf("p%d", i), false, []string{first.HTTP})
@@ -151,6 +195,14 @@ func (p *Peer) Start() {
 	}
 	if len(p.Join) > 0 {
 		args = append(args, "--join", strings.Join(p.Join, ","))
+	}
+	if p.c.TLSDir != "" {
+		if p.certName == "" {
+			p.ReplaceCert()
+		}
+		args = append(args, "--tls-ca", filepath.Join(p.c.TLSDir, pki.CAFile),
+			"--tls-cert", filepath.Join(p.c.TLSDir, pki.CertFile(p.certName)),
+			"--tls-key", filepath.Join(p.c.TLSDir, pki.KeyFile(p.certName)))
 	}
 	logf, err := os.OpenFile(p.LogPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
