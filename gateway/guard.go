@@ -10,11 +10,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -186,6 +189,7 @@ func parseForwardedAddr(e string) (netip.Addr, bool) {
 // in bytes over all clients. A body holds its place from before it is read
 // until its request has been answered.
 type bodyGate struct {
+	lingering atomic.Int32 // connections in lingerClose
 	mu        sync.Mutex
 	perClient map[netip.Addr]int
 	bytes     int64
@@ -292,21 +296,64 @@ func (s *Server) readBody(ctx *fasthttp.RequestCtx, limit int, gated bool) ([]by
 	body, err := readLimited(ctx, cl, limit)
 	if err != nil {
 		s.gate.release(&hold)
-		ctx.SetConnectionClose()
-		if errors.Is(err, errBodyTooLarge) {
-			s.guard.refused.WithLabelValues(reasonTooLarge).Inc()
+		if errors.Is(err, errBodyTooLarge) { // counted while reading: the client may still be sending
+			s.refuse(ctx, reasonTooLarge)
 			return nil, bodyHold{}, bodyTooLarge
 		}
+		ctx.SetConnectionClose()
 		return nil, bodyHold{}, bodyBroken
 	}
 	return body, hold, bodyOK
 }
 
-// refuse counts a request refused before its body was read and closes the
-// connection after the answer, so the unread body is never taken in.
+// refuse counts a request refused before its body was read; its
+// connection is closed after the answer, so the unread body is never
+// taken in (lingerClose).
 func (s *Server) refuse(ctx *fasthttp.RequestCtx, reason string) {
 	s.guard.refused.WithLabelValues(reason).Inc()
-	ctx.SetConnectionClose()
+	s.lingerClose(ctx)
+}
+
+// Lingering close of refused connections.
+const (
+	lingerTime     = 5 * time.Second
+	lingerBytes    = 64 << 20
+	maxLingering   = 512
+	lingerDiscardN = 32 << 10
+)
+
+// lingerClose ends the connection once the answer is written, as nginx's
+// lingering close does: closing a socket with unread data makes the kernel
+// reset the connection, and a client still sending its body (most do
+// before they read) would get the reset instead of the answer. So the
+// answer is written, the connection half-closed, and what the client still
+// sends is read and dropped (never kept: a small buffer) for at most
+// lingerTime and lingerBytes, before it is closed. Past maxLingering
+// connections at once, the connection is just closed.
+func (s *Server) lingerClose(ctx *fasthttp.RequestCtx) {
+	if s.gate.lingering.Add(1) > maxLingering {
+		s.gate.lingering.Add(-1)
+		ctx.SetConnectionClose()
+		return
+	}
+	raw := ctx.Conn()
+	// The hijack runs after the answer is written; the server closes the
+	// connection when it returns.
+	ctx.Hijack(func(c net.Conn) {
+		defer s.gate.lingering.Add(-1)
+		if cw, ok := raw.(interface{ CloseWrite() error }); ok {
+			_ = cw.CloseWrite()
+		}
+		_ = c.SetReadDeadline(time.Now().Add(lingerTime))
+		buf := make([]byte, lingerDiscardN)
+		for n := 0; n < lingerBytes; {
+			m, err := c.Read(buf)
+			n += m
+			if err != nil {
+				return
+			}
+		}
+	})
 }
 
 // readLimited reads a body of declared length cl (-1: unknown) of at most
