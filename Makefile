@@ -37,6 +37,8 @@ fuzz:
 	$(GO) test ./bbb -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./fsm -run '^$$' -fuzz '^FuzzApply$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./gateway -run '^$$' -fuzz '^FuzzBBBRequest$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./gateway -run '^$$' -fuzz '^FuzzGetRecordingsPaging$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./gateway -run '^$$' -fuzz '^FuzzAdminAPI$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./gateway -run '^$$' -fuzz '^FuzzScanXMLMatchesEncodingXML$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s
 
 # Container tests (three peers on their own addresses, faults, DNS round-robin).

@@ -489,3 +489,19 @@ func TestSettingsLimits(t *testing.T) {
 		t.Fatal("a recording with oversized metadata was stored")
 	}
 }
+
+func TestCapMetaKeepsRecordingsIndexable(t *testing.T) {
+	m := map[string]string{"long": strings.Repeat("v", fsm.MaxSettingsValueLen+1), strings.Repeat("k", fsm.MaxSettingsKeyLen+1): "v"}
+	for i := 0; i < fsm.MaxSettingsKeys+20; i++ {
+		m[fmt.Sprintf("k%03d", i)] = "v"
+	}
+	m = capMeta(m)
+	if len(m) != fsm.MaxSettingsKeys || m["long"] != "" || m["k000"] != "v" || m["k119"] != "" {
+		t.Fatalf("%d entries", len(m))
+	}
+	mc := NewMemCluster()
+	mc.MustApply(&fsm.PutRecordings{Recordings: []fsm.Recording{{RecordID: "r1", Frontend: "fe", BackendID: "b", XML: "<recording/>", Meta: m}}})
+	if _, ok := mc.FSM().Recording("r1"); !ok {
+		t.Fatal("a recording with capped metadata was not stored")
+	}
+}

@@ -40,6 +40,7 @@ func (s *Server) clientMeetingID(frontend, internal string) string {
 // entries: only recordings of known frontends, each element kept as the
 // backend wrote it but with the client's meeting ID.
 func (s *Server) parseRecordings(backend string, doc []byte) ([]fsm.Recording, bool) {
+	doc = hideRelayURLs(doc) // a recording's metadata shows the client's own callback URLs
 	els, err := scanXML(doc, "returncode", "recording", "recordID", "meetingID", "state", "startTime", "metadata")
 	if err != nil {
 		return nil, false
@@ -79,7 +80,7 @@ func (s *Server) parseRecordings(backend string, doc []byte) ([]fsm.Recording, b
 		}
 		r.Frontend = fe
 		r.MeetingID = s.clientMeetingID(fe, r.InternalID)
-		r.Meta = metadataOf(doc[rec.start:rec.end], meta, rec.start)
+		r.Meta = capMeta(metadataOf(doc[rec.start:rec.end], meta, rec.start))
 		r.XML = string(rewriteMeetingIDs(doc[rec.start:rec.end], r.InternalID, r.MeetingID))
 		out = append(out, r)
 	}
@@ -102,6 +103,29 @@ func metadataOf(recDoc []byte, meta *element, offset int) map[string]string {
 		}
 	}
 	return out
+}
+
+// capMeta keeps a recording's metadata within what the state stores
+// (fsm.MaxSettings*): entries with a longer name or value are dropped, and
+// past the count, the names last in order. The recording itself stays
+// listed; the state would refuse it whole otherwise.
+func capMeta(m map[string]string) map[string]string {
+	for k, v := range m {
+		if k == "" || len(k) > fsm.MaxSettingsKeyLen || len(v) > fsm.MaxSettingsValueLen {
+			delete(m, k)
+		}
+	}
+	if len(m) > fsm.MaxSettingsKeys {
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys[fsm.MaxSettingsKeys:] {
+			delete(m, k)
+		}
+	}
+	return m
 }
 
 // syncRecordings brings the index in line with one backend's recordings
