@@ -33,8 +33,9 @@ const (
 	// and its settings, a join request).
 	maxAdminBody = 64 << 10
 	// maxBodiesPerClient bounds the requests with a body one client
-	// address may have in flight (being read or held) at once.
-	maxBodiesPerClient = 4
+	// address may have in flight (being read or held) at once; it may also
+	// hold at most half of the byte budget (newBodyGate).
+	maxBodiesPerClient = 8
 	// minBodyBudget is the least global budget of body bytes in flight.
 	minBodyBudget = 16 << 20
 	// retryAfter is the Retry-After (seconds) of a request refused as busy.
@@ -185,20 +186,30 @@ func parseForwardedAddr(e string) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
-// bodyGate bounds the request bodies in flight: per client address, and
-// in bytes over all clients. A body holds its place from before it is read
-// until its request has been answered.
+// bodyGate bounds the request bodies in flight: per client address (a
+// count and bytes), and in bytes over all clients. A body holds its place
+// from before it is read until its request has been answered; a body of
+// unknown length (chunked) holds the most it may grow to.
 type bodyGate struct {
-	lingering atomic.Int32 // connections in lingerClose
-	mu        sync.Mutex
-	perClient map[netip.Addr]int
-	bytes     int64
-	maxBytes  int64
-	maxClient int
+	lingering      atomic.Int32 // connections in lingerClose
+	mu             sync.Mutex
+	perClient      map[netip.Addr]clientBodies
+	bytes          int64
+	maxBytes       int64
+	maxClient      int
+	maxClientBytes int64
 }
 
+type clientBodies struct {
+	n     int
+	bytes int64
+}
+
+// newBodyGate: one client may hold half of the byte budget (the server
+// makes it at least two of the largest bodies), so one client alone cannot
+// take it all.
 func newBodyGate(maxBytes int64, perClient int) *bodyGate {
-	return &bodyGate{perClient: map[netip.Addr]int{}, maxBytes: maxBytes, maxClient: perClient}
+	return &bodyGate{perClient: map[netip.Addr]clientBodies{}, maxBytes: maxBytes, maxClient: perClient, maxClientBytes: maxBytes / 2}
 }
 
 // bodyHold is a place taken in the gate; the zero value holds nothing.
@@ -211,10 +222,11 @@ type bodyHold struct {
 func (g *bodyGate) acquire(addr netip.Addr, n int64) (bodyHold, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.perClient[addr] >= g.maxClient || g.bytes+n > g.maxBytes {
+	c := g.perClient[addr]
+	if c.n >= g.maxClient || c.bytes+n > g.maxClientBytes || g.bytes+n > g.maxBytes {
 		return bodyHold{}, false
 	}
-	g.perClient[addr]++
+	g.perClient[addr] = clientBodies{n: c.n + 1, bytes: c.bytes + n}
 	g.bytes += n
 	return bodyHold{addr: addr, n: n, held: true}, true
 }
@@ -223,7 +235,7 @@ func (g *bodyGate) acquire(addr netip.Addr, n int64) (bodyHold, bool) {
 func (g *bodyGate) inFlight(addr netip.Addr) int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.perClient[addr]
+	return g.perClient[addr].n
 }
 
 func (g *bodyGate) release(h *bodyHold) {
@@ -232,8 +244,10 @@ func (g *bodyGate) release(h *bodyHold) {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.perClient[h.addr]--; g.perClient[h.addr] <= 0 {
+	if c := g.perClient[h.addr]; c.n <= 1 {
 		delete(g.perClient, h.addr)
+	} else {
+		g.perClient[h.addr] = clientBodies{n: c.n - 1, bytes: c.bytes - h.n}
 	}
 	g.bytes -= h.n
 	*h = bodyHold{}

@@ -505,3 +505,36 @@ func TestCapMetaKeepsRecordingsIndexable(t *testing.T) {
 		t.Fatal("a recording with capped metadata was not stored")
 	}
 }
+
+func TestBodyGateBounds(t *testing.T) {
+	g := newBodyGate(100, 3)
+	a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
+	h1, ok1 := g.acquire(a, 30)
+	h2, ok2 := g.acquire(a, 20)
+	if !ok1 || !ok2 {
+		t.Fatal("within the bounds")
+	}
+	if _, ok := g.acquire(a, 1); ok { // over half the budget for one client
+		t.Fatal("one client took more than half the budget")
+	}
+	hb, okb := g.acquire(b, 40)
+	if !okb {
+		t.Fatal("another client refused")
+	}
+	if _, ok := g.acquire(netip.MustParseAddr("192.0.2.3"), 11); ok { // 101 in all
+		t.Fatal("over the global budget")
+	}
+	g.release(&h1)
+	g.release(&h1) // twice: a no-op
+	if _, ok := g.acquire(a, 30); !ok {
+		t.Fatal("released bytes not reusable")
+	}
+	g.release(&h2)
+	g.release(&hb)
+	c := newBodyGate(1000, 2)
+	c.acquire(a, 1)
+	c.acquire(a, 1)
+	if _, ok := c.acquire(a, 1); ok {
+		t.Fatal("over the per-client count")
+	}
+}
