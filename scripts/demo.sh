@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # make demo: three conclaved peers, three fake BBB nodes (with agents when
-# conclave-agent is built), a frontend, all on loopback. Ctrl-C stops it.
+# conclave-agent is built), a frontend, all on loopback; Raft and peer
+# calls under mutual TLS (a CA and peer certificates made with conclavectl
+# tls in the demo dir). Ctrl-C stops it.
 set -euo pipefail
 BIN=${BIN:-$(pwd)/bin}
 DIR=${DEMO_DIR:-$(pwd)/demo-data}
@@ -16,18 +18,25 @@ trap 'cleanup; exit 130' INT TERM
 export CONCLAVE_LOG_FORMAT=plain CONCLAVE_LOG_LEVEL=${CONCLAVE_LOG_LEVEL:-info}
 FRONTEND_SECRET=demo-frontend-secret
 
+# Mutual TLS between the peers: a cluster CA and one certificate per peer.
+TLS="$DIR/tls"
+"$BIN/conclavectl" tls ca create --dir "$TLS" >/dev/null
+for i in 1 2 3; do "$BIN/conclavectl" tls cert create --name peer$i --dir "$TLS" >/dev/null; done
+
 for i in 1 2 3; do
   "$BIN/fakebbb" --listen 127.0.0.1:1900$i --secret "node$i-secret" \
     --properties "$DIR/bbb$i.properties" >"$DIR/fakebbb$i.log" 2>&1 &
   pids+=($!)
 done
 "$BIN/conclaved" --id peer1 --data-dir "$DIR/peer1" --listen-http 127.0.0.1:42353 \
-  --raft-addr 127.0.0.1:42354 --gossip-addr 127.0.0.1:42355 --bootstrap >"$DIR/peer1.log" 2>&1 &
+  --raft-addr 127.0.0.1:42354 --gossip-addr 127.0.0.1:42355 --bootstrap \
+  --tls-ca "$TLS/ca.pem" --tls-cert "$TLS/peer1.pem" --tls-key "$TLS/peer1-key.pem" >"$DIR/peer1.log" 2>&1 &
 pids+=($!)
 for i in 2 3; do
   base=$((42353 + (i - 1) * 10)) # peer2: 42363-42365, peer3: 42373-42375
   "$BIN/conclaved" --id peer$i --data-dir "$DIR/peer$i" --listen-http 127.0.0.1:$base \
-    --raft-addr 127.0.0.1:$((base + 1)) --gossip-addr 127.0.0.1:$((base + 2)) --join 127.0.0.1:42353 >"$DIR/peer$i.log" 2>&1 &
+    --raft-addr 127.0.0.1:$((base + 1)) --gossip-addr 127.0.0.1:$((base + 2)) --join 127.0.0.1:42353 \
+    --tls-ca "$TLS/ca.pem" --tls-cert "$TLS/peer$i.pem" --tls-key "$TLS/peer$i-key.pem" >"$DIR/peer$i.log" 2>&1 &
   pids+=($!)
 done
 
@@ -65,6 +74,7 @@ cat <<EOT
 Conclave demo is running (logs in $DIR).
   BBB API (any peer):   http://127.0.0.1:42353/bigbluebutton/api  (peers on :42353 :42363 :42373)
   Frontend secret:      $FRONTEND_SECRET   (multi-tenant route: /bbb/demo/bigbluebutton/api)
+  Peer TLS:             CA and peer certificates in $TLS (Raft and peer calls need them)
 
 Create a meeting on peer 1, then join it through peer 2:
   curl -s 'http://127.0.0.1:42353/bigbluebutton/api/create?${Q}&checksum=${SUM}'

@@ -213,6 +213,7 @@ type cluster struct {
 	jwtSecret string
 	token     string
 	network   string
+	tlsDir    string // CONCLAVE_TLS_DIR: the cluster CA and the peers' certificates
 
 	mu    sync.Mutex
 	ids   map[string]string // service → container ID
@@ -237,12 +238,13 @@ func newCluster(t *testing.T, compose []string) *cluster {
 		ids: map[string]string{}, ports: map[string]string{},
 		http: &http.Client{Timeout: 8 * time.Second},
 	}
-	c.env = composeEnv(jwtSecret, gossipKey)
+	c.tlsDir = makeTLS(t)
+	c.env = composeEnv(jwtSecret, gossipKey, c.tlsDir)
 	return c
 }
 
 // composeEnv is the environment compose interpolates the file with.
-func composeEnv(jwtSecret, gossipKey string) []string {
+func composeEnv(jwtSecret, gossipKey, tlsDir string) []string {
 	var env []string
 	for _, e := range os.Environ() {
 		if strings.HasPrefix(e, "CONCLAVE_") || strings.HasPrefix(e, "COMPOSE_") {
@@ -251,7 +253,7 @@ func composeEnv(jwtSecret, gossipKey string) []string {
 		env = append(env, e)
 	}
 	return append(env,
-		"CONCLAVE_API_JWT_SECRET="+jwtSecret, "CONCLAVE_GOSSIP_KEY="+gossipKey,
+		"CONCLAVE_API_JWT_SECRET="+jwtSecret, "CONCLAVE_GOSSIP_KEY="+gossipKey, "CONCLAVE_TLS_DIR="+tlsDir,
 		"CONCLAVE_RESTART=no", "CONCLAVE_TAG="+imageTag, "CONCLAVE_LOG_LEVEL=info")
 }
 
@@ -288,7 +290,7 @@ func (c *cluster) up() {
 // them for a post-mortem.
 func (c *cluster) down() {
 	if os.Getenv("CONCLAVE_E2E_KEEP") == "1" {
-		c.t.Logf("CONCLAVE_E2E_KEEP=1: project %s kept; remove it with\n  %s -f %s -p %s down -v --remove-orphans (with CONCLAVE_API_JWT_SECRET/CONCLAVE_GOSSIP_KEY set to anything)",
+		c.t.Logf("CONCLAVE_E2E_KEEP=1: project %s kept; remove it with\n  %s -f %s -p %s down -v --remove-orphans (with CONCLAVE_API_JWT_SECRET/CONCLAVE_GOSSIP_KEY/CONCLAVE_TLS_DIR set to anything)",
 			c.project, strings.Join(c.compose, " "), c.file, c.project)
 		return
 	}
@@ -325,7 +327,7 @@ func reapStale(t *testing.T, compose []string) {
 			continue
 		}
 		t.Logf("removing project %s left by an earlier run", p)
-		if err := removeProject(compose, filepath.Join(repoRoot(), "deploy", "docker-compose.yml"), p, composeEnv("x", "x")); err != nil {
+		if err := removeProject(compose, filepath.Join(repoRoot(), "deploy", "docker-compose.yml"), p, composeEnv("x", "x", "x")); err != nil {
 			t.Logf("could not remove %s: %v", p, err)
 		}
 	}

@@ -265,6 +265,15 @@ func TestFaultsUnderLoad(t *testing.T) {
 	}
 	c.configure()
 	t.Logf("cluster up and configured %v after start", time.Since(began).Round(time.Second))
+	for _, p := range peers { // the peers talk mutual TLS
+		serial, err := c.mountedSerial(p)
+		if err == nil {
+			err = c.checkPeerTLS(p, serial)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	var results []phaseResult
 	var all []Record
@@ -361,11 +370,17 @@ func TestFaultsUnderLoad(t *testing.T) {
 		return c.partition(n, others(peers, leaderNow())[0], "follower", known, knownHost)
 	}))
 
-	record(c.runPhase("restart every peer in turn", "roll", func(n *notes) error {
+	// Certificates are replaced by a rolling restart: each peer in turn gets
+	// a new certificate and key from the same CA and is restarted.
+	record(c.runPhase("restart every peer in turn, each with a new certificate", "roll", func(n *notes) error {
 		for _, p := range peers {
 			role := "follower"
 			if st, err := c.status(p); err == nil && st.State == "Leader" {
 				role = "leader"
+			}
+			serial, err := c.replaceCert(p)
+			if err != nil {
+				return err
 			}
 			began := time.Now()
 			if err := c.restart(p); err != nil {
@@ -383,7 +398,10 @@ func TestFaultsUnderLoad(t *testing.T) {
 			if err := c.waitHealthy(30 * time.Second); err != nil {
 				return err
 			}
-			n.add("%s (%s): docker restart took %v, /readyz 200 %v later, caught up %v later", p, role,
+			if err := c.checkPeerTLS(p, serial); err != nil {
+				return err
+			}
+			n.add("%s (%s): new certificate; docker restart took %v, /readyz 200 %v later, caught up %v later", p, role,
 				restarted.Sub(began).Round(10*time.Millisecond), ready.Round(10*time.Millisecond), caught.Round(10*time.Millisecond))
 		}
 		return nil
