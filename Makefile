@@ -40,6 +40,7 @@ fuzz:
 	$(GO) test ./gateway -run '^$$' -fuzz '^FuzzGetRecordingsPaging$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./gateway -run '^$$' -fuzz '^FuzzAdminAPI$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./gateway -run '^$$' -fuzz '^FuzzScanXMLMatchesEncodingXML$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s
+	$(GO) test ./gateway -run '^$$' -fuzz '^FuzzCallback$$' -fuzztime $(FUZZTIME)
 
 # Container tests (three peers on their own addresses, faults, DNS round-robin).
 e2e:

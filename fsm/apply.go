@@ -97,6 +97,8 @@ func (s *State) apply(c Command) *Result {
 		return s.releaseMeetings(c)
 	case *SetPeer:
 		return s.setPeer(c)
+	case *SetClusterKey:
+		return s.setClusterKey(c)
 	case *RemovePeer:
 		delete(s.Peers, c.ID)
 		return &Result{Removed: true}

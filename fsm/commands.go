@@ -281,6 +281,8 @@ func newCommand(t CmdType) Command {
 		return &PutRecordings{}
 	case CmdDropRecordings:
 		return &DropRecordings{}
+	case CmdSetClusterKey:
+		return &SetClusterKey{}
 	}
 	return nil
 }

@@ -237,6 +237,7 @@ type Snapshot struct {
 	meetings   map[string]*Meeting
 	peers      map[string]*Peer
 	recordings map[string]*Recording
+	clusterKey []byte
 }
 
 // Snapshot captures the state.
@@ -250,6 +251,7 @@ func (f *FSM) Snapshot() *Snapshot {
 		meetings:   cloneMap(f.st.Meetings),
 		peers:      cloneMap(f.st.Peers),
 		recordings: cloneMap(f.st.Recordings),
+		clusterKey: f.st.ClusterKey, // never changed in place once set
 	}
 }
 
@@ -271,6 +273,8 @@ type snapshotHeader struct {
 	Peers     int    `json:"peers"`
 	// Recordings came later: absent (0) in older snapshots.
 	Recordings int `json:"recordings,omitempty"`
+	// ClusterKey came later too (base64 in JSON; absent before one is set).
+	ClusterKey []byte `json:"cluster_key,omitempty"`
 }
 
 const snapshotVersion = 1
@@ -280,7 +284,7 @@ const snapshotVersion = 1
 func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	cw := &countingWriter{w: bufio.NewWriterSize(w, 64<<10)}
 	enc := json.NewEncoder(cw)
-	hdr := snapshotHeader{snapshotVersion, s.applied, len(s.backends), len(s.frontends), len(s.meetings), len(s.peers), len(s.recordings)}
+	hdr := snapshotHeader{snapshotVersion, s.applied, len(s.backends), len(s.frontends), len(s.meetings), len(s.peers), len(s.recordings), s.clusterKey}
 	if err := enc.Encode(hdr); err != nil {
 		return cw.n, err
 	}
@@ -342,6 +346,9 @@ func (f *FSM) Restore(r io.Reader) error {
 		}
 	}
 	st := newState()
+	if len(hdr.ClusterKey) == ClusterKeyLen {
+		st.ClusterKey = hdr.ClusterKey
+	}
 	if err := decodeN(dec, hdr.Backends, func(b *Backend) string { return b.ID }, st.Backends); err != nil {
 		return err
 	}

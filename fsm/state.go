@@ -119,6 +119,9 @@ type State struct {
 	Peers     map[string]*Peer     `json:"-"`
 	// Recordings is the recordings index, by record ID.
 	Recordings map[string]*Recording `json:"-"`
+	// ClusterKey signs callback relay URLs (see SetClusterKey); nil until
+	// the leader has committed one.
+	ClusterKey []byte `json:"-"`
 
 	// Derived, rebuilt on restore: the meetings on each backend (the prober
 	// reads one backend's meetings each second per backend: no scan of all),

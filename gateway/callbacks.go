@@ -1,18 +1,25 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/valyala/fasthttp"
 
+	"github.com/conclave-lb/conclave/auth"
 	"github.com/conclave-lb/conclave/fsm"
 )
 
@@ -23,9 +30,15 @@ import (
 // secret, so on create the gateway points both at itself and relays:
 // IDs shown as the client's own, JWT re-signed with the frontend's secret.
 //
-// The relay URL carries frontend, backend and the original URL, with an
-// HMAC under the frontend's secret: nobody can make the gateway call an
-// arbitrary URL through it.
+// The relay URL names the frontend, the meeting (internal and client's
+// ID), the backend and the client's URL, with an HMAC under the cluster
+// key (fsm.SetClusterKey): a secret of the cluster no tenant knows, so no
+// one but the gateway can make a relay URL, and one made for a meeting on
+// one backend is refused for any other. A relay is queued and delivered
+// by a few workers with retries; the backend gets the same answer ("ok")
+// whatever the client's URL did, so the relay tells nothing about it.
+// Relay URLs are shown to no client: answers carrying the metadata
+// (getMeetingInfo, getMeetings, getRecordings) show the client's own URL.
 
 const (
 	callbackPrefix    = "/conclave/callback/"
@@ -34,19 +47,131 @@ const (
 	callbackTimeout   = 10 * time.Second
 	callbackAttempts  = 3
 	maxCallbackURLLen = 2048
+	relayQueueLen     = 1024 // callbacks waiting for delivery
+	relayWorkers      = 4
+	relayDedupWindow  = 10 * time.Minute // a repeated end callback is delivered once
 )
 
-var callbackClient = &http.Client{Timeout: callbackTimeout}
+// callbackClient delivers relays. It does not follow redirects: a target
+// could otherwise send the peer anywhere.
+var callbackClient = &http.Client{
+	Timeout:       callbackTimeout,
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+}
 
-func callbackSig(secret, kind, frontend, backend, target string) string {
-	m := hmac.New(sha256.New, []byte(secret))
-	m.Write([]byte(kind + "\x00" + frontend + "\x00" + backend + "\x00" + target))
+// callbackSig is the relay URL's HMAC under the cluster key. Every field is
+// length-prefixed, so no two field lists sign alike.
+func callbackSig(key []byte, kind, frontend, internal, meetingID, backend, target string) string {
+	m := hmac.New(sha256.New, key)
+	var b []byte
+	b = append(b, "conclave-callback-v2"...)
+	for _, f := range []string{kind, frontend, internal, meetingID, backend, target} {
+		b = binary.AppendUvarint(b, uint64(len(f)))
+		b = append(b, f...)
+	}
+	m.Write(b)
 	return hex.EncodeToString(m.Sum(nil))
 }
 
+// clusterKey returns the cluster key, committing a new random one when the
+// state has none yet (the first committed wins on every peer).
+func (s *Server) clusterKey(ctx context.Context) []byte {
+	if k := s.cluster.FSM().ClusterKey(); k != nil {
+		return k
+	}
+	k := make([]byte, fsm.ClusterKeyLen)
+	if _, err := rand.Read(k); err != nil {
+		return nil
+	}
+	if _, err := s.cluster.Apply(ctx, &fsm.SetClusterKey{Key: k}); err != nil {
+		s.log.Warn("could not commit the cluster key", "err", err)
+		return nil
+	}
+	return s.cluster.FSM().ClusterKey()
+}
+
+// relayTarget returns the client's URL carried by a relay URL (ours or
+// another peer's), and whether s is one.
+func relayTarget(s string) (string, bool) {
+	s = strings.TrimSpace(s)
+	if !strings.Contains(s, callbackPrefix) {
+		return "", false
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return "", false
+	}
+	kind, ok := strings.CutPrefix(u.Path, callbackPrefix)
+	if !ok || (kind != "end" && kind != "recording-ready") {
+		return "", false
+	}
+	q := u.Query()
+	if q.Get("sig") == "" {
+		return "", false
+	}
+	return q.Get("url"), true
+}
+
+// hideRelayURLs shows the client's own callback URL wherever an answer
+// (meeting metadata, a recording's metadata) carries a relay URL.
+func hideRelayURLs(doc []byte) []byte {
+	if !bytes.Contains(doc, []byte(callbackPrefix)) {
+		return doc
+	}
+	els, err := scanXML(doc)
+	if err != nil {
+		return doc
+	}
+	var names []string
+	for _, e := range els {
+		if _, ok := relayTarget(e.text); ok && !contains(names, e.name) {
+			names = append(names, e.name)
+		}
+	}
+	if names == nil {
+		return doc
+	}
+	return rewriteElements(doc, els, names, relayTarget)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// validTarget reports whether a client's callback URL may be relayed to:
+// http(s), not too long, and not one of the peers' own addresses.
+func (s *Server) validTarget(target string) (*url.URL, bool) {
+	if len(target) > maxCallbackURLLen {
+		return nil, false
+	}
+	u, err := url.Parse(target)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+		return nil, false
+	}
+	hp, err := auth.HostPort(target)
+	if err != nil {
+		return nil, false
+	}
+	for _, p := range s.cluster.FSM().Peers() {
+		for _, addr := range []string{p.HTTPAddr, p.RaftAddr, p.GossipAddr} {
+			if addr != "" && sameHostPort(hp, addr) {
+				return nil, false
+			}
+		}
+	}
+	return u, true
+}
+
 // relayCallbacks rewrites the callback metadata of a create bound for
-// backend b. Without a public base URL configured it leaves them alone.
-func (r *bbbRequest) relayCallbacks(b *fsm.Backend) {
+// backend b (the client's meeting ID mid). Without a public base URL
+// configured it leaves them alone. A URL that cannot be relayed to (not
+// http(s), a peer's own address) is dropped.
+func (r *bbbRequest) relayCallbacks(b *fsm.Backend, mid string) {
 	if r.s.cfg.CallbackBase == "" {
 		return
 	}
@@ -57,129 +182,230 @@ func (r *bbbRequest) relayCallbacks(b *fsm.Backend) {
 			keys = append(keys, append([]byte(nil), k...))
 		}
 	})
+	if len(keys) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), claimTimeout)
+	defer cancel()
+	key := r.s.clusterKey(ctx)
+	internal := string(r.args.Peek("meetingID"))
 	for _, k := range keys {
 		target := string(r.args.PeekBytes(k))
-		if strings.HasPrefix(target, r.s.cfg.CallbackBase+callbackPrefix) {
-			continue // already ours (a retried attempt)
+		if t, ok := relayTarget(target); ok {
+			target = t // a retried attempt on another backend: sign anew
+		}
+		if _, ok := r.s.validTarget(target); !ok || key == nil {
+			r.args.DelBytes(k)
+			if key == nil {
+				r.s.log.Warn("callback URL dropped: no cluster key yet to sign its relay", "frontend", r.frontend.Key)
+			}
+			continue
 		}
 		kind := "end"
 		if strings.ToLower(string(k)) == metaRecordingURL {
 			kind = "recording-ready"
 		}
-		q := url.Values{"fe": {r.frontend.Key}, "be": {b.ID}, "url": {target},
-			"sig": {callbackSig(r.frontend.Secret, kind, r.frontend.Key, b.ID, target)}}
+		q := url.Values{"fe": {r.frontend.Key}, "m": {internal}, "mid": {mid}, "be": {b.ID}, "url": {target},
+			"sig": {callbackSig(key, kind, r.frontend.Key, internal, mid, b.ID, target)}}
 		r.args.SetBytesK(k, r.s.cfg.CallbackBase+callbackPrefix+kind+"?"+q.Encode())
 	}
 }
 
-// serveCallback relays one callback from a backend to the frontend.
+// relayJob is one callback to deliver to a client.
+type relayJob struct {
+	kind, frontend string
+	build          func() (*http.Request, error)
+}
+
+// callbackRelay is the delivery queue and its workers (started on first use).
+type callbackRelay struct {
+	once   sync.Once
+	jobs   chan relayJob
+	queued atomic.Int64 // relays accepted for delivery (tests, fuzzing)
+
+	mu   sync.Mutex
+	seen map[string]time.Time // end callbacks delivered, for relayDedupWindow
+}
+
+var relays sync.Map // *Server -> *callbackRelay
+
+func (s *Server) relay() *callbackRelay {
+	v, _ := relays.LoadOrStore(s, &callbackRelay{})
+	return v.(*callbackRelay)
+}
+
+// enqueue hands a relay to the workers; false when the queue is full.
+func (s *Server) enqueue(j relayJob) bool {
+	rl := s.relay()
+	rl.once.Do(func() {
+		rl.jobs = make(chan relayJob, relayQueueLen)
+		for range relayWorkers {
+			go func() {
+				for j := range rl.jobs {
+					s.deliver(j)
+				}
+			}()
+		}
+	})
+	select {
+	case rl.jobs <- j:
+		rl.queued.Add(1)
+		return true
+	default:
+		return false
+	}
+}
+
+// firstTime records an end callback and reports whether it is new.
+func (rl *callbackRelay) firstTime(key string, now time.Time) bool {
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	if rl.seen == nil {
+		rl.seen = map[string]time.Time{}
+	}
+	if t, ok := rl.seen[key]; ok && now.Sub(t) < relayDedupWindow {
+		return false
+	}
+	if len(rl.seen) > 10_000 {
+		for k, t := range rl.seen {
+			if now.Sub(t) >= relayDedupWindow {
+				delete(rl.seen, k)
+			}
+		}
+	}
+	rl.seen[key] = now
+	return true
+}
+
+// serveCallback relays one callback from a backend to the frontend. A
+// relay URL that does not verify, or names a meeting the state binds to
+// another backend, is refused (403) before anything goes out; a valid one
+// is queued and answered "ok", whatever the client's URL will answer.
 func (s *Server) serveCallback(ctx *fasthttp.RequestCtx, kind string) {
+	if kind != "end" && kind != "recording-ready" {
+		ctx.Error("unknown callback", fasthttp.StatusNotFound)
+		return
+	}
 	args := ctx.QueryArgs()
-	feKey, beID, target, sig := string(args.Peek("fe")), string(args.Peek("be")), string(args.Peek("url")), string(args.Peek("sig"))
-	fe, ok := s.cluster.FSM().Frontend(feKey)
-	if !ok || len(target) > maxCallbackURLLen ||
-		!hmac.Equal([]byte(sig), []byte(callbackSig(fe.Secret, kind, feKey, beID, target))) {
+	feKey, internal, mid := string(args.Peek("fe")), string(args.Peek("m")), string(args.Peek("mid"))
+	beID, target, sig := string(args.Peek("be")), string(args.Peek("url")), string(args.Peek("sig"))
+	st := s.cluster.FSM()
+	key := st.ClusterKey()
+	if key == nil || len(target) > maxCallbackURLLen ||
+		!hmac.Equal([]byte(sig), []byte(callbackSig(key, kind, feKey, internal, mid, beID, target))) {
 		ctx.Error("bad callback", fasthttp.StatusForbidden)
 		return
 	}
-	u, err := url.Parse(target)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
-		ctx.Error("bad callback target", fasthttp.StatusBadRequest)
+	fe, ok := st.Frontend(feKey)
+	b, okB := st.Backend(beID)
+	if !ok || !okB || !ownedBy(internal, feKey) {
+		ctx.Error("bad callback", fasthttp.StatusForbidden)
 		return
 	}
+	// The meeting must be on that backend. BBB's end callback may come
+	// after the meeting was released (an end through the API), so an
+	// unbound meeting passes; one bound elsewhere (moved) does not.
+	if m, ok := st.Meeting(internal); ok && m.BackendID != beID {
+		ctx.Error("bad callback", fasthttp.StatusForbidden)
+		return
+	}
+	u, ok := s.validTarget(target)
+	if !ok {
+		ctx.Error("bad callback", fasthttp.StatusForbidden)
+		return
+	}
+	var job relayJob
 	switch kind {
 	case "end":
-		s.relayEnd(ctx, fe, beID, u)
+		if got := args.Peek("meetingID"); len(got) > 0 && string(got) != internal {
+			ctx.Error("bad callback", fasthttp.StatusForbidden)
+			return
+		}
+		if !s.relay().firstTime(beID+"\x00"+internal, time.Now()) {
+			ctx.SetContentType("text/plain")
+			ctx.SetBodyString("ok")
+			return
+		}
+		q := u.Query()
+		q.Set("recordingmarks", string(args.Peek("recordingmarks")))
+		q.Set("meetingID", mid)
+		u.RawQuery = q.Encode()
+		go s.release(internal, beID)
+		target := u.String()
+		job = relayJob{kind: kind, frontend: fe.Key, build: func() (*http.Request, error) {
+			return http.NewRequest(http.MethodGet, target, nil)
+		}}
 	case "recording-ready":
-		s.relayRecordingReady(ctx, fe, beID, u)
-	default:
-		ctx.Error("unknown callback", fasthttp.StatusNotFound)
-	}
-}
-
-// relayEnd forwards BBB's meeting-ended GET with the client's meeting ID,
-// and forgets the meeting: it has ended.
-func (s *Server) relayEnd(ctx *fasthttp.RequestCtx, fe fsm.Frontend, beID string, u *url.URL) {
-	internal := string(ctx.QueryArgs().Peek("meetingID"))
-	if !ownedBy(internal, fe.Key) {
-		ctx.Error("meeting of another frontend", fasthttp.StatusForbidden)
-		return
-	}
-	q := u.Query()
-	q.Set("recordingmarks", string(ctx.QueryArgs().Peek("recordingmarks")))
-	q.Set("meetingID", s.clientMeetingID(fe.Key, internal))
-	u.RawQuery = q.Encode()
-	go s.release(internal, beID)
-	status := s.deliver(func() (*http.Request, error) { return http.NewRequest(http.MethodGet, u.String(), nil) })
-	ctx.SetStatusCode(status)
-}
-
-// relayRecordingReady verifies the node's JWT and posts one signed with
-// the frontend's secret, naming the client's meeting ID.
-func (s *Server) relayRecordingReady(ctx *fasthttp.RequestCtx, fe fsm.Frontend, beID string, u *url.URL) {
-	b, ok := s.cluster.FSM().Backend(beID)
-	if !ok {
-		ctx.Error("unknown backend", fasthttp.StatusForbidden)
-		return
-	}
-	var claims struct {
-		MeetingID string `json:"meeting_id"`
-		RecordID  string `json:"record_id"`
-		jwt.RegisteredClaims
-	}
-	_, err := jwt.ParseWithClaims(string(ctx.PostArgs().Peek("signed_parameters")), &claims,
-		func(*jwt.Token) (any, error) { return []byte(b.Secret), nil }, jwt.WithValidMethods([]string{"HS256"}))
-	if err != nil || !ownedBy(claims.MeetingID, fe.Key) {
-		ctx.Error("signed_parameters do not verify", fasthttp.StatusForbidden)
-		return
-	}
-	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
-		"meeting_id": s.clientMeetingID(fe.Key, claims.MeetingID), "record_id": claims.RecordID,
-	}).SignedString([]byte(fe.Secret))
-	if err != nil {
-		ctx.Error("signing failed", fasthttp.StatusInternalServerError)
-		return
-	}
-	// Index the new recording now rather than at the next sync.
-	go func() {
-		if err := s.syncRecordings(&b, []string{claims.RecordID}, false); err != nil {
-			s.log.Warn("indexing a ready recording failed", "backend", b.ID, "err", err)
+		var claims struct {
+			MeetingID string `json:"meeting_id"`
+			RecordID  string `json:"record_id"`
+			jwt.RegisteredClaims
 		}
-	}()
-	form := url.Values{"signed_parameters": {tok}}.Encode()
-	status := s.deliver(func() (*http.Request, error) {
-		req, err := http.NewRequest(http.MethodPost, u.String(), strings.NewReader(form))
-		if req != nil {
-			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		_, err := jwt.ParseWithClaims(string(ctx.PostArgs().Peek("signed_parameters")), &claims,
+			func(*jwt.Token) (any, error) { return []byte(b.Secret), nil }, jwt.WithValidMethods([]string{"HS256"}))
+		if err != nil || claims.MeetingID != internal {
+			ctx.Error("bad callback", fasthttp.StatusForbidden)
+			return
 		}
-		return req, err
-	})
-	ctx.SetStatusCode(status)
+		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+			"meeting_id": mid, "record_id": claims.RecordID,
+		}).SignedString([]byte(fe.Secret))
+		if err != nil {
+			ctx.Error("signing failed", fasthttp.StatusInternalServerError)
+			return
+		}
+		// Index the new recording now rather than at the next sync.
+		go func() {
+			if err := s.syncRecordings(&b, []string{claims.RecordID}, false); err != nil {
+				s.log.Warn("indexing a ready recording failed", "backend", b.ID, "err", err)
+			}
+		}()
+		form := url.Values{"signed_parameters": {tok}}.Encode()
+		target := u.String()
+		job = relayJob{kind: kind, frontend: fe.Key, build: func() (*http.Request, error) {
+			req, err := http.NewRequest(http.MethodPost, target, strings.NewReader(form))
+			if req != nil {
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			}
+			return req, err
+		}}
+	}
+	if !s.enqueue(job) {
+		// Our queue, not the client's URL: BBB may try again later.
+		s.log.Warn("callback relay queue full; refusing", "kind", kind, "frontend", fe.Key)
+		ctx.Error("busy", fasthttp.StatusServiceUnavailable)
+		return
+	}
+	ctx.SetContentType("text/plain")
+	ctx.SetBodyString("ok")
 }
 
-// deliver sends a callback to the frontend, retrying a failure a few times;
-// it answers the backend with the frontend's last status (BBB retries too).
-func (s *Server) deliver(build func() (*http.Request, error)) int {
-	status := fasthttp.StatusBadGateway
+// deliver sends a callback to the frontend, retrying a failure a few
+// times. Errors are logged without the URL (the client's may carry a token).
+func (s *Server) deliver(j relayJob) {
 	for attempt := 0; attempt < callbackAttempts; attempt++ {
 		if attempt > 0 {
 			time.Sleep(time.Duration(attempt) * 500 * time.Millisecond)
 		}
-		req, err := build()
+		req, err := j.build()
 		if err != nil {
-			return fasthttp.StatusBadRequest
+			return
 		}
 		c, cancel := context.WithTimeout(context.Background(), callbackTimeout)
 		resp, err := callbackClient.Do(req.WithContext(c))
+		status := 0
 		if err == nil {
 			resp.Body.Close()
 			status = resp.StatusCode
 		}
 		cancel()
 		if err == nil && status < 500 {
-			return status
+			return
 		}
-		s.log.Warn("callback to frontend failed", "status", status, "err", err, "attempt", attempt+1)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		s.log.Warn("callback to frontend failed", "kind", j.kind, "frontend", j.frontend, "status", status, "err", err, "attempt", attempt+1)
 	}
-	return status
 }

@@ -1,16 +1,24 @@
 package gateway
 
 import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/conclave-lb/conclave/fsm"
 )
 
 type lmsStub struct {
@@ -40,9 +48,24 @@ func TestCallbacksRelayedWithClientIDsAndFrontendSignature(t *testing.T) {
 	if a := c.Get(t, "create", q); a.ReturnCode != "SUCCESS" {
 		t.Fatal(a.Raw)
 	}
-	info := c.Get(t, "getMeetingInfo", "meetingID=lesson")
-	if strings.Contains(info.Raw, srv.URL) {
-		t.Fatalf("the node was given the LMS's own callback URL: %s", info.Raw)
+	// The node holds relay URLs, not the LMS's own ...
+	direct := testClient{Base: "http://" + r.addrs[0] + "/bigbluebutton/api", Secret: "node0-secret"}
+	onNode := direct.Get(t, "getMeetingInfo", "meetingID=fe1~lesson")
+	if strings.Contains(onNode.Raw, srv.URL+"/end") || !strings.Contains(onNode.Raw, callbackPrefix) {
+		t.Fatalf("the node was given the LMS's own callback URL: %s", onNode.Raw)
+	}
+	// ... and the client sees its own, as BBB would show them, no relay URL.
+	for _, call := range []string{"getMeetingInfo", "getMeetings"} {
+		q := ""
+		if call == "getMeetingInfo" {
+			q = "meetingID=lesson"
+		}
+		info := c.Get(t, call, q)
+		if strings.Contains(info.Raw, callbackPrefix) || strings.Contains(info.Raw, "sig=") ||
+			!strings.Contains(info.Raw, "<endcallbackurl>"+escapeText(srv.URL+"/end?course=7")+"</endcallbackurl>") ||
+			!strings.Contains(info.Raw, "<bbb-recording-ready-url>"+escapeText(srv.URL+"/rec")+"</bbb-recording-ready-url>") {
+			t.Fatalf("%s shows a relay URL or not the client's own: %s", call, info.Raw)
+		}
 	}
 	if a := c.Get(t, "end", "meetingID=lesson&password=mp"); a.ReturnCode != "SUCCESS" {
 		t.Fatal(a.Raw)
@@ -89,22 +112,174 @@ func TestCallbacksRelayedWithClientIDsAndFrontendSignature(t *testing.T) {
 	}
 }
 
-func TestForgedCallbacksRefused(t *testing.T) {
+// target is a loopback HTTP server standing for whatever a relay might be
+// aimed at; it counts every request it gets and answers status.
+type target struct {
+	srv  *httptest.Server
+	hits atomic.Int64
+}
+
+func newTarget(t *testing.T, status int) *target {
+	tg := &target{}
+	tg.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		tg.hits.Add(1)
+		w.WriteHeader(status)
+	}))
+	t.Cleanup(tg.srv.Close)
+	return tg
+}
+
+func getCallback(t *testing.T, u string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// relayURL makes a relay URL as the gateway would, under key.
+func relayURL(base string, key []byte, kind, fe, internal, mid, be, target string) string {
+	q := url.Values{"fe": {fe}, "m": {internal}, "mid": {mid}, "be": {be}, "url": {target},
+		"sig": {callbackSig(key, kind, fe, internal, mid, be, target)}}
+	return base + callbackPrefix + kind + "?" + q.Encode()
+}
+
+// A tenant knows its own secret but not the cluster key: a relay URL it
+// mints (old scheme or new, with its secret as key) is refused before
+// anything goes out, with the same answer whatever the target.
+func TestTenantMintedCallbacksRefused(t *testing.T) {
 	r := newRig(t, 1)
-	sig := callbackSig("fe1-secret", "end", "fe1", r.ids[0], "http://127.0.0.1:1/end")
-	for name, q := range map[string]string{
-		"tampered url":  "fe=fe1&be=" + r.ids[0] + "&url=" + url.QueryEscape("http://127.0.0.1:2/evil") + "&sig=" + sig,
-		"other secret":  "fe=fe1&be=" + r.ids[0] + "&url=" + url.QueryEscape("http://127.0.0.1:1/end") + "&sig=" + callbackSig("x", "end", "fe1", r.ids[0], "http://127.0.0.1:1/end"),
-		"unknown front": "fe=nope&be=b&url=x&sig=" + sig,
-	} {
-		resp, err := http.Get(r.base + callbackPrefix + "end?" + q + "&meetingID=fe1~m")
-		if err != nil {
-			t.Fatal(err)
+	key := r.srv.clusterKey(context.Background())
+	if key == nil {
+		t.Fatal("no cluster key")
+	}
+	var answers []string
+	for _, status := range []int{200, 401, 500} {
+		tg := newTarget(t, status)
+		aim := tg.srv.URL + "/api/v1/frontends"
+		for name, u := range map[string]string{
+			"tenant's secret as key": relayURL(r.base, []byte("fe1-secret"), "end", "fe1", "fe1~m", "m", r.ids[0], aim) + "&meetingID=fe1~m",
+			"old scheme": r.base + callbackPrefix + "end?fe=fe1&be=" + r.ids[0] + "&url=" + url.QueryEscape(aim) +
+				"&sig=" + hexHMAC("fe1-secret", "end\x00fe1\x00"+r.ids[0]+"\x00"+aim) + "&meetingID=fe1~m",
+			"tampered url": strings.Replace(relayURL(r.base, key, "end", "fe1", "fe1~m", "m", r.ids[0], "http://127.0.0.1:1/x"),
+				url.QueryEscape("http://127.0.0.1:1/x"), url.QueryEscape(aim), 1),
+			"other kind": strings.Replace(relayURL(r.base, key, "end", "fe1", "fe1~m", "m", r.ids[0], aim), "/end?", "/recording-ready?", 1),
+			"no sig":     r.base + callbackPrefix + "end?fe=fe1&m=fe1~m&mid=m&be=" + r.ids[0] + "&url=" + url.QueryEscape(aim),
+		} {
+			code, body := getCallback(t, u)
+			if code != http.StatusForbidden {
+				t.Errorf("%s (target answers %d): HTTP %d %s", name, status, code, body)
+			}
+			answers = append(answers, fmt.Sprint(code, body))
 		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusForbidden {
-			t.Errorf("%s: HTTP %d", name, resp.StatusCode)
+		time.Sleep(100 * time.Millisecond)
+		if n := tg.hits.Load(); n != 0 {
+			t.Fatalf("a refused relay reached the target %d times", n)
 		}
 	}
+	for _, a := range answers[1:] {
+		if a != answers[0] {
+			t.Fatalf("refusals differ: %q vs %q", a, answers[0])
+		}
+	}
+}
+
+// A valid relay is answered "ok" at once, whatever the target does (200,
+// 401, 500, nothing listening): the relay is no status oracle. The target
+// gets the call in the background, with retries on failure.
+func TestCallbackAnswerDoesNotDependOnTarget(t *testing.T) {
+	r := newRig(t, 1)
+	key := r.srv.clusterKey(context.Background())
+	r.mc.MustApply(&fsm.ClaimMeeting{InternalID: "fe1~m", Frontend: "fe1", MeetingID: "m", BackendID: r.ids[0]})
+	var answers []string
+	for i, status := range []int{200, 401, 500, 0} {
+		aim := "http://127.0.0.1:1/dead"
+		var tg *target
+		if status != 0 {
+			tg = newTarget(t, status)
+			aim = tg.srv.URL + "/end"
+		}
+		internal := fmt.Sprintf("fe1~m%d", i)
+		r.mc.MustApply(&fsm.ClaimMeeting{InternalID: internal, Frontend: "fe1", MeetingID: fmt.Sprint("m", i), BackendID: r.ids[0]})
+		code, body := getCallback(t, relayURL(r.base, key, "end", "fe1", internal, fmt.Sprint("m", i), r.ids[0], aim)+"&meetingID="+internal)
+		answers = append(answers, fmt.Sprint(code, " ", body))
+		if tg != nil {
+			want := int64(1)
+			if status == 500 {
+				want = callbackAttempts
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for tg.hits.Load() < want && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+			}
+			if n := tg.hits.Load(); n != want {
+				t.Errorf("target answering %d got %d calls, want %d", status, n, want)
+			}
+		}
+	}
+	for _, a := range answers {
+		if a != answers[0] || a != "200 ok" {
+			t.Fatalf("answers vary with the target: %q", answers)
+		}
+	}
+}
+
+// A relay URL made for a meeting on one backend is refused once the
+// meeting is bound to another, and a repeated end callback goes out once.
+func TestCallbackBoundToMeetingAndBackend(t *testing.T) {
+	r := newRig(t, 2)
+	key := r.srv.clusterKey(context.Background())
+	tg := newTarget(t, 200)
+	r.mc.MustApply(&fsm.ClaimMeeting{InternalID: "fe1~mv", Frontend: "fe1", MeetingID: "mv", BackendID: r.ids[1]})
+	u := relayURL(r.base, key, "end", "fe1", "fe1~mv", "mv", r.ids[0], tg.srv.URL+"/end") + "&meetingID=fe1~mv"
+	if code, _ := getCallback(t, u); code != http.StatusForbidden {
+		t.Fatalf("relay for a meeting bound to another backend: HTTP %d", code)
+	}
+	// BBB's own meetingID must be the one the relay was made for.
+	r.mc.MustApply(&fsm.ClaimMeeting{InternalID: "fe1~mw", Frontend: "fe1", MeetingID: "mw", BackendID: r.ids[0]})
+	u = relayURL(r.base, key, "end", "fe1", "fe1~mw", "mw", r.ids[0], tg.srv.URL+"/end")
+	if code, _ := getCallback(t, u+"&meetingID=fe1~other"); code != http.StatusForbidden {
+		t.Fatalf("relay with another meetingID: HTTP %d", code)
+	}
+	for range 3 {
+		if code, body := getCallback(t, u+"&meetingID=fe1~mw"); code != 200 || body != "ok" {
+			t.Fatalf("valid relay: %d %s", code, body)
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := tg.hits.Load(); n != 1 {
+		t.Fatalf("a repeated end callback reached the client %d times", n)
+	}
+	// A relay can never be aimed at a peer's own address.
+	r.mc.MustApply(&fsm.SetPeer{ID: "p1", RaftAddr: "127.0.0.1:42354", HTTPAddr: strings.TrimPrefix(tg.srv.URL, "http://")})
+	r.mc.MustApply(&fsm.ClaimMeeting{InternalID: "fe1~mx", Frontend: "fe1", MeetingID: "mx", BackendID: r.ids[0]})
+	u = relayURL(r.base, key, "end", "fe1", "fe1~mx", "mx", r.ids[0], tg.srv.URL+"/api/v1/snapshot") + "&meetingID=fe1~mx"
+	if code, _ := getCallback(t, u); code != http.StatusForbidden {
+		t.Fatalf("relay aimed at a peer: HTTP %d", code)
+	}
+}
+
+func TestHideRelayURLs(t *testing.T) {
+	relay := relayURL("http://peer:42353", []byte("k"), "end", "fe1", "fe1~m", "m", "b0", "https://lms.example.org/end?a=1&b=2")
+	doc := []byte("<response><returncode>SUCCESS</returncode><metadata><endcallbackurl>" + escapeText(relay) +
+		"</endcallbackurl><other>x</other></metadata></response>")
+	got := string(hideRelayURLs(doc))
+	want := "<response><returncode>SUCCESS</returncode><metadata><endcallbackurl>https://lms.example.org/end?a=1&amp;b=2" +
+		"</endcallbackurl><other>x</other></metadata></response>"
+	if got != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+	plain := []byte("<response><x>http://a/b</x></response>")
+	if string(hideRelayURLs(plain)) != string(plain) {
+		t.Fatal("a document without relay URLs changed")
+	}
+}
+
+func hexHMAC(key, msg string) string {
+	m := hmac.New(sha256.New, []byte(key))
+	m.Write([]byte(msg))
+	return hex.EncodeToString(m.Sum(nil))
 }

@@ -50,7 +50,7 @@ func (r *bbbRequest) getMeetings() string {
 				r.s.log.Debug("getMeetings: backend skipped", "backend", b.ID, "err", err)
 				return
 			}
-			parts[i] = ownMeetings(answer, mine)
+			parts[i] = hideRelayURLs(ownMeetings(answer, mine))
 		}(i, b)
 	}
 	wg.Wait()

@@ -92,6 +92,9 @@ func (s *Server) RunHealth(ctx context.Context, cfg HealthConfig) {
 			lastList = time.Time{}
 			continue
 		}
+		if s.cluster.FSM().ClusterKey() == nil {
+			s.clusterKey(ctx) // the leader draws the cluster key once
+		}
 		list := time.Since(lastList) >= cfg.LoadEvery
 		if list {
 			lastList = time.Now()

@@ -152,7 +152,7 @@ func (r *bbbRequest) setVoiceBridge(m *fsm.Meeting) {
 // that does not run it. It returns "retry", having written no answer, when
 // the backend did not answer (fresh: another backend should try).
 func (r *bbbRequest) createOn(b *fsm.Backend, internal, mid string, body []byte, contentType string, fresh bool) string {
-	r.relayCallbacks(b)
+	r.relayCallbacks(b, mid)
 	answer, err := r.s.callBackend(b, "create", r.args, body, contentType, backendCreateTimeout)
 	if err != nil {
 		r.s.log.Warn("backend create failed", "backend", b.ID, "err", err)
@@ -422,7 +422,7 @@ func (r *bbbRequest) forwardMeetingCall(mode notFoundMode, after func(m *fsm.Mee
 	if after != nil {
 		after(m, b, env)
 	}
-	writeXML(r.ctx, showMeetingIDs(answer, els, internal, mid))
+	writeXML(r.ctx, hideRelayURLs(showMeetingIDs(answer, els, internal, mid)))
 	if env.OK() || env.ReturnCode == "" {
 		return "success"
 	}

@@ -1,10 +1,18 @@
 package cluster
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
+	"encoding/xml"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -129,4 +137,126 @@ func TestForgedGossipLoadIgnored(t *testing.T) {
 		}
 	}
 	joinsAnswered(t, c, "forged-gossip")
+}
+
+// hitCounter is a loopback HTTP server standing for what a relay might be
+// aimed at (an LMS, an internal service): it counts requests.
+type hitCounter struct {
+	srv  *httptest.Server
+	mu   sync.Mutex
+	hits []string // request URIs
+}
+
+func newHitCounter(t *testing.T, status int) *hitCounter {
+	h := &hitCounter{}
+	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.mu.Lock()
+		h.hits = append(h.hits, r.URL.RequestURI())
+		h.mu.Unlock()
+		w.WriteHeader(status)
+	}))
+	t.Cleanup(h.srv.Close)
+	return h
+}
+
+func (h *hitCounter) got() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]string(nil), h.hits...)
+}
+
+func hmacHex(key, msg string) string {
+	m := hmac.New(sha256.New, []byte(key))
+	m.Write([]byte(msg))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// TestTenantCallbackRelayRefused: a tenant knows its own secret, so it can
+// sign anything with it. A relay URL it mints, aimed at targets answering
+// 200, 401 or nothing at all, is refused with one and the same answer, and
+// no request reaches any target. A real meeting's callbacks still reach
+// the client, and getMeetingInfo shows the client its own URLs, never a
+// relay URL.
+func TestTenantCallbackRelayRefused(t *testing.T) {
+	c := startSecuredBBBCluster(t, 1)
+	b, ok := backendByHost(t, c.Cluster, c.hosts[0])
+	if !ok {
+		t.Fatal("no backend")
+	}
+	ok200, no401 := newHitCounter(t, 200), newHitCounter(t, 401)
+	dead := "http://" + harness.FreeAddr(t) + "/x"
+	var answers []string
+	for _, p := range c.Peers {
+		for _, aim := range []string{ok200.srv.URL + "/api/v1/frontends", no401.srv.URL + "/secret", dead} {
+			forged := map[string]string{
+				// The old scheme: HMAC under the frontend's secret.
+				"old": "end?fe=moodle&be=" + b.ID + "&url=" + url.QueryEscape(aim) +
+					"&sig=" + hmacHex(frontendSecret, "end\x00moodle\x00"+b.ID+"\x00"+aim) + "&meetingID=moodle~x",
+				// Today's fields, signed with the tenant's secret.
+				"new": "end?fe=moodle&m=moodle~x&mid=x&be=" + b.ID + "&url=" + url.QueryEscape(aim) +
+					"&sig=" + hmacHex(frontendSecret, "x") + "&meetingID=moodle~x",
+				"recording": "recording-ready?fe=moodle&m=moodle~x&mid=x&be=" + b.ID + "&url=" + url.QueryEscape(aim) + "&sig=00",
+			}
+			for name, q := range forged {
+				resp, err := http.Post("http://"+p.HTTP+"/conclave/callback/"+q, "application/x-www-form-urlencoded", strings.NewReader("signed_parameters=x"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusForbidden {
+					t.Errorf("peer %s, %s relay to %s: HTTP %d %s", p.ID, name, aim, resp.StatusCode, body)
+				}
+				answers = append(answers, fmt.Sprint(resp.StatusCode, " ", string(body)))
+			}
+		}
+	}
+	for _, a := range answers {
+		if a != answers[0] {
+			t.Fatalf("the answer varies: %q vs %q", a, answers[0])
+		}
+	}
+	time.Sleep(time.Second) // a relay would be on its way by now
+	if h := append(ok200.got(), no401.got()...); len(h) != 0 {
+		t.Fatalf("forged relays reached their targets: %v", h)
+	}
+
+	// A real meeting with callbacks: the client sees its own URLs.
+	lms := newHitCounter(t, 200)
+	cl := c.client(c.Peers[1])
+	end, rec := lms.srv.URL+"/end?course=7", lms.srv.URL+"/rec"
+	if a := cl.Get(t, "create", "meetingID=cb1&moderatorPW=mp&meta_endCallbackUrl="+url.QueryEscape(end)+
+		"&meta_bbb-recording-ready-url="+url.QueryEscape(rec)); a.ReturnCode != "SUCCESS" {
+		t.Fatal(a.Raw)
+	}
+	for _, p := range c.Peers {
+		info := c.client(p).Get(t, "getMeetingInfo", "meetingID=cb1")
+		if info.ReturnCode != "SUCCESS" || strings.Contains(info.Raw, "/conclave/callback/") || strings.Contains(info.Raw, "sig=") ||
+			!strings.Contains(info.Raw, "<endcallbackurl>"+xmlEscape(end)+"</endcallbackurl>") {
+			t.Fatalf("peer %s getMeetingInfo: %s", p.ID, info.Raw)
+		}
+		all := c.client(p).Get(t, "getMeetings", "")
+		if strings.Contains(all.Raw, "/conclave/callback/") {
+			t.Fatalf("peer %s getMeetings shows a relay URL: %s", p.ID, all.Raw)
+		}
+	}
+	// Ending it relays BBB's callback to the client, with its own meeting ID.
+	if a := c.client(c.Peers[2]).Get(t, "end", "meetingID=cb1&password=mp"); a.ReturnCode != "SUCCESS" {
+		t.Fatal(a.Raw)
+	}
+	harness.Eventually(t, 10*time.Second, func() error {
+		for _, h := range lms.got() {
+			if strings.HasPrefix(h, "/end?") && strings.Contains(h, "meetingID=cb1") && strings.Contains(h, "course=7") {
+				return nil
+			}
+		}
+		return fmt.Errorf("end callback not relayed: %v", lms.got())
+	})
+	joinsAnswered(t, c, "callbacks")
+}
+
+func xmlEscape(s string) string {
+	var b strings.Builder
+	_ = xml.EscapeText(&b, []byte(s))
+	return b.String()
 }
