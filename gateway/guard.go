@@ -409,6 +409,40 @@ func readLimited(ctx *fasthttp.RequestCtx, cl, limit int) ([]byte, error) {
 	}
 }
 
+// maxCallbackBody bounds the body of a BBB callback relayed by the peer.
+const maxCallbackBody = 64 << 10
+
+// withBody reads the request body within limit (gated), makes it the
+// request's body in memory, and runs fn; a refused body is answered as
+// JSON and fn does not run.
+func (s *Server) withBody(ctx *fasthttp.RequestCtx, limit int, fn func()) {
+	if !hasBody(ctx) {
+		fn()
+		return
+	}
+	body, hold, res := s.readBody(ctx, limit, true)
+	defer s.gate.release(&hold)
+	if res != bodyOK {
+		writeBodyRefused(ctx, res, limit)
+		return
+	}
+	if ctx.RequestBodyStream() != nil {
+		ctx.Request.SetBody(body) // the stream is consumed; parsers read this copy
+	}
+	fn()
+}
+
+// noBody refuses, unread, a body sent to a route that takes none (and
+// whose handler would read it whole).
+func (s *Server) noBody(ctx *fasthttp.RequestCtx) bool {
+	if !hasBody(ctx) {
+		return true
+	}
+	s.refuse(ctx, reasonTooLarge)
+	writeError(ctx, fasthttp.StatusRequestEntityTooLarge, "too_large", "this route takes no request body")
+	return false
+}
+
 // writeBusy answers a request refused because too many bodies are in
 // flight: 503 with Retry-After (admin API, peer calls).
 func writeBusy(ctx *fasthttp.RequestCtx) {

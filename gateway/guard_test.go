@@ -538,3 +538,30 @@ func TestBodyGateBounds(t *testing.T) {
 		t.Fatal("over the per-client count")
 	}
 }
+
+// TestRoutesWithoutBodiesDoNotReadThem: /metrics and pprof (whose adaptor
+// would read any body whole) refuse one unread; a callback's body is read
+// within maxCallbackBody.
+func TestRoutesWithoutBodiesDoNotReadThem(t *testing.T) {
+	s := New(Config{}, NewMemCluster())
+	addr := startServer(t, s)
+	for _, path := range []string{"/metrics", "/debug/pprof/"} {
+		resp, c := rawRequest(t, addr, "POST", path, nil, 20<<20, make([]byte, 16<<10))
+		if resp.StatusCode() != 413 || !closedAfterAnswer(c) {
+			t.Fatalf("%s with a 20 MB body: %d %s", path, resp.StatusCode(), resp.Body())
+		}
+	}
+	form := map[string]string{"Content-Type": "application/x-www-form-urlencoded"}
+	resp, c := rawRequest(t, addr, "POST", "/conclave/callback/recording-ready?x=1", form, maxCallbackBody+1, make([]byte, maxCallbackBody+1))
+	if resp.StatusCode() != 413 || !closedAfterAnswer(c) {
+		t.Fatalf("callback over the limit: %d %s", resp.StatusCode(), resp.Body())
+	}
+	resp, c = rawRequest(t, addr, "POST", "/conclave/callback/recording-ready?x=1", form, 20, []byte("signed_parameters=ab"))
+	c.Close()
+	if resp.StatusCode() == 413 || resp.StatusCode() == 500 {
+		t.Fatalf("small callback body: %d %s", resp.StatusCode(), resp.Body())
+	}
+	if r := do(s, "127.0.0.1", "GET", "/metrics", "", ""); r.StatusCode() != 200 || !strings.Contains(string(r.Body()), "conclave_panics_total 0") {
+		t.Fatalf("/metrics: %d", r.StatusCode())
+	}
+}

@@ -192,7 +192,9 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 		}
 		s.serveBBB(ctx, string(rest[:i]), rest[i+len(prefixBBB):])
 	case bytes.HasPrefix(path, []byte(callbackPrefix)):
-		s.serveCallback(ctx, string(path[len(callbackPrefix):]))
+		// BBB's callbacks carry a small form body (signed_parameters): read
+		// within a bound before the handler parses it.
+		s.withBody(ctx, maxCallbackBody, func() { s.serveCallback(ctx, string(path[len(callbackPrefix):])) })
 	case bytes.HasPrefix(path, prefixInternal):
 		s.serveInternal(ctx, string(path[len(prefixInternal):]))
 	case bytes.HasPrefix(path, prefixAdmin):
@@ -201,11 +203,13 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 		s.serveStatus(ctx)
 	case bytes.HasPrefix(path, []byte("/debug/pprof/")):
 		// Go's profiler, for operators: admin scope (or loopback without a secret).
-		if _, ok := s.authorize(ctx, auth.ScopeAdmin); ok {
+		if _, ok := s.authorize(ctx, auth.ScopeAdmin); ok && s.noBody(ctx) {
 			pprofHandler(ctx)
 		}
 	case string(path) == "/metrics":
-		s.promH(ctx)
+		if s.noBody(ctx) { // the adaptor would read any body whole
+			s.promH(ctx)
+		}
 	case string(path) == "/healthz":
 		ctx.SetContentType("text/plain; charset=utf-8")
 		ctx.WriteString("ok\n")
