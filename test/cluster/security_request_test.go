@@ -278,6 +278,22 @@ func TestRequestPathReplays(t *testing.T) {
 		if !strings.Contains(string(body), "validationError") {
 			t.Fatalf("signed 40 MB create: %s", body)
 		}
+		// Routes that take no body refuse one unread (/metrics is open to all).
+		for _, path := range []string{"/metrics", "/healthz", "/"} {
+			conn, err := net.Dial("tcp", target.HTTP)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: conclave\r\nContent-Length: %d\r\n\r\n%s", path, 40<<20, make([]byte, 16<<10))
+			_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if _, err := http.ReadResponse(bufio.NewReader(conn), nil); err != nil {
+				t.Fatalf("POST %s with 40 MB: %v", path, err)
+			}
+			conn.Close()
+		}
+		if h := metric(t, target, "go_memstats_heap_inuse_bytes"); h > 100e6 {
+			t.Fatalf("heap %.0f MB after bodies sent to routes that take none", h/1e6)
+		}
 		c.assertJoins(t, target)
 		var st struct {
 			Ready bool `json:"ready"`
