@@ -73,6 +73,7 @@ type Agent struct {
 	signing    atomic.Bool // the load key is set: gossiped load is signed
 	polls      atomic.Int64
 	hostPort   string // the BBB server's host:port, as agent tokens name it
+	join       joinSet
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -294,7 +295,7 @@ func (a *Agent) registerLoop(ctx context.Context) {
 	next := 0
 	for {
 		wait := a.cfg.RegisterRetry
-		peers := a.node.PeerHTTPAddrs()
+		peers := a.trustedPeers()
 		if len(peers) == 0 {
 			if !waiting {
 				a.log.Info("autoregister: waiting for a Conclave peer to appear in the gossip cluster")

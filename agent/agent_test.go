@@ -299,8 +299,9 @@ func deadHTTPAddr(t *testing.T) string {
 }
 
 // TestAutoregister: the agent learns the peers' HTTP addresses from gossip
-// only, skips a peer that does not answer and one that fails, sends the
-// right JSON and bearer token, and stops after 201.
+// (for the peers at its --join addresses), skips a peer that does not
+// answer and one that fails, sends the right JSON and bearer token, and
+// stops after 201.
 func TestAutoregister(t *testing.T) {
 	fb := newAdminStubBBB(t)
 	admin := newAdminStub(t, http.StatusServiceUnavailable, http.StatusCreated)
@@ -313,7 +314,7 @@ func TestAutoregister(t *testing.T) {
 	a := startAgent(t, Config{
 		APIURL: fb.apiURL(), LoadFactor: 2.5, Logger: logger,
 		Autoregister: true, APIToken: "tok.en.jwt", RegisterRetry: 100 * time.Millisecond,
-		Gossip: discovery.Config{Join: []string{p1.Addr()}, SecretKey: keyA},
+		Gossip: discovery.Config{Join: []string{p1.Addr(), p2.Addr()}, SecretKey: keyA},
 	})
 	eventually(t, 10*time.Second, "registered", a.Registered)
 	reqs := admin.requests()

@@ -30,7 +30,7 @@ func (a *Agent) loadKeyLoop(ctx context.Context) {
 	announced := false
 	for {
 		wait := a.cfg.RegisterRetry
-		peers := a.node.PeerHTTPAddrs()
+		peers := a.trustedPeers()
 		if len(peers) == 0 {
 			wait = min(wait, 250*time.Millisecond)
 		}

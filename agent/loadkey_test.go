@@ -105,3 +105,33 @@ func TestUnsignedOrWronglySignedAgentIgnored(t *testing.T) {
 		t.Fatalf("no warning about the missing token:\n%s", logs.String())
 	}
 }
+
+// A member holding the gossip key that claims to be a peer, at an address
+// the operator did not name in --join, gets neither the agent's token nor
+// its BBB secret; the peer the agent was told to join gets both.
+func TestUntrustedPeerGetsNoTokenNorSecret(t *testing.T) {
+	fb := newFakeBBB(t)
+	fb.set(false)
+	good := newAdminStub(t, http.StatusCreated)
+	evil := newAdminStub(t, http.StatusCreated)
+	p := startPeer(t, "peer-1", good.addr(), keyA)
+	impostor := startPeer(t, "peer-evil", evil.addr(), keyA)
+	if _, err := impostor.Join(p.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	logger, logs := testLogger()
+	a := startAgent(t, Config{APIURL: fb.apiURL(), Autoregister: true, APIToken: "tok.en.jwt", Logger: logger,
+		RegisterRetry: 50 * time.Millisecond, Gossip: discovery.Config{Join: []string{p.Addr()}, SecretKey: keyA}})
+	eventually(t, 10*time.Second, "registered through the --join peer", a.Registered)
+	eventually(t, 5*time.Second, "the agent sees the impostor", func() bool { return len(a.Node().PeerHTTPAddrs()) == 2 })
+	time.Sleep(500 * time.Millisecond)
+	evil.mu.Lock()
+	n := len(evil.reqs) + len(evil.keyReqs)
+	evil.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("the impostor got %d requests carrying the token (and the BBB secret)", n)
+	}
+	if !strings.Contains(logs.String(), "not in --join") {
+		t.Fatalf("the impostor was not logged:\n%s", logs.String())
+	}
+}

@@ -84,7 +84,7 @@ Environment-only settings:
 	}
 	cmd.SetVersionTemplate("conclave-agent {{.Version}}\n")
 	f := cmd.Flags()
-	f.StringSliceVar(&o.join, "join", nil, "comma-separated gossip addresses of Conclave peers")
+	f.StringSliceVar(&o.join, "join", nil, "comma-separated gossip addresses of Conclave peers (its token and BBB secret go only to the peers at these addresses)")
 	f.BoolVarP(&o.autoregister, "autoregister", "a", false, "register this BBB server as a backend (AdminState init) if unknown")
 	f.StringVar(&o.bbbAPI, "bbb-api", "", "BBB API URL to poll (default: from BBB_CONFIG)")
 	f.StringVar(&o.gossipAddr, "gossip-addr", "127.0.0.1:42356", "memberlist bind address (UDP+TCP)")
