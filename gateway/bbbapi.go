@@ -75,6 +75,14 @@ func (s *Server) serveBBB(ctx *fasthttp.RequestCtx, key string, rest []byte) {
 	call := knownCall(bytes.Trim(rest, "/"))
 	r := bbbRequestPool.Get().(*bbbRequest)
 	r.s, r.ctx, r.call = s, ctx, call
+	// After a panic (recovered by Handle) the body's place in the gate is
+	// still given back; r is then not reused.
+	returned := false
+	defer func() {
+		if !returned {
+			s.gate.release(&r.hold)
+		}
+	}()
 	result := r.serve(key)
 	s.gate.release(&r.hold)
 	if r.args != nil {
@@ -88,6 +96,7 @@ func (s *Server) serveBBB(ctx *fasthttp.RequestCtx, key string, rest []byte) {
 		s.log.Debug("bbb request", "call", metricCall(call), "frontend", r.frontend.Key,
 			"meeting", string(ctx.QueryArgs().Peek("meetingID")), "result", result, "took", took)
 	}
+	returned = true
 	*r = bbbRequest{buf: r.buf[:0], midBuf: r.midBuf[:0], idBuf: r.idBuf[:0]}
 	if cap(r.buf)+cap(r.midBuf)+cap(r.idBuf) <= 8<<10 {
 		bbbRequestPool.Put(r)

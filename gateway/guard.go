@@ -330,10 +330,9 @@ func (s *Server) refuse(ctx *fasthttp.RequestCtx, reason string) {
 
 // Lingering close of refused connections.
 const (
-	lingerTime     = 5 * time.Second
-	lingerBytes    = 64 << 20
-	maxLingering   = 512
-	lingerDiscardN = 32 << 10
+	lingerTime   = 5 * time.Second
+	lingerBytes  = 64 << 20
+	maxLingering = 512
 )
 
 // lingerClose ends the connection once the answer is written, as nginx's
@@ -359,14 +358,7 @@ func (s *Server) lingerClose(ctx *fasthttp.RequestCtx) {
 			_ = cw.CloseWrite()
 		}
 		_ = c.SetReadDeadline(time.Now().Add(lingerTime))
-		buf := make([]byte, lingerDiscardN)
-		for n := 0; n < lingerBytes; {
-			m, err := c.Read(buf)
-			n += m
-			if err != nil {
-				return
-			}
-		}
+		_, _ = io.CopyN(io.Discard, c, lingerBytes) // io.Discard reads into a small pooled buffer
 	})
 }
 

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -563,5 +564,42 @@ func TestRoutesWithoutBodiesDoNotReadThem(t *testing.T) {
 	}
 	if r := do(s, "127.0.0.1", "GET", "/metrics", "", ""); r.StatusCode() != 200 || !strings.Contains(string(r.Body()), "conclave_panics_total 0") {
 		t.Fatalf("/metrics: %d", r.StatusCode())
+	}
+}
+
+// panicAfter is a cluster whose replica read panics once armed: a failure
+// deep in a handler, after the request's body was read.
+type panicAfter struct {
+	*MemCluster
+	calls, at atomic.Int32
+}
+
+func (p *panicAfter) FSM() *fsm.FSM {
+	if n := p.calls.Add(1); n == p.at.Load() {
+		panic("injected failure after the body was read")
+	}
+	return p.MemCluster.FSM()
+}
+
+// TestPanicGivesBackTheBodysPlace: a panic after the body was read still
+// releases its place in the gate (else a few panics would lock out every
+// body for good).
+func TestPanicGivesBackTheBodysPlace(t *testing.T) {
+	pc := &panicAfter{MemCluster: NewMemCluster()}
+	pc.MustApply(&fsm.AddFrontend{Key: "fe", Secret: "s"})
+	s := New(Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, pc)
+	addr := startServer(t, s)
+	pc.at.Store(2) // the frontend lookup is the first read, the meeting lookup the second
+	resp, c := rawRequest(t, addr, "POST", signedURI("create", "meetingID=m1&name=x", "s"),
+		map[string]string{"Content-Type": "application/xml"}, 10, []byte("<modules/>"))
+	c.Close()
+	if resp.StatusCode() != 500 || !strings.Contains(string(resp.Body()), "internalError") {
+		t.Fatalf("%d %s", resp.StatusCode(), resp.Body())
+	}
+	s.gate.mu.Lock()
+	held, bytes := len(s.gate.perClient), s.gate.bytes
+	s.gate.mu.Unlock()
+	if held != 0 || bytes != 0 || guardCounter(s.guard.panics) != 1 {
+		t.Fatalf("after the panic: %d clients, %d bytes held, %v panics", held, bytes, guardCounter(s.guard.panics))
 	}
 }
