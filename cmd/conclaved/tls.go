@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -47,6 +48,10 @@ func (o tlsOptions) peerTLS(raftBind, raftAdvertise string, log *slog.Logger) (*
 		}
 		log.Info("peer TLS on: Raft and peer calls need a certificate from the cluster CA",
 			"ca", o.ca, "ca_subjects", c.CAs(), "cert", o.cert, "subject", c.Subject(), "expires", c.NotAfter().UTC().Format("2006-01-02"))
+		if left := time.Until(c.NotAfter()); left < 30*24*time.Hour {
+			log.Warn("this peer's certificate expires soon: make a new one and restart the peer with it",
+				"cert", o.cert, "expires", c.NotAfter().UTC().Format(time.RFC3339), "days_left", int(left.Hours()/24))
+		}
 		return c, nil
 	}
 	for _, addr := range []string{raftBind, raftAdvertise} {

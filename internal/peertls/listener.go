@@ -21,7 +21,7 @@ const (
 	FirstByteTimeout = 60 * time.Second
 )
 
-// Overridden by tests.
+// What newMux uses; tests shorten them.
 var (
 	handshakeTimeout = HandshakeTimeout
 	firstByteTimeout = FirstByteTimeout
@@ -61,6 +61,8 @@ type mux struct {
 	done   chan struct{}
 	once   sync.Once
 
+	handshakeTimeout, firstByteTimeout time.Duration
+
 	rejected   atomic.Int64 // handshakes refused since the last log line
 	lastLogged atomic.Int64
 }
@@ -69,7 +71,8 @@ func newMux(ln net.Listener, c *Config, split bool, log *slog.Logger) *mux {
 	if log == nil {
 		log = slog.Default()
 	}
-	m := &mux{ln: ln, tls: c.Server(), split: split, log: log, done: make(chan struct{})}
+	m := &mux{ln: ln, tls: c.Server(), split: split, log: log, done: make(chan struct{}),
+		handshakeTimeout: handshakeTimeout, firstByteTimeout: firstByteTimeout}
 	m.secure = &queueListener{m: m, ch: make(chan net.Conn)}
 	if split {
 		m.plain = &queueListener{m: m, ch: make(chan net.Conn)}
@@ -112,7 +115,7 @@ func (m *mux) acceptLoop() {
 func (m *mux) route(c net.Conn) {
 	if m.split {
 		var b [1]byte
-		_ = c.SetReadDeadline(time.Now().Add(firstByteTimeout))
+		_ = c.SetReadDeadline(time.Now().Add(m.firstByteTimeout))
 		if _, err := c.Read(b[:]); err != nil {
 			c.Close()
 			return
@@ -126,7 +129,7 @@ func (m *mux) route(c net.Conn) {
 		c = pc
 	}
 	tc := tls.Server(c, m.tls)
-	_ = c.SetDeadline(time.Now().Add(handshakeTimeout))
+	_ = c.SetDeadline(time.Now().Add(m.handshakeTimeout))
 	if err := tc.Handshake(); err != nil {
 		m.reject(c.RemoteAddr(), err)
 		c.Close()
