@@ -8,11 +8,15 @@ import (
 	"encoding/xml"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -259,4 +263,146 @@ func xmlEscape(s string) string {
 	var b strings.Builder
 	_ = xml.EscapeText(&b, []byte(s))
 	return b.String()
+}
+
+// TestAgentTokenHostPortAndPeerAddresses: an agent token whose subject is
+// a bare host changes no backend on that host, a host:port token only its
+// own; no token registers a peer's own HTTP, Raft or gossip address as a
+// backend; an agent with a valid token gets its load key and signs its load.
+func TestAgentTokenHostPortAndPeerAddresses(t *testing.T) {
+	c := startSecuredBBBCluster(t, 2)
+	host0, _, _ := net.SplitHostPort(c.hosts[0])
+	mint := func(sub string) string {
+		tok, _ := auth.Mint(secJWT, sub, []string{auth.ScopeAgent}, time.Hour)
+		return tok
+	}
+	patch := map[string]any{"load_factor": 0.01}
+	for _, p := range c.Peers {
+		if err := harness.APIWithToken(p.HTTP, mint(host0), "PATCH", "/api/v1/backends/"+url.PathEscape(c.hosts[1]), patch, nil); err == nil || !strings.Contains(err.Error(), "403") {
+			t.Fatalf("bare-host token changed a backend: %v", err)
+		}
+		if err := harness.APIWithToken(p.HTTP, mint(c.hosts[0]), "PATCH", "/api/v1/backends/"+url.PathEscape(c.hosts[1]), patch, nil); err == nil || !strings.Contains(err.Error(), "403") {
+			t.Fatalf("host:port token changed another port's backend: %v", err)
+		}
+		if err := harness.APIWithToken(p.HTTP, mint(host0), "POST", "/api/v1/agent/load-key", map[string]string{"url": "http://" + c.hosts[1] + "/bigbluebutton/api/"}, nil); err == nil || !strings.Contains(err.Error(), "403") {
+			t.Fatalf("bare-host token got a load key: %v", err)
+		}
+	}
+	if err := harness.APIWithToken(c.Peers[0].HTTP, mint(c.hosts[0]), "PATCH", "/api/v1/backends/"+url.PathEscape(c.hosts[0]), patch, nil); err != nil {
+		t.Fatalf("host:port token changing its own backend: %v", err)
+	}
+	for _, p := range c.Peers {
+		for _, addr := range []string{p.HTTP, p.Raft, p.Gossip} {
+			u := map[string]string{"url": "http://" + addr + "/bigbluebutton/api/", "secret": "s"}
+			if err := c.API(c.Peers[0], "POST", "/api/v1/backends", u, nil); err == nil || !strings.Contains(err.Error(), "400") {
+				t.Fatalf("admin registered peer %s's address %s as a backend: %v", p.ID, addr, err)
+			}
+			if err := harness.APIWithToken(c.Peers[1].HTTP, mint(addr), "POST", "/api/v1/backends", u, nil); err == nil || !strings.Contains(err.Error(), "400") {
+				t.Fatalf("agent registered peer %s's address %s as a backend: %v", p.ID, addr, err)
+			}
+		}
+	}
+	// A real agent with its host:port token: load key fetched, load signed.
+	n := newFakeNode(t, t.TempDir(), "signed")
+	startAgent(t, c.Cluster, n, "CONCLAVE_GOSSIP_KEY="+base64.StdEncoding.EncodeToString(secGossipKey), "CONCLAVE_API_TOKEN="+mint(n.host))
+	logPath := filepath.Join(c.Dir, "agent-"+strings.ReplaceAll(n.host, ":", "_")+".log")
+	harness.Eventually(t, 15*time.Second, func() error {
+		b, _ := os.ReadFile(logPath)
+		if !strings.Contains(string(b), "load key received") {
+			return fmt.Errorf("agent has no load key yet")
+		}
+		if _, ok := backendByHost(t, c.Cluster, n.host); !ok {
+			return fmt.Errorf("agent not registered yet")
+		}
+		return nil
+	})
+	time.Sleep(2 * time.Second)
+	for _, p := range c.Peers {
+		if v, _ := metricValue(scrape(t, p), `conclave_gossip_reports_rejected_total{reason="bad_signature"}`); v != 0 {
+			t.Fatalf("peer %s rejected %v signed reports", p.ID, v)
+		}
+	}
+	b, _ := os.ReadFile(logPath)
+	if tok := mint(n.host); strings.Contains(string(b), tok) {
+		t.Fatal("agent token in the agent's log")
+	}
+	joinsAnswered(t, c, "agent-tokens")
+}
+
+// TestTooLargeNodeAnswerIsLoud: a node whose getMeetings answer is over
+// 16 MiB is not dropped silently: the leader counts it, holds the node in
+// NodeState error with the reason, and its meeting stays bound.
+func TestTooLargeNodeAnswerIsLoud(t *testing.T) {
+	c := startSecuredBBBCluster(t, 0)
+	var huge atomic.Bool
+	pad := strings.Repeat("x", 17<<20)
+	node := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mid := r.URL.Query().Get("meetingID")
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/create"):
+			fmt.Fprintf(w, "<response><returncode>SUCCESS</returncode><meetingID>%s</meetingID><internalMeetingID>x</internalMeetingID>"+
+				"<createTime>1</createTime><voiceBridge>70000</voiceBridge><attendeePW>ap</attendeePW><moderatorPW>mp</moderatorPW></response>", xmlEscape(mid))
+		case strings.HasSuffix(r.URL.Path, "/getMeetings"):
+			io.WriteString(w, "<response><returncode>SUCCESS</returncode><meetings><meeting><meetingID>moodle~big</meetingID><participantCount>1</participantCount>")
+			if huge.Load() {
+				io.WriteString(w, "<metadata><pad>"+pad+"</pad></metadata>")
+			}
+			io.WriteString(w, "</meeting></meetings></response>")
+		default:
+			io.WriteString(w, "<response><returncode>SUCCESS</returncode><running>false</running></response>")
+		}
+	}))
+	defer node.Close()
+	host := strings.TrimPrefix(node.URL, "http://")
+	if err := c.API(c.Peers[0], "POST", "/api/v1/backends", map[string]string{"url": node.URL + "/bigbluebutton/api/", "secret": "s"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.API(c.Peers[0], "POST", "/api/v1/backends/"+url.PathEscape(host)+"/enable", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	harness.Eventually(t, 10*time.Second, func() error {
+		if b, _ := backendByHost(t, c.Cluster, host); b.NodeState != "ready" {
+			return fmt.Errorf("backend %s", b.NodeState)
+		}
+		return nil
+	})
+	if a := c.client(c.Peers[0]).Get(t, "create", "meetingID=big&moderatorPW=mp"); a.ReturnCode != "SUCCESS" {
+		t.Fatal(a.Raw)
+	}
+	huge.Store(true)
+	var b ctlBackend
+	harness.Eventually(t, 15*time.Second, func() error {
+		var bs []struct {
+			ID        string `json:"id"`
+			URL       string `json:"url"`
+			NodeState string `json:"node_state"`
+			LastError string `json:"last_error"`
+		}
+		if err := c.API(c.Peers[2], "GET", "/api/v1/backends", nil, &bs); err != nil {
+			return err
+		}
+		for _, x := range bs {
+			if strings.Contains(x.URL, host) && x.NodeState == "error" && strings.Contains(x.LastError, "larger than 16 MiB") {
+				b.ID = x.ID
+				return nil
+			}
+		}
+		return fmt.Errorf("backend not in error with the reason: %+v", bs)
+	})
+	leader := c.Leader(10 * time.Second)
+	if v, ok := metricValue(scrape(t, leader), `conclave_backend_answers_too_large_total{backend="`+b.ID+`"}`); !ok || v < 1 {
+		t.Fatalf("conclave_backend_answers_too_large_total{backend=%q} = %v on the leader", b.ID, v)
+	}
+	// The client's getMeetings counts it too, and the meeting stays bound.
+	c.client(c.Peers[0]).Get(t, "getMeetings", "")
+	if v, _ := metricValue(scrape(t, c.Peers[0]), `conclave_backend_answers_too_large_total{backend="`+b.ID+`"}`); v < 1 {
+		t.Fatalf("aggregated getMeetings did not count the too large answer: %v", v)
+	}
+	var ms []map[string]any
+	if err := c.API(c.Peers[0], "GET", "/api/v1/meetings?frontend=moodle", nil, &ms); err != nil || len(ms) != 1 {
+		t.Fatalf("the node's meeting left the state: %v %v", ms, err)
+	}
+	if !strings.Contains(leader.Log(), "over the size limit") {
+		t.Fatal("the leader did not log the too large answer")
+	}
 }
