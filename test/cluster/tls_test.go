@@ -3,10 +3,14 @@ package cluster
 import (
 	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/conclave-lb/conclave/internal/pki"
 	"github.com/conclave-lb/conclave/test/harness"
 )
 
@@ -29,7 +33,8 @@ func createAndJoinEverywhere(t *testing.T, c *bbbCluster, tag string) {
 // TestClusterOverMutualTLS: three conclaved processes with --tls-ca,
 // --tls-cert and --tls-key join each other, serve creates and joins
 // through every peer (claims are forwarded to the leader over TLS), refuse
-// peer calls in plain HTTP, and survive a rolling restart in which every
+// peer calls in plain HTTP, keep out peers with another CA's certificate
+// or none, and survive a rolling restart in which every
 // peer gets a new certificate from the same CA, staying one cluster.
 func TestClusterOverMutualTLS(t *testing.T) {
 	c := withBBB(t, harness.StartClusterTLS(t, 3), 2)
@@ -50,6 +55,7 @@ func TestClusterOverMutualTLS(t *testing.T) {
 		}
 	}
 	createAndJoinEverywhere(t, c, "before")
+	intrudersCannotJoin(t, c.Cluster)
 
 	for round, p := range c.Peers {
 		old := p.CertName()
@@ -82,5 +88,66 @@ func TestClusterOverMutualTLS(t *testing.T) {
 	}
 	if len(peers) != 3 {
 		t.Fatalf("after the rolling certificate change: %+v", peers)
+	}
+}
+
+// intrudersCannotJoin starts a conclaved with a certificate from another CA,
+// and one without TLS, each asking p1 to let it join: neither becomes a
+// member, and each says why in its log.
+func intrudersCannotJoin(t *testing.T, c *harness.Cluster) {
+	t.Helper()
+	otherDir := filepath.Join(t.TempDir(), "other-ca")
+	if _, _, err := pki.WriteCA(otherDir, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := pki.WriteCert(otherDir, "intruder", nil, 1); err != nil {
+		t.Fatal(err)
+	}
+	foreignTLS := []string{"--tls-ca", filepath.Join(otherDir, pki.CAFile),
+		"--tls-cert", filepath.Join(otherDir, "intruder.pem"), "--tls-key", filepath.Join(otherDir, "intruder-key.pem")}
+	for _, tc := range []struct {
+		name string
+		args []string
+		why  string // in the intruder's log line about its failed join
+	}{
+		{"another CA's certificate", foreignTLS, "not from the cluster CA"},
+		{"no TLS", nil, "need mutual TLS"},
+	} {
+		logPath := filepath.Join(t.TempDir(), "intruder.log")
+		logf, err := os.Create(logPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		args := append([]string{"--id", "intruder", "--data-dir", t.TempDir(), "--listen-http", harness.FreeAddr(t),
+			"--raft-addr", harness.FreeAddr(t), "--gossip-addr", harness.FreeAddr(t), "--join", c.Peers[0].HTTP}, tc.args...)
+		cmd := exec.Command(c.Bins.Conclaved, args...)
+		cmd.Stdout, cmd.Stderr = logf, logf
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		harness.Eventually(t, 15*time.Second, func() error {
+			b, _ := os.ReadFile(logPath)
+			for _, line := range strings.Split(string(b), "\n") {
+				if strings.Contains(line, "join attempt failed") && strings.Contains(line, tc.why) {
+					return nil
+				}
+			}
+			return fmt.Errorf("%s: no join refused for %q in its log yet:\n%s", tc.name, tc.why, b)
+		})
+		cmd.Process.Kill()
+		cmd.Wait()
+		logf.Close()
+		var peers []harness.PeerInfo
+		if err := c.API(c.Peers[0], "GET", "/api/v1/peers", nil, &peers); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range peers {
+			if p.ID == "intruder" {
+				t.Fatalf("%s: the intruder became a member: %+v", tc.name, peers)
+			}
+		}
+		if len(peers) != 3 {
+			t.Fatalf("%s: %d members", tc.name, len(peers))
+		}
 	}
 }
