@@ -468,7 +468,7 @@ func (n *Node) receiveDirect(msg []byte) {
 		return
 	}
 	if n.checks(&meta) {
-		switch v, reason := n.admitLocked(name, &meta, now); v {
+		switch v, reason := n.admitLocked(name, &meta, now, false); v {
 		case ignore:
 			n.mu.Unlock()
 			return
@@ -615,6 +615,11 @@ func (n *Node) janitor() {
 		for name, e := range n.members {
 			if !e.m.Alive && e.m.LeftOrDead.Before(cut) {
 				delete(n.members, name)
+			}
+		}
+		for name, t := range n.warned {
+			if t.Before(cut) {
+				delete(n.warned, name)
 			}
 		}
 		n.mu.Unlock()
@@ -782,7 +787,7 @@ func (n *Node) upsert(node *memberlist.Node, join bool) {
 		if join || !wasAlive || err != nil || meta.Seq > ent.m.Meta.Seq {
 			v := accept
 			if err == nil && n.checks(&meta) {
-				v, rejected = n.admitLocked(node.Name, &meta, now)
+				v, rejected = n.admitLocked(node.Name, &meta, now, join && !wasAlive)
 			}
 			switch v {
 			case accept:

@@ -96,8 +96,10 @@ const (
 )
 
 // admitLocked decides on an agent's report (n.mu held). On accept it
-// records the report as the URL's newest.
-func (n *Node) admitLocked(member string, m *Meta, now time.Time) (verdict, string) {
+// records the report as the URL's newest. rejoined: the member was gone
+// and is back (a restart, whose clock may have stepped back): its own
+// lower Seq is then taken, if signed and fresh.
+func (n *Node) admitLocked(member string, m *Meta, now time.Time, rejoined bool) (verdict, string) {
 	if m.MAC == "" {
 		return reject, RejectUnsigned
 	}
@@ -108,7 +110,7 @@ func (n *Node) admitLocked(member string, m *Meta, now time.Time) (verdict, stri
 	if !VerifyMeta(m, key) {
 		return reject, RejectSignature
 	}
-	if seen, ok := n.urlSeq[m.APIURL]; ok {
+	if seen, ok := n.urlSeq[m.APIURL]; ok && !(rejoined && seen.member == member) {
 		switch {
 		case seen.member == member && m.Seq <= seen.seq:
 			return ignore, ""

@@ -143,6 +143,18 @@ func TestVerifyingPeerDropsForgedReports(t *testing.T) {
 	if m, _ := member(n, "a"); m.Rejected != "" {
 		t.Fatalf("rejection reason kept after a good report: %+v", m)
 	}
+	// The agent restarts with its clock stepped back: its lower Seq is
+	// taken once it has rejoined, but never while it is alive.
+	n.receiveDirect(direct("a", report(15, 10, good, now)))
+	if attendees() != 9 {
+		t.Fatal("a lower Seq from the live member was taken")
+	}
+	events{n}.NotifyLeave(real)
+	real.Meta = report(5, 11, good, now)
+	events{n}.NotifyJoin(real)
+	if attendees() != 11 {
+		t.Fatalf("a restarted agent's signed report was not taken: %d, %v", attendees(), n.RejectedReports())
+	}
 }
 
 // Without LoadKey (no JWT secret) a peer takes reports as they come.
