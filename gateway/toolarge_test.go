@@ -28,6 +28,11 @@ func hugeNode(t *testing.T, huge *atomic.Bool) *httptest.Server {
 		case strings.HasSuffix(r.URL.Path, "/getMeetings"):
 			w.Write([]byte("<response><returncode>SUCCESS</returncode><meetings><meeting><meetingID>fe1~big</meetingID>" +
 				"<participantCount>1</participantCount></meeting></meetings></response>"))
+		case strings.HasSuffix(r.URL.Path, "/getMeetingInfo") && r.URL.Query().Get("meetingID") == "fe1~big":
+			w.Write([]byte("<response><returncode>SUCCESS</returncode><meetingName>fe1~big</meetingName><meetingID>fe1~big</meetingID>" +
+				"<participantCount>1</participantCount><metadata><pad>small</pad></metadata></response>"))
+		case strings.HasSuffix(r.URL.Path, "/getMeetingInfo"):
+			w.Write([]byte("<response><returncode>FAILED</returncode><messageKey>notFound</messageKey><message>x</message></response>"))
 		default:
 			w.Write([]byte("<response><returncode>SUCCESS</returncode><running>false</running></response>"))
 		}
@@ -80,7 +85,8 @@ func TestTooLargeAnswerHoldsNodeInErrorAndKeepsMeetings(t *testing.T) {
 	}
 }
 
-// The aggregated getMeetings counts a node whose answer is too large.
+// The aggregated getMeetings counts a node whose answer is too large, and
+// still lists the frontend's meetings there, asked one by one.
 func TestAggregatedGetMeetingsCountsTooLargeAnswer(t *testing.T) {
 	var huge atomic.Bool
 	huge.Store(true)
@@ -90,9 +96,15 @@ func TestAggregatedGetMeetingsCountsTooLargeAnswer(t *testing.T) {
 	r.mc.MustApply(&fsm.SetBackendAdminState{ID: "big", State: fsm.AdminReady})
 	r.setReady("big")
 	r.mc.MustApply(&fsm.ClaimMeeting{InternalID: "fe1~big", Frontend: "fe1", MeetingID: "big", BackendID: "big"})
-	r.client("fe1").Get(t, "getMeetings", "")
+	r.mc.MustApply(&fsm.ClaimMeeting{InternalID: "fe1~gone", Frontend: "fe1", MeetingID: "gone", BackendID: "big"})
+	a := r.client("fe1").Get(t, "getMeetings", "")
 	if n := counterValue(r.srv.metrics.tooLarge.WithLabelValues("big")); n != 1 {
 		t.Fatalf("conclave_backend_answers_too_large_total{backend=big} = %v after one getMeetings", n)
+	}
+	want := "<meetings><meeting><meetingName>big</meetingName><meetingID>big</meetingID><participantCount>1</participantCount>" +
+		"<metadata><pad>small</pad></metadata></meeting></meetings>"
+	if !strings.Contains(a.Raw, want) {
+		t.Fatalf("the too large node's meeting is missing from getMeetings (or not as getMeetings shows it): %s", a.Raw)
 	}
 	huge.Store(false)
 	if a := r.client("fe1").Get(t, "getMeetings", ""); !strings.Contains(a.Raw, "<meetingID>big</meetingID>") {

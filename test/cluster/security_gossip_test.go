@@ -348,6 +348,8 @@ func TestTooLargeNodeAnswerIsLoud(t *testing.T) {
 				io.WriteString(w, "<metadata><pad>"+pad+"</pad></metadata>")
 			}
 			io.WriteString(w, "</meeting></meetings></response>")
+		case strings.HasSuffix(r.URL.Path, "/getMeetingInfo") && mid == "moodle~big":
+			io.WriteString(w, "<response><returncode>SUCCESS</returncode><meetingID>moodle~big</meetingID><participantCount>1</participantCount></response>")
 		default:
 			io.WriteString(w, "<response><returncode>SUCCESS</returncode><running>false</running></response>")
 		}
@@ -393,8 +395,11 @@ func TestTooLargeNodeAnswerIsLoud(t *testing.T) {
 	if v, ok := metricValue(scrape(t, leader), `conclave_backend_answers_too_large_total{backend="`+b.ID+`"}`); !ok || v < 1 {
 		t.Fatalf("conclave_backend_answers_too_large_total{backend=%q} = %v on the leader", b.ID, v)
 	}
-	// The client's getMeetings counts it too, and the meeting stays bound.
-	c.client(c.Peers[0]).Get(t, "getMeetings", "")
+	// The client's getMeetings counts it too and still lists the meeting
+	// (asked with getMeetingInfo), and the meeting stays bound.
+	if a := c.client(c.Peers[0]).Get(t, "getMeetings", ""); !strings.Contains(a.Raw, "<meetingID>big</meetingID>") {
+		t.Fatalf("the meeting vanished from getMeetings: %s", a.Raw)
+	}
 	if v, _ := metricValue(scrape(t, c.Peers[0]), `conclave_backend_answers_too_large_total{backend="`+b.ID+`"}`); v < 1 {
 		t.Fatalf("aggregated getMeetings did not count the too large answer: %v", v)
 	}
