@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"encoding/xml"
 	"fmt"
 	"io"
@@ -409,5 +410,68 @@ func TestTooLargeNodeAnswerIsLoud(t *testing.T) {
 	}
 	if !strings.Contains(leader.Log(), "over the size limit") {
 		t.Fatal("the leader did not log the too large answer")
+	}
+}
+
+// TestClusterKeyReplicatedNeverShown: the key relay URLs are signed with is
+// drawn once, the same on every peer (it travels in the replicated state
+// and its snapshots), and appears in no log, metric or admin API answer.
+func TestClusterKeyReplicatedNeverShown(t *testing.T) {
+	c := startSecuredBBBCluster(t, 1)
+	lms := newHitCounter(t, 200)
+	if a := c.client(c.Peers[0]).Get(t, "create", "meetingID=k1&moderatorPW=mp&meta_endCallbackUrl="+url.QueryEscape(lms.srv.URL+"/end")); a.ReturnCode != "SUCCESS" {
+		t.Fatal(a.Raw)
+	}
+	var keys [][]byte
+	harness.Eventually(t, 10*time.Second, func() error {
+		keys = nil
+		for _, p := range c.Peers {
+			if err := c.API(p, "POST", "/api/v1/snapshot", nil, nil); err != nil {
+				return err
+			}
+			files, _ := filepath.Glob(filepath.Join(p.DataDir, "snapshots", "*", "state.bin"))
+			var newest []byte
+			var newestMod time.Time
+			for _, f := range files {
+				if st, err := os.Stat(f); err == nil && st.ModTime().After(newestMod) {
+					newestMod = st.ModTime()
+					newest, _ = os.ReadFile(f)
+				}
+			}
+			line, _, _ := strings.Cut(string(newest), "\n")
+			var hdr struct {
+				ClusterKey []byte `json:"cluster_key"`
+			}
+			if err := json.Unmarshal([]byte(line), &hdr); err != nil || len(hdr.ClusterKey) != 32 {
+				return fmt.Errorf("peer %s: no cluster key in its snapshot (%v)", p.ID, err)
+			}
+			keys = append(keys, hdr.ClusterKey)
+		}
+		return nil
+	})
+	for _, k := range keys[1:] {
+		if string(k) != string(keys[0]) {
+			t.Fatal("peers hold different cluster keys")
+		}
+	}
+	forms := []string{base64.StdEncoding.EncodeToString(keys[0]), base64.RawURLEncoding.EncodeToString(keys[0]), hex.EncodeToString(keys[0])}
+	texts := map[string]string{}
+	for _, p := range c.Peers {
+		texts[p.ID+" log"] = p.Log()
+		texts[p.ID+" metrics"] = scrape(t, p)
+		for _, path := range []string{"/api/v1/status", "/api/v1/peers", "/api/v1/backends", "/api/v1/frontends", "/api/v1/meetings", "/api/v1/recordings"} {
+			var raw json.RawMessage
+			if err := c.API(p, "GET", path, nil, &raw); err != nil {
+				t.Fatal(err)
+			}
+			texts[p.ID+" "+path] = string(raw)
+		}
+	}
+	for where, text := range texts {
+		for _, f := range forms {
+			if strings.Contains(text, f) {
+				t.Fatalf("the cluster key shows in %s", where)
+			}
+		}
 	}
 }
