@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"net"
 
 	"github.com/valyala/fasthttp"
@@ -53,6 +54,19 @@ func (s *Server) servePeerTLS(ln net.Listener, tc *peertls.Config) error {
 	go func() { peerErr <- s.peerSrv.Serve(secure) }()
 	err := s.srv.Serve(plain)
 	secure.Close()
+	if perr := <-peerErr; err == nil {
+		err = perr
+	}
+	return err
+}
+
+// shutdownBoth stops the public and the peer server together: each waits
+// for its open connections in 100 ms steps, and one after the other would
+// add a step to every stop.
+func (s *Server) shutdownBoth(ctx context.Context) error {
+	peerErr := make(chan error, 1)
+	go func() { peerErr <- s.peerSrv.ShutdownWithContext(ctx) }()
+	err := s.srv.ShutdownWithContext(ctx)
 	if perr := <-peerErr; err == nil {
 		err = perr
 	}

@@ -149,13 +149,10 @@ func (s *Server) Serve(ln net.Listener) error {
 
 // Shutdown stops accepting and waits for open requests.
 func (s *Server) Shutdown(ctx context.Context) error {
-	err := s.srv.ShutdownWithContext(ctx)
 	if s.peerSrv != nil {
-		if perr := s.peerSrv.ShutdownWithContext(ctx); err == nil {
-			err = perr
-		}
+		return s.shutdownBoth(ctx)
 	}
-	return err
+	return s.srv.ShutdownWithContext(ctx)
 }
 
 var (
