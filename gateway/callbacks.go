@@ -293,35 +293,36 @@ func (s *Server) serveCallback(ctx *fasthttp.RequestCtx, kind string) {
 	key := st.ClusterKey()
 	if key == nil || len(target) > maxCallbackURLLen ||
 		!hmac.Equal([]byte(sig), []byte(callbackSig(key, kind, feKey, internal, mid, beID, target))) {
-		ctx.Error("bad callback", fasthttp.StatusForbidden)
+		s.refuseCallback(ctx, kind)
 		return
 	}
 	fe, ok := st.Frontend(feKey)
 	b, okB := st.Backend(beID)
 	if !ok || !okB || !ownedBy(internal, feKey) {
-		ctx.Error("bad callback", fasthttp.StatusForbidden)
+		s.refuseCallback(ctx, kind)
 		return
 	}
 	// The meeting must be on that backend. BBB's end callback may come
 	// after the meeting was released (an end through the API), so an
 	// unbound meeting passes; one bound elsewhere (moved) does not.
 	if m, ok := st.Meeting(internal); ok && m.BackendID != beID {
-		ctx.Error("bad callback", fasthttp.StatusForbidden)
+		s.refuseCallback(ctx, kind)
 		return
 	}
 	u, ok := s.validTarget(target)
 	if !ok {
-		ctx.Error("bad callback", fasthttp.StatusForbidden)
+		s.refuseCallback(ctx, kind)
 		return
 	}
 	var job relayJob
 	switch kind {
 	case "end":
 		if got := args.Peek("meetingID"); len(got) > 0 && string(got) != internal {
-			ctx.Error("bad callback", fasthttp.StatusForbidden)
+			s.refuseCallback(ctx, kind)
 			return
 		}
 		if !s.relay().firstTime(beID+"\x00"+internal, time.Now()) {
+			s.metrics.callbacks.WithLabelValues(kind, "duplicate").Inc()
 			ctx.SetContentType("text/plain")
 			ctx.SetBodyString("ok")
 			return
@@ -344,7 +345,7 @@ func (s *Server) serveCallback(ctx *fasthttp.RequestCtx, kind string) {
 		_, err := jwt.ParseWithClaims(string(ctx.PostArgs().Peek("signed_parameters")), &claims,
 			func(*jwt.Token) (any, error) { return []byte(b.Secret), nil }, jwt.WithValidMethods([]string{"HS256"}))
 		if err != nil || claims.MeetingID != internal {
-			ctx.Error("bad callback", fasthttp.StatusForbidden)
+			s.refuseCallback(ctx, kind)
 			return
 		}
 		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
@@ -373,11 +374,20 @@ func (s *Server) serveCallback(ctx *fasthttp.RequestCtx, kind string) {
 	if !s.enqueue(job) {
 		// Our queue, not the client's URL: BBB may try again later.
 		s.log.Warn("callback relay queue full; refusing", "kind", kind, "frontend", fe.Key)
+		s.metrics.callbacks.WithLabelValues(kind, "queue_full").Inc()
 		ctx.Error("busy", fasthttp.StatusServiceUnavailable)
 		return
 	}
+	s.metrics.callbacks.WithLabelValues(kind, "queued").Inc()
 	ctx.SetContentType("text/plain")
 	ctx.SetBodyString("ok")
+}
+
+// refuseCallback answers a relay request that does not verify: always the
+// same 403, before anything goes out.
+func (s *Server) refuseCallback(ctx *fasthttp.RequestCtx, kind string) {
+	s.metrics.callbacks.WithLabelValues(kind, "refused").Inc()
+	ctx.Error("bad callback", fasthttp.StatusForbidden)
 }
 
 // deliver sends a callback to the frontend, retrying a failure a few
@@ -389,6 +399,7 @@ func (s *Server) deliver(j relayJob) {
 		}
 		req, err := j.build()
 		if err != nil {
+			s.metrics.callbacks.WithLabelValues(j.kind, "failed").Inc()
 			return
 		}
 		c, cancel := context.WithTimeout(context.Background(), callbackTimeout)
@@ -400,6 +411,7 @@ func (s *Server) deliver(j relayJob) {
 		}
 		cancel()
 		if err == nil && status < 500 {
+			s.metrics.callbacks.WithLabelValues(j.kind, "delivered").Inc()
 			return
 		}
 		var ue *url.Error
@@ -408,4 +420,5 @@ func (s *Server) deliver(j relayJob) {
 		}
 		s.log.Warn("callback to frontend failed", "kind", j.kind, "frontend", j.frontend, "status", status, "err", err, "attempt", attempt+1)
 	}
+	s.metrics.callbacks.WithLabelValues(j.kind, "failed").Inc()
 }

@@ -185,6 +185,11 @@ func TestTenantMintedCallbacksRefused(t *testing.T) {
 			t.Fatalf("refusals differ: %q vs %q", a, answers[0])
 		}
 	}
+	refused := counterValue(r.srv.metrics.callbacks.WithLabelValues("end", "refused")) +
+		counterValue(r.srv.metrics.callbacks.WithLabelValues("recording-ready", "refused"))
+	if int(refused) != len(answers) || counterValue(r.srv.metrics.callbacks.WithLabelValues("end", "queued")) != 0 {
+		t.Fatalf("conclave_callback_relays_total: %v refused of %d", refused, len(answers))
+	}
 }
 
 // A valid relay is answered "ok" at once, whatever the target does (200,

@@ -21,6 +21,7 @@ type metrics struct {
 	applyLatency   prometheus.Histogram
 	leaderAnswers  prometheus.Counter
 	tooLarge       *prometheus.CounterVec // backend answers over maxBackendResponse
+	callbacks      *prometheus.CounterVec // callback relays by kind and result
 }
 
 func (m *metrics) observeBBB(call, frontend, result string, d time.Duration) {
@@ -78,7 +79,11 @@ func newMetrics(reg *prometheus.Registry, cluster Cluster, loads LoadSource) *me
 	m.tooLarge = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "conclave_backend_answers_too_large_total", Help: "Backend answers refused for exceeding the size limit (16 MiB), by backend.",
 	}, []string{"backend"})
-	reg.MustRegister(m.bbbRequests, m.bbbLatency, m.backendCalls, m.backendLatency, m.placements, m.placeFailures, m.applyLatency, m.leaderAnswers, m.tooLarge)
+	m.callbacks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "conclave_callback_relays_total",
+		Help: "Callbacks from backends, by kind and result (refused, queued, duplicate, queue_full, delivered, failed).",
+	}, []string{"kind", "result"})
+	reg.MustRegister(m.bbbRequests, m.bbbLatency, m.backendCalls, m.backendLatency, m.placements, m.placeFailures, m.applyLatency, m.leaderAnswers, m.tooLarge, m.callbacks)
 	// Known reasons start at zero, so rate() works before the first failure.
 	for _, r := range []string{"no_backend", "no_tagged_backend", "backends_failed", "no_quorum"} {
 		m.placeFailures.WithLabelValues(r)

@@ -225,6 +225,11 @@ func TestTenantCallbackRelayRefused(t *testing.T) {
 	if h := append(ok200.got(), no401.got()...); len(h) != 0 {
 		t.Fatalf("forged relays reached their targets: %v", h)
 	}
+	for _, p := range c.Peers {
+		if v, _ := metricValue(scrape(t, p), `conclave_callback_relays_total{kind="end",result="refused"}`); v < 6 {
+			t.Fatalf("peer %s counted %v refused relays", p.ID, v)
+		}
+	}
 
 	// A real meeting with callbacks: the client sees its own URLs.
 	lms := newHitCounter(t, 200)
