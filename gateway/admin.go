@@ -329,6 +329,21 @@ func (a *adminRequest) withBackend(ref string, fn func(fsm.Backend)) {
 	fn(b)
 }
 
+// ownedURL normalises a backend URL from a request and checks that the
+// caller's token may act on it, answering 400 or 403 (with denied) itself.
+func (a *adminRequest) ownedURL(raw, denied string) (string, bool) {
+	norm, err := fsm.NormalizeBackendURL(raw)
+	if err != nil {
+		a.fail(err)
+		return "", false
+	}
+	if !a.agentOwns(norm) {
+		writeError(a.ctx, 403, "forbidden", denied)
+		return "", false
+	}
+	return norm, true
+}
+
 // agentOwns reports whether an agent token may change backend b: its
 // subject must be the backend URL's host:port (a bare host is refused).
 // Admin tokens may change any.
@@ -350,13 +365,8 @@ func (a *adminRequest) addBackend() {
 	if !a.decodeBody(&req) {
 		return
 	}
-	norm, err := fsm.NormalizeBackendURL(req.URL)
-	if err != nil {
-		a.fail(err)
-		return
-	}
-	if !a.agentOwns(norm) {
-		writeError(a.ctx, 403, "forbidden", "an agent token may only register its own node (subject host:port = the URL's)")
+	norm, ok := a.ownedURL(req.URL, "an agent token may only register its own node (subject host:port = the URL's)")
+	if !ok {
 		return
 	}
 	if a.isPeerAddress(norm) {

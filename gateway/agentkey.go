@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/conclave-lb/conclave/auth"
-	"github.com/conclave-lb/conclave/fsm"
 )
 
 // POST /api/v1/agent/load-key {"url": "<BBB API URL>"} hands an agent the
@@ -37,13 +36,8 @@ func (a *adminRequest) agentLoadKey() {
 	if !a.decodeBody(&req) {
 		return
 	}
-	norm, err := fsm.NormalizeBackendURL(req.URL)
-	if err != nil {
-		a.fail(err)
-		return
-	}
-	if !a.agentOwns(norm) {
-		writeError(a.ctx, 403, "forbidden", "an agent token gets the load key of its own node only (subject host:port = the URL's)")
+	norm, ok := a.ownedURL(req.URL, "an agent token gets the load key of its own node only (subject host:port = the URL's)")
+	if !ok {
 		return
 	}
 	hp, err := auth.HostPort(norm)

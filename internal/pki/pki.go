@@ -54,15 +54,7 @@ func NewCA(days int) (certPEM, keyPEM []byte, err error) {
 	if days <= 0 {
 		return nil, nil, fmt.Errorf("validity must be at least one day, not %d", days)
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	serial, err := newSerial()
-	if err != nil {
-		return nil, nil, err
-	}
-	ski, err := keyID(&key.PublicKey)
+	key, serial, ski, err := newKey()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -108,15 +100,7 @@ func NewCert(caCertPEM, caKeyPEM []byte, name string, hosts []string, days int) 
 	if err != nil {
 		return nil, nil, err
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	serial, err := newSerial()
-	if err != nil {
-		return nil, nil, err
-	}
-	ski, err := keyID(&key.PublicKey)
+	key, serial, ski, err := newKey()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -302,6 +286,19 @@ func encodeKey(key *ecdsa.PrivateKey) ([]byte, error) {
 		return nil, err
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}
+
+// newKey makes a P-256 key with what its certificate needs: a random
+// serial and the key's subject key ID.
+func newKey() (key *ecdsa.PrivateKey, serial *big.Int, ski []byte, err error) {
+	if key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
+		return nil, nil, nil, err
+	}
+	if serial, err = newSerial(); err != nil {
+		return nil, nil, nil, err
+	}
+	ski, err = keyID(&key.PublicKey)
+	return key, serial, ski, err
 }
 
 func newSerial() (*big.Int, error) {
