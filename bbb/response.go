@@ -26,6 +26,9 @@ const (
 	KeyMissingParamFullName   = "missingParamFullName"
 	KeyServerUnavailable      = "serverUnavailable"
 	KeyNoBackendAvailable     = "noBackendAvailable"
+	// KeyServerTagUnavailable is Scalelite's answer to a create whose
+	// required meta_server-tag no available server carries.
+	KeyServerTagUnavailable = "serverTagUnavailable"
 )
 
 // FailedXML renders BBB's FAILED envelope. BBB answers these with HTTP 200.

@@ -13,9 +13,12 @@ type BackendSettings struct {
 	LoadFactor *float64 `json:"load_factor,omitempty"`
 }
 
-// Presentation is a frontend's default slide deck.
+// Presentation is a frontend's default slide deck (b3scale's setting).
+// Without Force it is sent only with a create that carries no slides of
+// its own; with Force it replaces the client's slides on every create.
 type Presentation struct {
-	URL string `json:"url"`
+	URL   string `json:"url"`
+	Force bool   `json:"force,omitempty"`
 }
 
 // FrontendSettings are an operator's settings for a tenant.

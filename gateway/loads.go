@@ -10,6 +10,7 @@ import (
 // AgentLoad is a BBB node's load as its agent gossips it.
 type AgentLoad struct {
 	Meetings, Attendees int
+	Videos, Voice       int  // video streams, voice participants
 	Alive               bool // memberlist considers the agent alive
 	BBBUp               bool // the agent reached its BBB API on its last poll
 	Updated             time.Time

@@ -60,10 +60,14 @@ func (r *bbbRequest) create() string {
 		}
 	}
 	tried := map[string]bool{}
+	tags := serverTagsOf(r.args) // after the frontend's default and override params
 	for attempt := 0; attempt < maxPlaceAttempts; attempt++ {
-		b, err := r.s.place(&r.frontend, tried)
+		b, err := r.s.placeTagged(&r.frontend, tried, tags)
 		if err != nil {
 			r.s.metrics.placeFailures.WithLabelValues(placeFailureReason(err, attempt)).Inc()
+			if e, ok := err.(errServerTagUnavailable); ok {
+				return r.fail(bbb.KeyServerTagUnavailable, e.Error())
+			}
 			if attempt > 0 {
 				return r.fail(bbb.KeyServerUnavailable, "No backend accepted the meeting: "+err.Error())
 			}
@@ -119,6 +123,8 @@ func placeFailureReason(err error, attempt int) string {
 		return "backends_failed"
 	case err == errNoTaggedNode:
 		return "no_tagged_backend"
+	case errors.As(err, new(errServerTagUnavailable)):
+		return "server_tag_unavailable"
 	}
 	return "no_backend"
 }
@@ -242,12 +248,17 @@ func parseAnswer(doc []byte) (bbb.Envelope, []element, error) {
 var errNotBBBResponse = errors.New("the answer is not a BBB <response> document")
 
 // createBody returns the body to send with create: the client's slides
-// (XML), or the frontend's default presentation, or none.
+// (XML), or the frontend's default presentation, or none. A forced default
+// presentation replaces the client's slides, as in b3scale.
 func (r *bbbRequest) createBody() (body []byte, contentType string, res string, ok bool) {
+	p := r.frontend.Settings.DefaultPresentation
 	if len(r.body) > 0 { // read, within its bound, by serve
 		ct := strings.ToLower(string(r.ctx.Request.Header.ContentType()))
 		switch {
 		case isXMLContent(r.ctx):
+			if p != nil && p.Force && p.URL != "" {
+				return defaultPresentationBody(p.URL), "application/xml", "", true
+			}
 			return r.body, ct, "", true
 		case strings.HasPrefix(ct, "application/x-www-form-urlencoded"):
 			// Form parameters count as parameters (not covered by the checksum, as in BBB).
@@ -259,17 +270,21 @@ func (r *bbbRequest) createBody() (body []byte, contentType string, res string, 
 					r.args.SetBytesKV(k, v)
 				}
 			})
-			return nil, "", "", true
+			// Form parameters carry no slides: the default presentation applies.
 		default:
 			return nil, "", r.fail(bbb.KeyUnsupportedContentType, "POST create takes an XML body or form parameters."), false
 		}
 	}
-	if p := r.frontend.Settings.DefaultPresentation; p != nil && p.URL != "" {
-		doc := `<?xml version="1.0" encoding="UTF-8"?><modules><module name="presentation"><document url="` +
-			escapeAttr(p.URL) + `"/></module></modules>`
-		return []byte(doc), "application/xml", "", true
+	if p != nil && p.URL != "" {
+		return defaultPresentationBody(p.URL), "application/xml", "", true
 	}
 	return nil, "", "", true
+}
+
+// defaultPresentationBody is the slides document naming one presentation.
+func defaultPresentationBody(url string) []byte {
+	return []byte(`<?xml version="1.0" encoding="UTF-8"?><modules><module name="presentation"><document url="` +
+		escapeAttr(url) + `"/></module></modules>`)
 }
 
 func escapeAttr(s string) string {

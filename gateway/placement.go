@@ -2,21 +2,92 @@ package gateway
 
 import (
 	"errors"
+	"fmt"
 	"maps"
+	"math"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/conclave-lb/conclave/fsm"
 )
 
-// MeetingWeight is what one meeting adds to a backend's load besides its
-// attendees: an empty meeting still costs a BBB server something.
+// LoadWeights say what each thing on a node adds to its load. Placement
+// picks the backend with the least
+//
+//	(Meeting×meetings + Attendee×attendees + Video×video streams + Voice×voice participants) × load factor
+//
+// The defaults keep the weights Conclave always had: an empty meeting
+// costs as much as five attendees, and video streams and voice
+// participants add nothing on their own (Scalelite's load is attendees ×
+// load multiplier; b3scale's is max(15×meetings, attendees) × load
+// factor; neither counts them). Operators whose nodes are bound by
+// cameras or microphones raise Video and Voice (docs/PRODUCTION.md).
+type LoadWeights struct {
+	Meeting, Attendee, Video, Voice float64
+}
+
+// DefaultLoadWeights are the weights when none are configured.
+var DefaultLoadWeights = LoadWeights{Meeting: 5, Attendee: 1}
+
+// MeetingWeight is the default weight of one meeting.
 const MeetingWeight = 5
+
+// String renders the weights as ParseLoadWeights reads them.
+func (w LoadWeights) String() string {
+	f := func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+	return "meeting=" + f(w.Meeting) + ",attendee=" + f(w.Attendee) + ",video=" + f(w.Video) + ",voice=" + f(w.Voice)
+}
+
+// ParseLoadWeights reads "meeting=5,attendee=1,video=2,voice=1". Names
+// left out keep their default; each weight is a number from 0 to 1000.
+func ParseLoadWeights(s string) (LoadWeights, error) {
+	w := DefaultLoadWeights
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		name, val, ok := strings.Cut(part, "=")
+		if !ok {
+			return w, fmt.Errorf("load weight %q: want name=number", part)
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
+		if err != nil || math.IsNaN(v) || v < 0 || v > 1000 {
+			return w, fmt.Errorf("load weight %q: want a number from 0 to 1000", part)
+		}
+		switch strings.ToLower(strings.TrimSpace(name)) {
+		case "meeting", "meetings":
+			w.Meeting = v
+		case "attendee", "attendees":
+			w.Attendee = v
+		case "video", "videos":
+			w.Video = v
+		case "voice":
+			w.Voice = v
+		default:
+			return w, fmt.Errorf("load weight %q: the names are meeting, attendee, video and voice", part)
+		}
+	}
+	if w == (LoadWeights{}) {
+		return w, errors.New("load weights: at least one must be above 0")
+	}
+	return w, nil
+}
 
 var (
 	errNoBackend    = errors.New("no backend is available for new meetings")
 	errNoTaggedNode = errors.New("no available backend carries every tag this frontend requires")
 )
+
+// errServerTagUnavailable is a create whose required meta_server-tag no
+// available backend matches; it is answered with Scalelite's messageKey.
+type errServerTagUnavailable struct{ tags string }
+
+func (e errServerTagUnavailable) Error() string {
+	return "There is no available server with the required tag=" + e.tags + "."
+}
 
 // pendingPlacements counts placements this peer has chosen but not yet
 // seen committed, so simultaneous creates spread out instead of all
@@ -48,12 +119,27 @@ func (p *pendingPlacements) snapshot() map[string]int {
 	return maps.Clone(p.n)
 }
 
-// backendLoad is (attendees + MeetingWeight × meetings) × load factor. The
-// meeting count is the larger of what the node reported and what the state
-// has bound to it (a placement counts at once), plus pending placements.
-func backendLoad(reportedMeetings, attendees, bound, pending int, loadFactor float64) float64 {
-	meetings := max(reportedMeetings, bound) + pending
-	return float64(attendees+MeetingWeight*meetings) * loadFactor
+// nodeLoad is what a node runs, as its agent or the prober saw it.
+type nodeLoad struct {
+	meetings, attendees, videos, voice int
+}
+
+// backendLoad weighs a node's load and multiplies it by its load factor.
+// The meeting count is the larger of what the node reported and what the
+// state has bound to it (a placement counts at once), plus pending
+// placements.
+func (w LoadWeights) backendLoad(l nodeLoad, bound, pending int, loadFactor float64) float64 {
+	meetings := max(l.meetings, bound) + pending
+	return (w.Meeting*float64(meetings) + w.Attendee*float64(l.attendees) +
+		w.Video*float64(l.videos) + w.Voice*float64(l.voice)) * loadFactor
+}
+
+// loadWeights are the configured weights (the defaults when unset).
+func (s *Server) loadWeights() LoadWeights {
+	if s.cfg.LoadWeights == (LoadWeights{}) {
+		return DefaultLoadWeights
+	}
+	return s.cfg.LoadWeights
 }
 
 // hasTags reports whether the backend carries every required tag.
@@ -66,17 +152,30 @@ func hasTags(b *fsm.Backend, required []string) bool {
 	return true
 }
 
-// place picks the backend for a new meeting of frontend fe: placeable
-// (AdminState and NodeState ready), carrying the required tags, not in
-// exclude, least loaded; ties go to the lower ID so choices are stable.
+// place picks the backend for a new meeting of frontend fe that names no
+// server tags: see placeTagged.
 func (s *Server) place(fe *fsm.Frontend, exclude map[string]bool) (*fsm.Backend, error) {
-	st := s.cluster.FSM()
+	return s.placeTagged(fe, exclude, serverTags{})
+}
+
+// placeTagged picks the backend for a new meeting of frontend fe:
+// placeable (AdminState and NodeState ready), carrying every tag the
+// frontend requires, not in exclude, least loaded; ties go to the lower ID
+// so choices are stable. A create's meta_server-tag (st) narrows that
+// choice as Scalelite does: the least loaded of the allowed backends that
+// match one of its tags ("none": a backend without tags); when none
+// matches, required tags fail with errServerTagUnavailable and optional
+// ones fall back to every allowed backend. Without st, tags on a backend
+// do not reserve it (b3scale).
+func (s *Server) placeTagged(fe *fsm.Frontend, exclude map[string]bool, st serverTags) (*fsm.Backend, error) {
+	state := s.cluster.FSM()
 	loads := s.agentLoads()
 	pending := s.pending.snapshot()
-	var best fsm.Backend
-	found, anyPlaceable := false, false
-	bestLoad := 0.0
-	st.EachBackend(func(b *fsm.Backend, bound int) {
+	w := s.loadWeights()
+	var best, bestTagged fsm.Backend
+	found, foundTagged, anyPlaceable := false, false, false
+	bestLoad, bestTaggedLoad := 0.0, 0.0
+	state.EachBackend(func(b *fsm.Backend, bound int) {
 		if !b.Placeable() || exclude[b.ID] {
 			return
 		}
@@ -84,19 +183,27 @@ func (s *Server) place(fe *fsm.Frontend, exclude map[string]bool) (*fsm.Backend,
 		if !hasTags(b, fe.Settings.RequiredTags) {
 			return
 		}
-		meetings, attendees := b.Meetings, b.Attendees
-		if l, ok := loads[b.URL]; ok { // the agent's figures are fresher
-			meetings, attendees = l.Meetings, l.Attendees
+		l := nodeLoad{meetings: b.Meetings, attendees: b.Attendees}
+		if a, ok := loads[b.URL]; ok { // the agent's figures are fresher
+			l = nodeLoad{meetings: a.Meetings, attendees: a.Attendees, videos: a.Videos, voice: a.Voice}
 		}
-		load := backendLoad(meetings, attendees, bound, pending[b.ID], b.LoadFactor())
+		load := w.backendLoad(l, bound, pending[b.ID], b.LoadFactor())
 		if !found || load < bestLoad || (load == bestLoad && b.ID < best.ID) {
 			best, bestLoad, found = *b, load, true
 		}
-	})
-	if !found {
-		if anyPlaceable && len(fe.Settings.RequiredTags) > 0 {
-			return nil, errNoTaggedNode
+		if st.any() && st.matches(b) &&
+			(!foundTagged || load < bestTaggedLoad || (load == bestTaggedLoad && b.ID < bestTagged.ID)) {
+			bestTagged, bestTaggedLoad, foundTagged = *b, load, true
 		}
+	})
+	switch {
+	case foundTagged:
+		return &bestTagged, nil
+	case st.required && (found || anyPlaceable):
+		return nil, errServerTagUnavailable{tags: st.raw}
+	case !found && anyPlaceable && len(fe.Settings.RequiredTags) > 0:
+		return nil, errNoTaggedNode
+	case !found:
 		return nil, errNoBackend
 	}
 	return &best, nil

@@ -50,6 +50,8 @@ type Config struct {
 	Registry *prometheus.Registry
 	// Loads, when set, gives agents' gossiped load (fresher than probes).
 	Loads LoadSource
+	// LoadWeights weigh what a node runs in placement; zero: DefaultLoadWeights.
+	LoadWeights LoadWeights
 	// CallbackBase is this peer's URL as backends reach it (e.g.
 	// http://peer1:42353); when set, BBB's callbacks are relayed through it.
 	CallbackBase string

@@ -1,0 +1,244 @@
+package gateway
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/conclave-lb/conclave/bbb"
+	"github.com/conclave-lb/conclave/fsm"
+)
+
+func TestParseServerTags(t *testing.T) {
+	for in, want := range map[string]serverTags{
+		"":              {},
+		"!":             {},
+		" ! ":           {},
+		",;!":           {},
+		"foo":           {tags: []string{"foo"}, raw: "foo"},
+		"foo!":          {tags: []string{"foo"}, required: true, raw: "foo"},
+		"foo,bar":       {tags: []string{"foo", "bar"}, raw: "foo,bar"},
+		"foo;bar!":      {tags: []string{"foo", "bar"}, required: true, raw: "foo;bar"},
+		" foo , ,bar! ": {tags: []string{"foo", "bar"}, required: true, raw: "foo , ,bar"},
+		"none":          {tags: []string{"none"}, raw: "none"},
+		"none!":         {tags: []string{"none"}, required: true, raw: "none"},
+	} {
+		got := parseServerTags(in)
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("parseServerTags(%q) = %+v, want %+v", in, got, want)
+		}
+	}
+}
+
+// placeRig is a gateway over an in-memory cluster with ready backends
+// u (untagged), f (tag foo), b (tags bar, gpu), and frontend fe.
+func placeRig(t *testing.T, attendees map[string]int64) (*Server, *MemCluster) {
+	t.Helper()
+	mc := NewMemCluster()
+	s := New(Config{}, mc)
+	mc.MustApply(&fsm.AddFrontend{Key: "fe", Secret: "s"})
+	tags := map[string]string{"u": `{}`, "f": `{"tags":["foo"]}`, "b": `{"tags":["bar","gpu"]}`}
+	var reps []fsm.BackendReport
+	for _, id := range []string{"b", "f", "u"} {
+		mc.MustApply(&fsm.AddBackend{ID: id, URL: "http://127.0.0.1:1/" + id + "/bigbluebutton/api/", Secret: "x", Settings: []byte(tags[id])})
+		mc.MustApply(&fsm.SetBackendAdminState{ID: id, State: fsm.AdminReady})
+		reps = append(reps, fsm.BackendReport{ID: id, NodeState: fsm.NodeReady, Attendees: attendees[id]})
+	}
+	mc.MustApply(&fsm.ReportBackends{Reports: reps})
+	return s, mc
+}
+
+// meta_server-tag as Scalelite's find_available reads it, on top of the
+// frontend's required tags; without it, tags do not reserve a node.
+func TestServerTagPlacement(t *testing.T) {
+	// f is the least loaded, then b, then u.
+	s, mc := placeRig(t, map[string]int64{"f": 1, "b": 2, "u": 3})
+	fe, _ := mc.FSM().Frontend("fe")
+	cases := []struct {
+		tag, want string // want "" = serverTagUnavailable
+	}{
+		{"", "f"},          // no preference: least loaded, tagged or not
+		{"!", "f"},         // Scalelite: "!" alone is no tag at all
+		{"foo", "f"},       // the only match
+		{"foo!", "f"},      // the same, required
+		{"bar", "b"},       // a match more loaded than f wins over f
+		{"bar!", "b"},      //
+		{"gpu,foo", "f"},   // the least loaded of the matches
+		{"bar;gpu!", "b"},  // Scalelite's separator
+		{"none", "u"},      // untagged nodes only, though the most loaded
+		{"none!", "u"},     //
+		{"none,bar", "b"},  // untagged or bar: b is less loaded than u
+		{"baz", "f"},       // optional, no match: every allowed node
+		{"baz!", ""},       // required, no match: refused
+		{"Foo!", ""},       // tags are compared as written
+		{"baz,none!", "u"}, // one of them matches
+	}
+	for _, c := range cases {
+		b, err := s.placeTagged(&fe, nil, parseServerTags(c.tag))
+		switch {
+		case c.want == "":
+			if _, ok := err.(errServerTagUnavailable); !ok {
+				t.Errorf("meta_server-tag=%s: got %v, %v; want errServerTagUnavailable", c.tag, b, err)
+			}
+		case err != nil || b.ID != c.want:
+			t.Errorf("meta_server-tag=%s: got %v, %v; want %s", c.tag, b, err, c.want)
+		}
+	}
+
+	// Optional tags fall back to the other nodes the frontend allows, not
+	// beyond; required ones fail when the frontend allows none of theirs.
+	mc.MustApply(&fsm.SetFrontendSettings{Key: "fe", Patch: []byte(`{"required_tags":["gpu"]}`)})
+	fe, _ = mc.FSM().Frontend("fe")
+	for tag, want := range map[string]string{"": "b", "foo": "b", "none": "b", "bar!": "b", "foo!": "", "none!": ""} {
+		b, err := s.placeTagged(&fe, nil, parseServerTags(tag))
+		if want == "" {
+			if _, ok := err.(errServerTagUnavailable); !ok {
+				t.Errorf("required_tags gpu, meta_server-tag=%s: got %v, %v; want errServerTagUnavailable", tag, b, err)
+			}
+		} else if err != nil || b.ID != want {
+			t.Errorf("required_tags gpu, meta_server-tag=%s: got %v, %v; want %s", tag, b, err, want)
+		}
+	}
+	// A matching node that failed the create is not tried again; the
+	// optional tag then falls back, the required one fails.
+	mc.MustApply(&fsm.SetFrontendSettings{Key: "fe", Patch: []byte(`{"required_tags":null}`)})
+	fe, _ = mc.FSM().Frontend("fe")
+	if b, err := s.placeTagged(&fe, map[string]bool{"b": true}, parseServerTags("bar")); err != nil || b.ID != "f" {
+		t.Errorf("bar with b excluded: %v, %v", b, err)
+	}
+	if _, err := s.placeTagged(&fe, map[string]bool{"b": true}, parseServerTags("bar!")); err == nil {
+		t.Error("bar! with b excluded found a node")
+	}
+	// No node at all: noBackendAvailable, whatever the tag says.
+	for _, id := range []string{"b", "f", "u"} {
+		mc.MustApply(&fsm.SetBackendAdminState{ID: id, State: fsm.AdminStopped})
+	}
+	if _, err := s.placeTagged(&fe, nil, parseServerTags("foo!")); err != errNoBackend {
+		t.Errorf("no node: %v", err)
+	}
+}
+
+// Through the BBB API: the tag chooses the node, reaches the node as the
+// client sent it, and a required tag no node carries gets Scalelite's
+// FAILED serverTagUnavailable (HTTP 200).
+func TestCreateWithServerTag(t *testing.T) {
+	r := newRig(t, 3)
+	r.mc.MustApply(&fsm.SetBackendSettings{ID: r.ids[2], Patch: []byte(`{"tags":["foo"]}`)})
+	c := r.client("fe1")
+	for i, tc := range []struct{ tag, want string }{{"foo", "2"}, {"foo!", "2"}, {"none", "01"}, {"none!", "01"}, {"Foo", "012"}} {
+		id := fmt.Sprintf("m%d", i)
+		a := c.Get(t, "create", "meetingID="+id+"&meta_server-tag="+tc.tag)
+		if a.ReturnCode != "SUCCESS" {
+			t.Fatalf("%s: %s", tc.tag, a.Raw)
+		}
+		if n := r.nodeOf("fe1", id); !strings.Contains(tc.want, fmt.Sprint(n)) {
+			t.Fatalf("meta_server-tag=%s: on node %d, want one of %s", tc.tag, n, tc.want)
+		}
+		info := c.Get(t, "getMeetingInfo", "meetingID="+id)
+		if !strings.Contains(info.Raw, "<server-tag>"+tc.tag+"</server-tag>") {
+			t.Fatalf("meta_server-tag=%s did not reach the node: %s", tc.tag, info.Raw)
+		}
+	}
+	u := c.URL("create", "meetingID=xx&meta_server-tag=bar,baz!")
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("HTTP %d", resp.StatusCode)
+	}
+	a := c.Get(t, "create", "meetingID=xx&meta_server-tag=bar,baz!")
+	if a.ReturnCode != "FAILED" || a.MessageKey != bbb.KeyServerTagUnavailable || !strings.Contains(a.Raw, "bar,baz") {
+		t.Fatalf("required tag no node has: %s", a.Raw)
+	}
+	if _, ok := r.mc.FSM().Meeting(internalMeetingID("fe1", "xx")); ok {
+		t.Fatal("a refused create left a claim")
+	}
+	// A frontend's create_override_params may set the tag for all its creates.
+	r.mc.MustApply(&fsm.SetFrontendSettings{Key: "fe2", Patch: []byte(`{"create_override_params":{"meta_server-tag":"foo!"}}`)})
+	if a := r.client("fe2").Get(t, "create", "meetingID=yy&meta_server-tag=none"); a.ReturnCode != "SUCCESS" || r.nodeOf("fe2", "yy") != 2 {
+		t.Fatalf("override tag: node %d: %s", r.nodeOf("fe2", "yy"), a.Raw)
+	}
+}
+
+// default_presentation without force fills in for a create without
+// slides; with force it replaces the client's slides (b3scale).
+func TestDefaultPresentationForce(t *testing.T) {
+	r := newRig(t, 1)
+	c := r.client("fe1")
+	slides := `<?xml version="1.0"?><modules><module name="presentation"><document url="https://client.example/own.pdf"/></module></modules>`
+	post := func(id string) {
+		t.Helper()
+		a := fetch(t, c.URL("create", "meetingID="+id), "application/xml", slides)
+		if a.ReturnCode != "SUCCESS" {
+			t.Fatalf("create %s: %s", id, a.Raw)
+		}
+	}
+	r.mc.MustApply(&fsm.SetFrontendSettings{Key: "fe1", Patch: []byte(`{"default_presentation":{"url":"https://lb.example/default.pdf"}}`)})
+	post("own")
+	if p := r.nodes[0].Presentations("fe1~own"); fmt.Sprint(p) != "[https://client.example/own.pdf]" {
+		t.Fatalf("without force the client's slides must stay: %v", p)
+	}
+	if a := fetch(t, c.URL("create", "meetingID=form"), "application/x-www-form-urlencoded", "name=x"); a.ReturnCode != "SUCCESS" {
+		t.Fatal(a.Raw)
+	}
+	if p := r.nodes[0].Presentations("fe1~form"); fmt.Sprint(p) != "[https://lb.example/default.pdf]" {
+		t.Fatalf("a form create carries no slides: the default applies: %v", p)
+	}
+	r.mc.MustApply(&fsm.SetFrontendSettings{Key: "fe1", Patch: []byte(`{"default_presentation":{"force":true}}`)})
+	if fe, _ := r.mc.FSM().Frontend("fe1"); fe.Settings.DefaultPresentation == nil || !fe.Settings.DefaultPresentation.Force {
+		t.Fatalf("force not stored: %+v", fe.Settings.DefaultPresentation)
+	}
+	post("forced")
+	if p := r.nodes[0].Presentations("fe1~forced"); fmt.Sprint(p) != "[https://lb.example/default.pdf]" {
+		t.Fatalf("force must replace the client's slides: %v", p)
+	}
+	c.Get(t, "create", "meetingID=plain")
+	if p := r.nodes[0].Presentations("fe1~plain"); fmt.Sprint(p) != "[https://lb.example/default.pdf]" {
+		t.Fatalf("forced default, GET create: %v", p)
+	}
+}
+
+// Video streams and voice participants weigh as configured.
+func TestLoadWeights(t *testing.T) {
+	if w, err := ParseLoadWeights(""); err != nil || w != DefaultLoadWeights {
+		t.Fatalf("empty: %v %v", w, err)
+	}
+	w, err := ParseLoadWeights("video=2, voice=0.5,meeting=3")
+	if err != nil || w != (LoadWeights{Meeting: 3, Attendee: 1, Video: 2, Voice: 0.5}) {
+		t.Fatalf("parse: %v %v", w, err)
+	}
+	if back, _ := ParseLoadWeights(w.String()); back != w {
+		t.Fatalf("String does not round-trip: %s", w)
+	}
+	for _, bad := range []string{"video", "video=-1", "video=x", "cpu=1", "meeting=0,attendee=0", "video=NaN", "voice=1e9"} {
+		if _, err := ParseLoadWeights(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+
+	mc := NewMemCluster()
+	loads := &fakeLoads{m: map[string]AgentLoad{}}
+	mc.MustApply(&fsm.AddFrontend{Key: "fe", Secret: "s"})
+	for _, id := range []string{"a", "b"} {
+		mc.MustApply(&fsm.AddBackend{ID: id, URL: "http://127.0.0.1:1/" + id + "/bigbluebutton/api/", Secret: "x"})
+		mc.MustApply(&fsm.SetBackendAdminState{ID: id, State: fsm.AdminReady})
+	}
+	mc.MustApply(&fsm.ReportBackends{Reports: []fsm.BackendReport{{ID: "a", NodeState: fsm.NodeReady}, {ID: "b", NodeState: fsm.NodeReady}}})
+	fe, _ := mc.FSM().Frontend("fe")
+	a, _ := mc.FSM().Backend("a")
+	b, _ := mc.FSM().Backend("b")
+	// a: 20 attendees, all silent, no camera. b: 12 attendees, 10 cameras, 10 microphones.
+	loads.set(a.URL, AgentLoad{Meetings: 1, Attendees: 20, Alive: true, BBBUp: true, Updated: time.Now()})
+	loads.set(b.URL, AgentLoad{Meetings: 1, Attendees: 12, Videos: 10, Voice: 10, Alive: true, BBBUp: true, Updated: time.Now()})
+	for weights, want := range map[string]string{"": "b", "video=1": "a", "voice=1": "a", "video=0.2,voice=0.2": "b"} {
+		w, _ := ParseLoadWeights(weights)
+		s := New(Config{Loads: loads, LoadWeights: w}, mc)
+		if got, err := s.place(&fe, nil); err != nil || got.ID != want {
+			t.Errorf("weights %q: chose %v, %v; want %s", weights, got, err, want)
+		}
+	}
+}
