@@ -102,6 +102,14 @@ func (s *State) apply(c Command) *Result {
 	case *RemovePeer:
 		delete(s.Peers, c.ID)
 		return &Result{Removed: true}
+	case *SetMeetingParams:
+		return s.setMeetingParams(c)
+	case *FailoverMeeting:
+		return s.failoverMeeting(c)
+	case *MeetingRecreated:
+		return s.meetingRecreated(c)
+	case *MarkMeetingsLost:
+		return s.markMeetingsLost(c)
 	case *PutRecordings:
 		return s.putRecordings(c)
 	case *DropRecordings:

@@ -283,6 +283,14 @@ func newCommand(t CmdType) Command {
 		return &DropRecordings{}
 	case CmdSetClusterKey:
 		return &SetClusterKey{}
+	case CmdSetMeetingParams:
+		return &SetMeetingParams{}
+	case CmdFailoverMeeting:
+		return &FailoverMeeting{}
+	case CmdMeetingRecreated:
+		return &MeetingRecreated{}
+	case CmdMarkMeetingsLost:
+		return &MarkMeetingsLost{}
 	}
 	return nil
 }

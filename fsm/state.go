@@ -100,7 +100,24 @@ type Meeting struct {
 	// VoiceBridge is the dial-in conference number, unique among the
 	// meetings on its backend (BBB requires that per node).
 	VoiceBridge int `json:"voice_bridge,omitempty"`
+
+	// Failover (failover.go); all absent from older snapshots.
+	// Create is what the meeting keeps of its create, to create it again.
+	Create *CreateParams `json:"create,omitempty"`
+	// Lost: its backend, alive, no longer lists it (restarted empty); since LostAt.
+	Lost   bool  `json:"lost,omitempty"`
+	LostAt int64 `json:"lost_at,omitempty"`
+	// Recreating: when a failover claim moved it here (0 once the
+	// re-creation is confirmed), under RecreateToken.
+	Recreating    int64  `json:"recreating,omitempty"`
+	RecreateToken string `json:"recreate_token,omitempty"`
+	RecreatedAt   int64  `json:"recreated_at,omitempty"`
+	Recreations   int    `json:"recreations,omitempty"`
 }
+
+// Down reports whether a meeting is not running where it is bound: lost by
+// its node, or being re-created there.
+func (m *Meeting) Down() bool { return m.Lost || m.Recreating != 0 }
 
 // Peer records how to reach a Raft member: HTTP for forwarding, gossip so
 // peers can join each other's memberlist.
