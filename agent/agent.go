@@ -43,6 +43,12 @@ type Config struct {
 	Algorithms []string // the BBB server's supportedChecksumAlgorithms; empty = all
 	Poll       time.Duration
 	LoadFactor float64 // 0 means 1
+	// SetLoadFactor makes the agent write LoadFactor into its backend's
+	// settings (load_factor) through a peer's admin API once per start, as
+	// b3scale's node agent does: the last writer wins, so an operator's
+	// later `conclavectl set backend` holds until the agent next starts.
+	// conclave-agent sets it when CONCLAVE_LOAD_FACTOR is given.
+	SetLoadFactor bool
 
 	// Gossip: Name, BindAddr, AdvertiseAddr, Join, SecretKey, Fast. Start
 	// fills in Meta and, if unset, Logger.
@@ -70,6 +76,7 @@ type Agent struct {
 	load discovery.Meta // last polled load (Seq unset)
 
 	registered atomic.Bool
+	factorSet  atomic.Bool // SetLoadFactor has been applied
 	signing    atomic.Bool // the load key is set: gossiped load is signed
 	polls      atomic.Int64
 	hostPort   string // the BBB server's host:port, as agent tokens name it
@@ -103,8 +110,8 @@ func Start(cfg Config) (*Agent, error) {
 	if cfg.LoadFactor == 0 {
 		cfg.LoadFactor = 1
 	}
-	if cfg.LoadFactor < 0 || cfg.LoadFactor != cfg.LoadFactor || cfg.LoadFactor > 1e6 {
-		return nil, fmt.Errorf("load factor %v: want a positive number", cfg.LoadFactor)
+	if cfg.LoadFactor < 0 || cfg.LoadFactor != cfg.LoadFactor || cfg.LoadFactor > 1000 {
+		return nil, fmt.Errorf("load factor %v: want a number above 0 and at most 1000", cfg.LoadFactor)
 	}
 	if cfg.Poll <= 0 {
 		cfg.Poll = DefaultPoll
@@ -144,6 +151,10 @@ func Start(cfg Config) (*Agent, error) {
 		a.wg.Add(1)
 		go a.registerLoop(ctx)
 	}
+	if cfg.SetLoadFactor {
+		a.wg.Add(1)
+		go a.loadFactorLoop(ctx)
+	}
 	if cfg.APIToken != "" {
 		a.wg.Add(1)
 		go a.loadKeyLoop(ctx)
@@ -166,6 +177,9 @@ func (a *Agent) Load() discovery.Meta {
 
 // Registered reports whether autoregistration has succeeded.
 func (a *Agent) Registered() bool { return a.registered.Load() }
+
+// LoadFactorSet reports whether SetLoadFactor has reached the backend's settings.
+func (a *Agent) LoadFactorSet() bool { return a.factorSet.Load() }
 
 // Close leaves the gossip cluster (peers see the agent go at once rather
 // than after failure detection), waiting up to leaveTimeout, then stops.
@@ -228,8 +242,9 @@ type meetingsResponse struct {
 	MessageKey string   `xml:"messageKey"`
 	Message    string   `xml:"message"`
 	Meetings   []struct {
-		ParticipantCount int `xml:"participantCount"`
-		VideoCount       int `xml:"videoCount"`
+		ParticipantCount      int `xml:"participantCount"`
+		VideoCount            int `xml:"videoCount"`
+		VoiceParticipantCount int `xml:"voiceParticipantCount"`
 	} `xml:"meetings>meeting"`
 }
 
@@ -272,6 +287,7 @@ func (a *Agent) poll(ctx context.Context) (discovery.Meta, error) {
 	for _, x := range r.Meetings {
 		m.Attendees += x.ParticipantCount
 		m.Videos += x.VideoCount
+		m.Voice += x.VoiceParticipantCount
 	}
 	return m, nil
 }

@@ -42,6 +42,7 @@ type fakeBBB struct {
 	srv      *httptest.Server
 	mu       sync.Mutex
 	meetings [][2]int // participantCount, videoCount per meeting
+	voice    int      // voiceParticipantCount of every meeting
 	down     bool
 	requests atomic.Int64
 	badSums  atomic.Int64
@@ -67,7 +68,7 @@ func (f *fakeBBB) set(down bool, meetings ...[2]int) {
 func (f *fakeBBB) serve(w http.ResponseWriter, r *http.Request) {
 	f.requests.Add(1)
 	f.mu.Lock()
-	down, meetings := f.down, f.meetings
+	down, meetings, voice := f.down, f.meetings, f.voice
 	f.mu.Unlock()
 	if down {
 		http.Error(w, "bbb-web is restarting", http.StatusBadGateway)
@@ -89,7 +90,8 @@ func (f *fakeBBB) serve(w http.ResponseWriter, r *http.Request) {
 	for i, m := range meetings {
 		fmt.Fprintf(&b, "<meeting><meetingName>m%d</meetingName><meetingID>m%d</meetingID><running>true</running>"+
 			"<participantCount>%d</participantCount><listenerCount>1</listenerCount><videoCount>%d</videoCount>"+
-			"<attendees></attendees><metadata><x>1</x></metadata></meeting>", i, i, m[0], m[1])
+			"<voiceParticipantCount>%d</voiceParticipantCount>"+
+			"<attendees></attendees><metadata><x>1</x></metadata></meeting>", i, i, m[0], m[1], voice)
 	}
 	b.WriteString("</meetings></response>")
 	w.Header().Set("Content-Type", "text/xml")

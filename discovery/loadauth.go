@@ -55,6 +55,10 @@ func metaMAC(m *Meta, key []byte) string {
 	}
 	b = binary.AppendUvarint(b, m.Seq)
 	b = binary.AppendVarint(b, m.Time)
+	if m.Voice != 0 { // added later: a report without voice signs as before
+		b = append(b, 'v')
+		b = binary.AppendVarint(b, int64(m.Voice))
+	}
 	h := hmac.New(sha256.New, key)
 	h.Write(b)
 	return base64.RawURLEncoding.EncodeToString(h.Sum(nil)[:macLen])

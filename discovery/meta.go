@@ -33,6 +33,7 @@ type Meta struct {
 	Meetings   int     `json:"meetings"`
 	Attendees  int     `json:"attendees"`
 	Videos     int     `json:"videos"`
+	Voice      int     `json:"voice,omitempty"` // voice participants (BBB's voiceParticipantCount)
 	LoadFactor float64 `json:"load_factor"`
 	BBBUp      bool    `json:"bbb_up"` // the agent reached its BBB API on the last poll
 	Seq        uint64  `json:"seq"`    // increases with every update of this member
@@ -52,6 +53,7 @@ type wireMeta struct {
 	M  int     `json:"m,omitempty"`
 	A  int     `json:"a,omitempty"`
 	V  int     `json:"v,omitempty"`
+	VO int     `json:"vo,omitempty"`
 	LF float64 `json:"lf,omitempty"`
 	Up bool    `json:"up,omitempty"`
 	S  uint64  `json:"s,omitempty"`
@@ -69,7 +71,7 @@ func EncodeMeta(m Meta) ([]byte, error) {
 		return nil, fmt.Errorf("discovery: unknown role %q (want %q or %q)", m.Role, RolePeer, RoleAgent)
 	}
 	b, err := json.Marshal(wireMeta{
-		R: m.Role, H: m.HTTPAddr, U: m.APIURL, M: m.Meetings, A: m.Attendees, V: m.Videos,
+		R: m.Role, H: m.HTTPAddr, U: m.APIURL, M: m.Meetings, A: m.Attendees, V: m.Videos, VO: m.Voice,
 		LF: m.LoadFactor, Up: m.BBBUp, S: m.Seq, T: m.Time, K: m.MAC,
 	})
 	if err != nil {
@@ -91,7 +93,7 @@ func DecodeMeta(b []byte) (Meta, error) {
 	if err := json.Unmarshal(b, &w); err != nil {
 		return Meta{}, fmt.Errorf("discovery: decode meta: %w", err)
 	}
-	m := Meta{Role: w.R, HTTPAddr: w.H, APIURL: w.U, Meetings: w.M, Attendees: w.A, Videos: w.V,
+	m := Meta{Role: w.R, HTTPAddr: w.H, APIURL: w.U, Meetings: w.M, Attendees: w.A, Videos: w.V, Voice: w.VO,
 		LoadFactor: w.LF, BBBUp: w.Up, Seq: w.S, Time: w.T, MAC: w.K}
 	if m.Role == RoleAgent && m.APIURL != "" {
 		if u, err := fsm.NormalizeBackendURL(m.APIURL); err == nil {

@@ -65,7 +65,10 @@ registers the server as a backend (AdminState init) through a peer's admin API.
 Environment-only settings:
   BBB_CONFIG            bbb-web properties (default ` + agent.DefaultConfigPath + `)
   BBB_CONFIG_OVERRIDE   overrides whose keys win (default ` + agent.DefaultOverridePath + `, if it exists)
-  CONCLAVE_LOAD_FACTOR  this server's load factor (default 1.0)
+  CONCLAVE_LOAD_FACTOR  this server's load factor (default 1.0). When set, the agent writes it into
+                        its backend's load_factor setting through a peer's admin API on every start
+                        (needs CONCLAVE_API_TOKEN when the peers have a JWT secret); an operator's
+                        later conclavectl set backend holds until the agent restarts
   CONCLAVE_GOSSIP_KEY   base64 AES key (16/24/32 bytes), the same as the peers'
   CONCLAVE_API_TOKEN    agent token (scope conclave:agent, subject this BBB API's host:port): fetches
                         the key the load is signed with (peers with a JWT secret ignore unsigned
@@ -103,10 +106,11 @@ func run(o options, stderr io.Writer, stop <-chan struct{}) error {
 	if o.poll <= 0 {
 		return fmt.Errorf("--poll %v: want a positive duration", o.poll)
 	}
-	lf := 1.0
+	lf, setLF := 1.0, false
 	if s := strings.TrimSpace(os.Getenv("CONCLAVE_LOAD_FACTOR")); s != "" {
-		if lf, err = strconv.ParseFloat(s, 64); err != nil || !(lf > 0) || lf > 1e6 {
-			return fmt.Errorf("CONCLAVE_LOAD_FACTOR=%q: want a positive number", s)
+		setLF = true
+		if lf, err = strconv.ParseFloat(s, 64); err != nil || !(lf > 0) || lf > 1000 {
+			return fmt.Errorf("CONCLAVE_LOAD_FACTOR=%q: want a number above 0 and at most 1000 (the backend setting's range)", s)
 		}
 	}
 	var key []byte
@@ -147,7 +151,7 @@ func run(o options, stderr io.Writer, stop <-chan struct{}) error {
 	}
 
 	a, err := agent.Start(agent.Config{
-		APIURL: apiURL, Secret: secret, Algorithms: algos, Poll: o.poll, LoadFactor: lf,
+		APIURL: apiURL, Secret: secret, Algorithms: algos, Poll: o.poll, LoadFactor: lf, SetLoadFactor: setLF,
 		Gossip: discovery.Config{
 			Name: o.name, BindAddr: o.gossipAddr, AdvertiseAddr: o.gossipAdvertise,
 			Join: o.join, SecretKey: key,

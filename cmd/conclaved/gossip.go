@@ -41,6 +41,7 @@ func (g gossipLoads) AgentLoads() map[string]gateway.AgentLoad {
 	out := map[string]gateway.AgentLoad{}
 	for url, m := range g.n.Loads() {
 		out[url] = gateway.AgentLoad{Meetings: m.Meta.Meetings, Attendees: m.Meta.Attendees,
+			Videos: m.Meta.Videos, Voice: m.Meta.Voice,
 			Alive: m.Alive, BBBUp: m.Meta.BBBUp, Updated: m.Updated}
 	}
 	return out

@@ -31,6 +31,7 @@ type options struct {
 	join                                                                        []string
 	maxBody                                                                     int
 	recordingSync                                                               time.Duration
+	loadWeights                                                                 string
 	tls                                                                         tlsOptions
 }
 
@@ -46,6 +47,7 @@ var envFlags = cli.EnvFlags{
 	"join":            "CONCLAVE_JOIN",
 	"max-body":        "CONCLAVE_MAX_BODY",
 	"recordings-sync": "CONCLAVE_RECORDINGS_SYNC",
+	"load-weights":    "CONCLAVE_LOAD_WEIGHTS",
 	"tls-ca":          "CONCLAVE_TLS_CA",
 	"tls-cert":        "CONCLAVE_TLS_CERT",
 	"tls-key":         "CONCLAVE_TLS_KEY",
@@ -96,6 +98,8 @@ callbacks; default http://<http-advertise>).`,
 	f.StringSliceVar(&o.join, "join", nil, "comma-separated HTTP addresses of existing peers to join")
 	f.IntVar(&o.maxBody, "max-body", gateway.DefaultMaxBodySize, "largest request body accepted, in bytes")
 	f.DurationVar(&o.recordingSync, "recordings-sync", 30*time.Second, "how often the leader syncs the recordings index from every backend (callbacks update it at once)")
+	f.StringVar(&o.loadWeights, "load-weights", gateway.DefaultLoadWeights.String(),
+		"placement load = (meeting×meetings + attendee×attendees + video×video streams + voice×voice participants) × load factor; names left out keep their default")
 	addTLSFlags(f, &o.tls)
 	envFlags.Annotate(f)
 	return cmd
@@ -111,6 +115,10 @@ func run(o options) error {
 	}
 	if err := checkDataDir(o.dataDir); err != nil {
 		return err
+	}
+	weights, err := gateway.ParseLoadWeights(o.loadWeights)
+	if err != nil {
+		return fmt.Errorf("--load-weights: %w", err)
 	}
 	if o.httpAdvertise == "" {
 		o.httpAdvertise = advertiseFor(o.listenHTTP)
@@ -164,6 +172,7 @@ func run(o options) error {
 		JWTSecret: jwtSecret, ReverseProxy: cli.ParseBool(os.Getenv("CONCLAVE_REVERSE_PROXY_MODE")), TrustedProxies: trustedProxies,
 		MaxBodySize: o.maxBody, Logger: logger, Version: version,
 		CallbackBase: callbackBase(o), Loads: gossipLoads{gossip}, PeerTLS: peerTLS,
+		LoadWeights: weights,
 	}, node)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -172,7 +181,8 @@ func run(o options) error {
 	go srv.RunHealth(healthCtx, gateway.DefaultHealth)
 	go srv.RunRecordingSync(healthCtx, o.recordingSync)
 	logger.Info("conclaved started", "version", version, "http", o.listenHTTP, "raft", o.raftAdvertise,
-		"bootstrap", o.bootstrap, "join", strings.Join(o.join, ","), "admin_auth", jwtSecret != "", "peer_tls", peerTLS != nil)
+		"bootstrap", o.bootstrap, "join", strings.Join(o.join, ","), "admin_auth", jwtSecret != "", "peer_tls", peerTLS != nil,
+		"load_weights", weights.String())
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)

@@ -1,0 +1,102 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// loadFactorLoop writes the agent's load factor into its backend's
+// settings through the trusted peers in turn (after autoregistration, when
+// that is on), until one answers 200. A backend the cluster does not know
+// yet (404) is retried every RegisterRetry: an operator may add it later.
+func (a *Agent) loadFactorLoop(ctx context.Context) {
+	defer a.wg.Done()
+	for a.cfg.Autoregister && !a.registered.Load() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	next := 0
+	logged := map[int]bool{}
+	for {
+		wait := a.cfg.RegisterRetry
+		peers := a.trustedPeers()
+		if len(peers) == 0 {
+			wait = min(wait, 250*time.Millisecond)
+		}
+		for i := range peers {
+			peer := peers[(next+i)%len(peers)]
+			status, msg := a.patchLoadFactor(ctx, peer)
+			if ctx.Err() != nil {
+				return
+			}
+			switch {
+			case status == http.StatusOK:
+				a.factorSet.Store(true)
+				a.log.Info("load factor set in the backend's settings", "peer", peer, "load_factor", a.cfg.LoadFactor)
+				return
+			case status == http.StatusNotFound:
+				if !logged[status] {
+					a.log.Warn("load factor: this BBB server is not a backend yet; retrying (register it, or run with -a)",
+						"bbb_api", a.cfg.APIURL, "retry_in", wait.String())
+				}
+			case status == http.StatusUnauthorized || status == http.StatusForbidden:
+				hint := "set CONCLAVE_API_TOKEN to a token with scope conclave:agent (subject: " + a.hostPort + ") or conclave:admin"
+				if !logged[status] {
+					a.log.Error("load factor: the admin API refused the token; CONCLAVE_LOAD_FACTOR is not applied; retrying slowly",
+						"peer", peer, "status", status, "message", msg, "hint", hint)
+				}
+				wait = a.cfg.RegisterBackoff
+			case status == http.StatusBadRequest || status == http.StatusUnprocessableEntity:
+				a.log.Error("load factor: the admin API rejected it; not retrying", "peer", peer, "status", status, "message", msg)
+				return
+			default:
+				a.log.Warn("load factor: peer failed; trying another", "peer", peer, "status", status, "message", msg)
+				continue
+			}
+			logged[status] = true
+			break
+		}
+		next++
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// patchLoadFactor PATCHes {"load_factor": …} onto this agent's backend,
+// named by its API URL, at one peer. Status 0: the peer did not answer.
+func (a *Agent) patchLoadFactor(ctx context.Context, peer string) (int, string) {
+	base := "http://" + peer
+	if strings.Contains(peer, "://") {
+		base = strings.TrimRight(peer, "/")
+	}
+	endpoint := base + "/api/v1/backends/" + url.PathEscape(a.cfg.APIURL)
+	body, _ := json.Marshal(map[string]any{"load_factor": a.cfg.LoadFactor})
+	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPatch, endpoint, bytes.NewReader(body))
+	if err != nil {
+		return 0, err.Error()
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	if a.cfg.APIToken != "" {
+		req.Header.Set("Authorization", "Bearer "+a.cfg.APIToken)
+	}
+	resp, err := a.adminc.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	return resp.StatusCode, errorMessage(resp.Body)
+}
