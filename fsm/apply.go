@@ -110,6 +110,8 @@ func (s *State) apply(c Command) *Result {
 		return s.meetingRecreated(c)
 	case *MarkMeetingsLost:
 		return s.markMeetingsLost(c)
+	case *ReportStreams:
+		return s.reportStreams(c)
 	case *PutRecordings:
 		return s.putRecordings(c)
 	case *DropRecordings:

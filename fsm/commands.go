@@ -291,6 +291,8 @@ func newCommand(t CmdType) Command {
 		return &MeetingRecreated{}
 	case CmdMarkMeetingsLost:
 		return &MarkMeetingsLost{}
+	case CmdReportStreams:
+		return &ReportStreams{}
 	}
 	return nil
 }

@@ -62,6 +62,8 @@ type Backend struct {
 	// Last reported load and probe result (from the health prober or an agent).
 	Meetings  int    `json:"meetings"`
 	Attendees int    `json:"attendees"`
+	Videos    int    `json:"videos,omitempty"` // video streams (ReportStreams)
+	Voice     int    `json:"voice,omitempty"`  // voice participants (ReportStreams)
 	LatencyNs int64  `json:"latency_ns"`
 	LastError string `json:"last_error,omitempty"`
 

@@ -50,6 +50,7 @@ type probeResult struct {
 	listed              bool // meetings, attendees and meetingIDs are known
 	latency             time.Duration
 	meetings, attendees int
+	videos, voice       int // video streams, voice participants
 	meetingIDs          map[string]bool
 	err                 string
 	tooLarge            bool // the getMeetings answer exceeded maxBackendResponse
@@ -121,6 +122,8 @@ func (s *Server) probeRound(ctx context.Context, cfg HealthConfig, mem map[strin
 	now := time.Now()
 	loads := s.agentLoads()
 	var reports []fsm.BackendReport
+	var streams []fsm.StreamReport // video and voice, as placement weighs them
+	streamsChanged := false
 	var ended []fsm.MeetingRef
 	stateChanged, loadChanged := false, false
 	seen := map[string]bool{}
@@ -175,9 +178,18 @@ func (s *Server) probeRound(ctx context.Context, cfg HealthConfig, mem map[strin
 		if r.listed {
 			rep.Meetings, rep.Attendees = int64(r.meetings), int64(r.attendees)
 		}
+		str := fsm.StreamReport{ID: b.ID, Videos: int64(b.Videos), Voice: int64(b.Voice)}
+		if r.listed {
+			str.Videos, str.Voice = int64(r.videos), int64(r.voice)
+		}
 		if l, ok := loads[b.URL]; ok { // the agent's figures are fresher
 			rep.Meetings, rep.Attendees = int64(l.Meetings), int64(l.Attendees)
+			str.Videos, str.Voice = int64(l.Videos), int64(l.Voice)
 		}
+		if str.Videos != int64(b.Videos) || str.Voice != int64(b.Voice) {
+			streamsChanged, loadChanged = true, true
+		}
+		streams = append(streams, str)
 		if state != b.NodeState {
 			stateChanged = true
 			s.log.Info("backend state changed", "backend", b.ID, "from", b.NodeState, "to", state, "err", r.err)
@@ -198,6 +210,11 @@ func (s *Server) probeRound(ctx context.Context, cfg HealthConfig, mem map[strin
 			s.log.Warn("could not commit backend reports", "err", err)
 		} else {
 			lastLoad = now
+			if streamsChanged {
+				if _, err := s.cluster.Apply(cctx, &fsm.ReportStreams{Reports: streams}); err != nil {
+					s.log.Warn("could not commit video and voice counts", "err", err)
+				}
+			}
 		}
 		cancel()
 	}
@@ -268,7 +285,8 @@ func (s *Server) probe(b *fsm.Backend, timeout time.Duration, list bool) probeRe
 		}
 		return r
 	}
-	els, err := scanXML(answer, "returncode", "messageKey", "meeting", "meetingID", "participantCount")
+	els, err := scanXML(answer, "returncode", "messageKey", "meeting", "meetingID", "participantCount",
+		"videoCount", "voiceParticipantCount")
 	if err != nil {
 		r.err = "unreadable " + call + " answer: " + err.Error()
 		return r
@@ -293,6 +311,12 @@ func (s *Server) probe(b *fsm.Backend, timeout time.Duration, list bool) probeRe
 		case e.name == "participantCount" && e.depth == 4:
 			n, _ := strconv.Atoi(e.text)
 			r.attendees += n
+		case e.name == "videoCount" && e.depth == 4:
+			n, _ := strconv.Atoi(e.text)
+			r.videos += n
+		case e.name == "voiceParticipantCount" && e.depth == 4:
+			n, _ := strconv.Atoi(e.text)
+			r.voice += n
 		}
 	}
 	if !success {

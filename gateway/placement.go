@@ -183,7 +183,7 @@ func (s *Server) placeTagged(fe *fsm.Frontend, exclude map[string]bool, st serve
 		if !hasTags(b, fe.Settings.RequiredTags) {
 			return
 		}
-		l := nodeLoad{meetings: b.Meetings, attendees: b.Attendees}
+		l := nodeLoad{meetings: b.Meetings, attendees: b.Attendees, videos: b.Videos, voice: b.Voice}
 		if a, ok := loads[b.URL]; ok { // the agent's figures are fresher
 			l = nodeLoad{meetings: a.Meetings, attendees: a.Attendees, videos: a.Videos, voice: a.Voice}
 		}

@@ -1,8 +1,11 @@
 package gateway
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -240,5 +243,41 @@ func TestLoadWeights(t *testing.T) {
 		if got, err := s.place(&fe, nil); err != nil || got.ID != want {
 			t.Errorf("weights %q: chose %v, %v; want %s", weights, got, err, want)
 		}
+	}
+}
+
+// The prober reads video streams and voice participants from getMeetings
+// (nodes without an agent) and commits them, so every peer's placement
+// weighs the same figures; a fresh agent report wins, as for attendees.
+func TestProberReportsVideoAndVoice(t *testing.T) {
+	answer := `<response><returncode>SUCCESS</returncode><meetings>` +
+		`<meeting><meetingID>a</meetingID><participantCount>4</participantCount><voiceParticipantCount>3</voiceParticipantCount><videoCount>2</videoCount></meeting>` +
+		`<meeting><meetingID>b</meetingID><participantCount>1</participantCount><voiceParticipantCount>1</voiceParticipantCount><videoCount>5</videoCount></meeting>` +
+		`</meetings></response>`
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, answer) }))
+	defer srv.Close()
+	mc := NewMemCluster()
+	loads := &fakeLoads{m: map[string]AgentLoad{}}
+	s := New(Config{Loads: loads}, mc)
+	mc.MustApply(&fsm.AddBackend{ID: "x", URL: srv.URL + "/bigbluebutton/api/", Secret: "s"})
+	mc.MustApply(&fsm.AddBackend{ID: "y", URL: "http://127.0.0.1:1/y/bigbluebutton/api/", Secret: "s"})
+	r := s.probe(&fsm.Backend{ID: "x", URL: srv.URL + "/bigbluebutton/api/", Secret: "s"}, time.Second, true)
+	if !r.ok || r.videos != 7 || r.voice != 4 || r.attendees != 5 {
+		t.Fatalf("probe: %+v", r)
+	}
+	cfg := HealthConfig{Interval: time.Second, Timeout: 200 * time.Millisecond, FailAfter: 3, RecoverAfter: 1, LoadEvery: time.Second, EndedGrace: time.Minute}
+	mem := map[string]*backendHealth{}
+	s.probeRound(context.Background(), cfg, mem, time.Time{}, true)
+	if b, _ := mc.FSM().Backend("x"); b.Videos != 7 || b.Voice != 4 {
+		t.Fatalf("state after a listing: videos %d voice %d", b.Videos, b.Voice)
+	}
+	y, _ := mc.FSM().Backend("y")
+	loads.set(y.URL, AgentLoad{Videos: 9, Voice: 8, Alive: true, BBBUp: true, Updated: time.Now()})
+	s.loadsCache.mu.Lock()
+	s.loadsCache.loads = nil
+	s.loadsCache.mu.Unlock()
+	s.probeRound(context.Background(), cfg, mem, time.Time{}, true)
+	if b, _ := mc.FSM().Backend("y"); b.Videos != 9 || b.Voice != 8 {
+		t.Fatalf("the agent's figures did not reach the state: videos %d voice %d", b.Videos, b.Voice)
 	}
 }
