@@ -205,7 +205,7 @@ func TestJoinRedirectsToTheNodeSignedWithItsSecret(t *testing.T) {
 	if a := c.Get(t, "join", "meetingID=room&fullName=Bob&password=ap&redirect=false"); a.ReturnCode != "SUCCESS" || !strings.Contains(a.Raw, "<url>") {
 		t.Fatalf("redirect=false: %s", a.Raw)
 	}
-	if a := c.Get(t, "join", "meetingID=nosuch&fullName=Bob&password=ap"); a.MessageKey != bbb.KeyNotFound {
+	if a := c.Get(t, "join", "meetingID=nosuch&fullName=Bob&password=ap"); a.MessageKey != bbb.KeyInvalidMeetingID {
 		t.Fatalf("join unknown meeting: %s", a.Raw)
 	}
 }

@@ -29,6 +29,9 @@ func benchCluster(b *testing.B, backends int) *MemCluster {
 func BenchmarkJoinRedirect(b *testing.B) {
 	mc := benchCluster(b, 10)
 	mc.MustApply(&fsm.ClaimMeeting{InternalID: "fe~room", Frontend: "fe", MeetingID: "room", BackendID: "b0003"})
+	// Its create parameters are kept: the gateway checks the password itself.
+	mc.MustApply(&fsm.SetMeetingParams{InternalID: "fe~room", BackendID: "b0003", Params: fsm.CreateParams{
+		Query: "meetingID=fe~room&attendeePW=ap&moderatorPW=mp", AttendeePW: "ap", ModeratorPW: "mp"}})
 	s := New(Config{}, mc)
 	q := bbb.SignQuery(bbb.SHA256, "join", "fullName=Alice+Smith&meetingID=room&password=mp&redirect=true", "frontend-secret")
 	var req fasthttp.Request

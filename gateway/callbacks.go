@@ -113,7 +113,8 @@ func relayTarget(s string) (string, bool) {
 }
 
 // hideRelayURLs shows the client's own callback URL wherever an answer
-// (meeting metadata, a recording's metadata) carries a relay URL.
+// (meeting metadata, a recording's metadata) carries a relay URL, and drops
+// the element when the client gave none (the gateway asked for it alone).
 func hideRelayURLs(doc []byte) []byte {
 	if !bytes.Contains(doc, []byte(callbackPrefix)) {
 		return doc
@@ -122,16 +123,31 @@ func hideRelayURLs(doc []byte) []byte {
 	if err != nil {
 		return doc
 	}
-	var names []string
+	var out []byte
+	last := 0
 	for _, e := range els {
-		if _, ok := relayTarget(e.text); ok && !contains(names, e.name) {
-			names = append(names, e.name)
+		// els are in closing order; a relay URL is a leaf's text, so an
+		// element before last holds one already patched: left alone.
+		if e.start < last {
+			continue
 		}
+		target, ok := relayTarget(e.text)
+		if !ok {
+			continue
+		}
+		if target == "" {
+			out = append(out, doc[last:e.start]...)
+			last = e.end
+			continue
+		}
+		out = append(out, doc[last:e.contentStart]...)
+		out = append(out, escapeText(target)...)
+		last = e.contentEnd
 	}
-	if names == nil {
+	if out == nil {
 		return doc
 	}
-	return rewriteElements(doc, els, names, relayTarget)
+	return append(out, doc[last:]...)
 }
 
 func contains(list []string, s string) bool {
@@ -168,46 +184,68 @@ func (s *Server) validTarget(target string) (*url.URL, bool) {
 }
 
 // relayCallbacks rewrites the callback metadata of a create bound for
-// backend b (the client's meeting ID mid). Without a public base URL
-// configured it leaves them alone. A URL that cannot be relayed to (not
-// http(s), a peer's own address) is dropped.
+// backend b (the client's meeting ID mid); see relayArgs.
 func (r *bbbRequest) relayCallbacks(b *fsm.Backend, mid string) {
-	if r.s.cfg.CallbackBase == "" {
+	r.s.relayArgs(r.args, &r.frontend, b, mid)
+}
+
+// relayArgs points a create's end and recording-ready callbacks at this
+// peer's relay, signed for backend b. Both are always set, so the state
+// learns at once that the meeting ended or that a recording is ready; the
+// relay passes them on to the client's own URLs only when it gave some.
+// Without a public base URL configured it leaves them alone. A client URL
+// that cannot be relayed to (not http(s), a peer's own address) is dropped;
+// a relay URL (a retry on another backend, or a re-creation) is signed anew.
+func (s *Server) relayArgs(args *fasthttp.Args, fe *fsm.Frontend, b *fsm.Backend, mid string) {
+	if s.cfg.CallbackBase == "" {
 		return
 	}
 	var keys [][]byte
-	r.args.VisitAll(func(k, _ []byte) {
+	hasEnd, hasReady := false, false
+	args.VisitAll(func(k, _ []byte) {
 		switch strings.ToLower(string(k)) {
-		case metaEndCallback, metaRecordingURL:
+		case metaEndCallback:
+			hasEnd = true
+			keys = append(keys, append([]byte(nil), k...))
+		case metaRecordingURL:
+			hasReady = true
 			keys = append(keys, append([]byte(nil), k...))
 		}
 	})
-	if len(keys) == 0 {
-		return
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), claimTimeout)
 	defer cancel()
-	key := r.s.clusterKey(ctx)
-	internal := string(r.args.Peek("meetingID"))
-	for _, k := range keys {
-		target := string(r.args.PeekBytes(k))
-		if t, ok := relayTarget(target); ok {
-			target = t // a retried attempt on another backend: sign anew
+	key := s.clusterKey(ctx)
+	if key == nil {
+		s.log.Warn("callback URLs dropped: no cluster key yet to sign their relays", "frontend", fe.Key)
+		for _, k := range keys {
+			args.DelBytes(k)
 		}
-		if _, ok := r.s.validTarget(target); !ok || key == nil {
-			r.args.DelBytes(k)
-			if key == nil {
-				r.s.log.Warn("callback URL dropped: no cluster key yet to sign its relay", "frontend", r.frontend.Key)
+		return
+	}
+	if !hasEnd {
+		keys = append(keys, []byte("meta_endCallbackUrl"))
+	}
+	if !hasReady {
+		keys = append(keys, []byte("meta_bbb-recording-ready-url"))
+	}
+	internal := string(args.Peek("meetingID"))
+	for _, k := range keys {
+		target := string(args.PeekBytes(k))
+		if t, ok := relayTarget(target); ok {
+			target = t
+		}
+		if target != "" {
+			if _, ok := s.validTarget(target); !ok {
+				target = "" // still ask for the callback, relay it nowhere
 			}
-			continue
 		}
 		kind := "end"
 		if strings.ToLower(string(k)) == metaRecordingURL {
 			kind = "recording-ready"
 		}
-		q := url.Values{"fe": {r.frontend.Key}, "m": {internal}, "mid": {mid}, "be": {b.ID}, "url": {target},
-			"sig": {callbackSig(key, kind, r.frontend.Key, internal, mid, b.ID, target)}}
-		r.args.SetBytesK(k, r.s.cfg.CallbackBase+callbackPrefix+kind+"?"+q.Encode())
+		q := url.Values{"fe": {fe.Key}, "m": {internal}, "mid": {mid}, "be": {b.ID}, "url": {target},
+			"sig": {callbackSig(key, kind, fe.Key, internal, mid, b.ID, target)}}
+		args.SetBytesK(k, s.cfg.CallbackBase+callbackPrefix+kind+"?"+q.Encode())
 	}
 }
 
@@ -309,10 +347,12 @@ func (s *Server) serveCallback(ctx *fasthttp.RequestCtx, kind string) {
 		s.refuseCallback(ctx, kind)
 		return
 	}
-	u, ok := s.validTarget(target)
-	if !ok {
-		s.refuseCallback(ctx, kind)
-		return
+	var u *url.URL
+	if target != "" { // "": the client gave no URL; only the state learns
+		if u, ok = s.validTarget(target); !ok {
+			s.refuseCallback(ctx, kind)
+			return
+		}
 	}
 	var job relayJob
 	switch kind {
@@ -327,11 +367,15 @@ func (s *Server) serveCallback(ctx *fasthttp.RequestCtx, kind string) {
 			ctx.SetBodyString("ok")
 			return
 		}
+		go s.release(internal, beID)
+		if u == nil {
+			s.answerUnrelayed(ctx, kind)
+			return
+		}
 		q := u.Query()
 		q.Set("recordingmarks", string(args.Peek("recordingmarks")))
 		q.Set("meetingID", mid)
 		u.RawQuery = q.Encode()
-		go s.release(internal, beID)
 		target := u.String()
 		job = relayJob{kind: kind, frontend: fe.Key, build: func() (*http.Request, error) {
 			return http.NewRequest(http.MethodGet, target, nil)
@@ -361,6 +405,10 @@ func (s *Server) serveCallback(ctx *fasthttp.RequestCtx, kind string) {
 				s.log.Warn("indexing a ready recording failed", "backend", b.ID, "err", err)
 			}
 		}()
+		if u == nil {
+			s.answerUnrelayed(ctx, kind)
+			return
+		}
 		form := url.Values{"signed_parameters": {tok}}.Encode()
 		target := u.String()
 		job = relayJob{kind: kind, frontend: fe.Key, build: func() (*http.Request, error) {
@@ -379,6 +427,14 @@ func (s *Server) serveCallback(ctx *fasthttp.RequestCtx, kind string) {
 		return
 	}
 	s.metrics.callbacks.WithLabelValues(kind, "queued").Inc()
+	ctx.SetContentType("text/plain")
+	ctx.SetBodyString("ok")
+}
+
+// answerUnrelayed answers a callback the client gave no URL for: the state
+// has learnt what it says; nothing goes out.
+func (s *Server) answerUnrelayed(ctx *fasthttp.RequestCtx, kind string) {
+	s.metrics.callbacks.WithLabelValues(kind, "no_target").Inc()
 	ctx.SetContentType("text/plain")
 	ctx.SetBodyString("ok")
 }

@@ -46,6 +46,7 @@ var DefaultHealth = HealthConfig{
 const maxConcurrentProbes = 64
 
 type probeResult struct {
+	started             time.Time // when the call was sent
 	ok                  bool
 	listed              bool // meetings, attendees and meetingIDs are known
 	latency             time.Duration
@@ -60,6 +61,8 @@ type probeResult struct {
 type backendHealth struct {
 	fails, goods int
 	missingSince map[string]time.Time
+	// seen: when a listing that started then last listed each meeting.
+	seen map[string]time.Time
 	// tooLarge: the last listing was refused for its size. The node is
 	// held in NodeState error (it cannot be watched, so it takes no new
 	// meetings) until a listing succeeds; its meetings stay bound.
@@ -124,7 +127,7 @@ func (s *Server) probeRound(ctx context.Context, cfg HealthConfig, mem map[strin
 	var reports []fsm.BackendReport
 	var streams []fsm.StreamReport // video and voice, as placement weighs them
 	streamsChanged := false
-	var ended []fsm.MeetingRef
+	var ended, lost []fsm.MeetingRef
 	stateChanged, loadChanged := false, false
 	seen := map[string]bool{}
 	for i := range backends {
@@ -155,7 +158,8 @@ func (s *Server) probeRound(ctx context.Context, cfg HealthConfig, mem map[strin
 				state = fsm.NodeReady
 			}
 			if r.listed {
-				ended = append(ended, h.endedMeetings(s.cluster.FSM(), b.ID, r.meetingIDs, now, cfg.EndedGrace)...)
+				e, l := h.endedMeetings(s.cluster.FSM(), b.ID, r.meetingIDs, r.started, now, cfg.EndedGrace)
+				ended, lost = append(ended, e...), append(lost, l...)
 			}
 		} else {
 			h.goods, h.fails = 0, h.fails+1
@@ -218,6 +222,10 @@ func (s *Server) probeRound(ctx context.Context, cfg HealthConfig, mem map[strin
 		}
 		cancel()
 	}
+	if len(lost) > 0 {
+		s.log.Info("meetings lost by their node (not listed any more): a join creates them again", "count", len(lost))
+		s.markLost(lost)
+	}
 	if len(ended) > 0 {
 		cctx, cancel := context.WithTimeout(ctx, claimTimeout)
 		if _, err := s.cluster.Apply(cctx, &fsm.ReleaseMeetings{Meetings: ended}); err != nil {
@@ -228,14 +236,42 @@ func (s *Server) probeRound(ctx context.Context, cfg HealthConfig, mem map[strin
 	return lastLoad
 }
 
-// endedMeetings lists meetings bound to backend id that its answer has not
-// listed for longer than grace.
-func (h *backendHealth) endedMeetings(st *fsm.FSM, id string, listed map[string]bool, now time.Time, grace time.Duration) []fsm.MeetingRef {
-	var out []fsm.MeetingRef
+// endedMeetings sorts the meetings bound to backend id that a listing
+// (started at listed) did not list. A meeting whose create parameters are
+// kept is lost (a join creates it again) once it was listed since its
+// latest creation, or was created lostGrace before the listing started (a
+// create in flight is not listed yet): the grace counts from the last time
+// it was seen or from its creation. Lost meetings no one joined are
+// forgotten after lostKeep. Meetings without kept parameters are forgotten
+// after grace, as before.
+func (h *backendHealth) endedMeetings(st *fsm.FSM, id string, listed map[string]bool, started, now time.Time, grace time.Duration) (ended, lost []fsm.MeetingRef) {
+	if h.seen == nil {
+		h.seen = map[string]time.Time{}
+	}
+	lg := min(lostGrace, grace)
 	bound := map[string]bool{}
 	for _, m := range st.MeetingsOn(id) {
 		bound[m.InternalID] = true
-		if listed[m.InternalID] || now.Sub(time.Unix(0, m.CreatedAt)) < grace {
+		ref := time.Unix(0, max(m.CreatedAt, m.RecreatedAt))
+		if listed[m.InternalID] {
+			h.seen[m.InternalID] = started
+			delete(h.missingSince, m.InternalID)
+			continue
+		}
+		if m.Create != nil {
+			switch {
+			case m.Lost:
+				if now.Sub(time.Unix(0, m.LostAt)) >= lostKeep {
+					ended = append(ended, fsm.MeetingRef{InternalID: m.InternalID, BackendID: id})
+				}
+			case m.Recreating != 0 || !ref.Before(started):
+			case h.seen[m.InternalID].After(ref) || started.Sub(ref) >= lg:
+				lost = append(lost, fsm.MeetingRef{InternalID: m.InternalID, BackendID: id})
+				delete(h.seen, m.InternalID)
+			}
+			continue
+		}
+		if now.Sub(ref) < grace {
 			delete(h.missingSince, m.InternalID)
 			continue
 		}
@@ -245,7 +281,7 @@ func (h *backendHealth) endedMeetings(st *fsm.FSM, id string, listed map[string]
 			continue
 		}
 		if now.Sub(since) >= grace {
-			out = append(out, fsm.MeetingRef{InternalID: m.InternalID, BackendID: id})
+			ended = append(ended, fsm.MeetingRef{InternalID: m.InternalID, BackendID: id})
 			delete(h.missingSince, m.InternalID)
 		}
 	}
@@ -254,7 +290,12 @@ func (h *backendHealth) endedMeetings(st *fsm.FSM, id string, listed map[string]
 			delete(h.missingSince, k)
 		}
 	}
-	return out
+	for k := range h.seen {
+		if !bound[k] {
+			delete(h.seen, k)
+		}
+	}
+	return ended, lost
 }
 
 // pingMeetingID names no meeting: isMeetingRunning on it is a signed call
@@ -276,7 +317,7 @@ func (s *Server) probe(b *fsm.Backend, timeout time.Duration, list bool) probeRe
 	}
 	start := time.Now()
 	answer, err := s.callBackend(b, call, args, nil, "", timeout)
-	r := probeResult{latency: time.Since(start)}
+	r := probeResult{started: start, latency: time.Since(start)}
 	if err != nil {
 		r.err = err.Error()
 		if isTooLarge(err) {

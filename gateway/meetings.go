@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strconv"
@@ -181,6 +182,9 @@ func (r *bbbRequest) createOn(b *fsm.Backend, internal, mid string, body []byte,
 		if perr != nil {
 			return "retry"
 		}
+	}
+	if env.OK() {
+		r.keepParams(b, internal, answer, body, contentType, fresh)
 	}
 	writeXML(r.ctx, showMeetingIDs(answer, els, internal, mid))
 	if env.OK() {
@@ -379,13 +383,33 @@ func (r *bbbRequest) findMeeting() (mid, internal string, m *fsm.Meeting, b *fsm
 // the backend's secret: bbb-web binds the session to a cookie on its own
 // domain, so the gateway never calls join itself. redirect=false is the
 // exception: the caller wants BBB's XML answer.
+//
+// It answers bbb-web's own errors (fullName, meeting ID, unknown meeting,
+// password or role) itself, and brings a meeting whose node is down back
+// on a live node first (failover.go).
 func (r *bbbRequest) join() string {
+	if len(bytes.TrimSpace(r.args.Peek("fullName"))) == 0 {
+		return r.fail(bbb.KeyMissingParamFullName, msgMissingFullName)
+	}
 	mid, internal, m, b, res := r.findMeeting()
 	if res != "" {
 		return res
 	}
 	if m == nil {
-		return r.fail(bbb.KeyNotFound, bbb.MsgNotFound)
+		return r.fail(bbb.KeyInvalidMeetingID, msgInvalidMeetingID)
+	}
+	if !r.joinRoleOK(m) {
+		return r.fail(bbb.KeyMissingParamPassword, msgInvalidPassword)
+	}
+	if meetingDown(m, b) {
+		if m, b, res = r.recreate(mid, internal, m); res != "" {
+			return res
+		}
+	}
+	if m.RecreatedAt != 0 && r.args.Has("createTime") {
+		// The client's createTime is the first node's: the meeting runs
+		// elsewhere now, under another.
+		r.args.Del("createTime")
 	}
 	if strings.EqualFold(string(r.args.Peek("redirect")), "false") {
 		answer, err := r.s.callBackend(b, "join", r.args, nil, "", backendCallTimeout)
@@ -416,6 +440,15 @@ func (r *bbbRequest) forwardMeetingCall(mode notFoundMode, after func(m *fsm.Mee
 	mid, internal, m, b, res := r.findMeeting()
 	if res != "" {
 		return res
+	}
+	if m != nil && meetingDown(m, b) {
+		// Its node is dead or lost it: not running, as BBB answers for a
+		// meeting it does not run, until a join creates it again. An end
+		// forgets it.
+		if r.call == "end" {
+			r.s.release(m.InternalID, m.BackendID)
+		}
+		m = nil
 	}
 	if m == nil {
 		if mode == notFoundIsNotRunning {
@@ -453,8 +486,14 @@ func (r *bbbRequest) afterEnd(m *fsm.Meeting, b *fsm.Backend, env bbb.Envelope) 
 
 // afterMeetingInfo forgets a meeting its backend no longer knows (it ended
 // on its own, e.g. when the last attendee left).
+// A meeting whose parameters are kept is marked lost instead (its node may
+// have restarted empty): a join creates it again.
 func (r *bbbRequest) afterMeetingInfo(m *fsm.Meeting, b *fsm.Backend, env bbb.Envelope) {
 	if !env.OK() && env.MessageKey == bbb.KeyNotFound {
+		if m.Create != nil {
+			go r.s.markLost([]fsm.MeetingRef{{InternalID: m.InternalID, BackendID: b.ID}})
+			return
+		}
 		go r.s.release(m.InternalID, b.ID)
 	}
 }

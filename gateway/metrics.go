@@ -22,6 +22,7 @@ type metrics struct {
 	leaderAnswers  prometheus.Counter
 	tooLarge       *prometheus.CounterVec // backend answers over maxBackendResponse
 	callbacks      *prometheus.CounterVec // callback relays by kind and result
+	recreations    prometheus.Counter     // meetings re-created by failover
 }
 
 func (m *metrics) observeBBB(call, frontend, result string, d time.Duration) {
@@ -83,7 +84,10 @@ func newMetrics(reg *prometheus.Registry, cluster Cluster, loads LoadSource) *me
 		Name: "conclave_callback_relays_total",
 		Help: "Callbacks from backends, by kind and result (refused, queued, duplicate, queue_full, delivered, failed).",
 	}, []string{"kind", "result"})
-	reg.MustRegister(m.bbbRequests, m.bbbLatency, m.backendCalls, m.backendLatency, m.placements, m.placeFailures, m.applyLatency, m.leaderAnswers, m.tooLarge, m.callbacks)
+	m.recreations = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "conclave_meetings_recreated_total", Help: "Meetings this peer created again on a live node after their node died or lost them.",
+	})
+	reg.MustRegister(m.bbbRequests, m.bbbLatency, m.backendCalls, m.backendLatency, m.placements, m.placeFailures, m.applyLatency, m.leaderAnswers, m.tooLarge, m.callbacks, m.recreations)
 	// Known reasons start at zero, so rate() works before the first failure.
 	for _, r := range []string{"no_backend", "no_tagged_backend", "backends_failed", "no_quorum"} {
 		m.placeFailures.WithLabelValues(r)
