@@ -3,14 +3,20 @@ package fakebbb
 import (
 	"crypto/sha1"
 	"encoding/hex"
+	"encoding/json"
 	"encoding/xml"
+	"fmt"
 	"html"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/conclave-lb/conclave/bbb"
@@ -27,14 +33,16 @@ const (
 
 	msgDuplicate        = "This conference was already in existence and may currently be in progress."
 	msgIDNotUnique      = "A meeting already exists with that meeting ID.  Please use a different meeting ID."
-	msgInvalidPassword  = "You either did not supply a password or the password supplied is neither the attendee or moderator password for this conference."
 	msgEndPassword      = "You must supply the moderator password for this call."
-	msgMissingFullName  = "You must specify a name for the attendee who will be joining the meeting."
 	msgContentType      = "POST request Content-Type is missing or unsupported"
 	msgEndSent          = "A request to end the meeting was sent. Please wait a few seconds, and then use the getMeetingInfo or isMeetingRunning API calls to verify that it was ended."
 	msgNoMeetings       = "no meetings were found on this server"
 	msgDocumentUploaded = "Presentation is being uploaded"
-	defaultDialNumber   = "613-555-1234" // bbb-web's default defaultDialAccessNumber
+
+	msgPresentationDisabled = "Presentation feature is disabled, ignoring."
+	msgChatNotRunning       = "Meeting not found"
+	msgChatSent             = "Message successfully sent"
+	defaultDialNumber       = "613-555-1234" // bbb-web's default defaultDialAccessNumber
 )
 
 type meeting struct {
@@ -51,7 +59,19 @@ type meeting struct {
 	freeJoin                bool
 	breakouts               []string // internal IDs of this meeting's breakout rooms
 	attendees               []*attendee
-	participants            int // users who ever joined, for the recording
+	participants            int      // users who ever joined, for the recording
+	disabledFeatures        []string // create's disabledFeatures, as bbb-web keeps them
+}
+
+// running is bbb-web's Meeting.isRunning: its users map is not empty. A user
+// enters that map when the client joins and is only flagged as left when
+// the browser goes, so a meeting runs from the first landing until it ends,
+// even once everyone left (bbb-web 3.0 Meeting.userJoined/userLeft).
+func (m *meeting) running() bool { return m.participants > 0 }
+
+// featureDisabled reports whether create listed feature in disabledFeatures.
+func (m *meeting) featureDisabled(feature string) bool {
+	return slices.Contains(m.disabledFeatures, feature)
 }
 
 type attendee struct {
@@ -145,6 +165,8 @@ func (s *Server) create(q *apiRequest) {
 		maxUsers:    atoi(q.params.Get("maxParticipants")),
 		record:      parseBool(q.params.Get("record")),
 		meta:        metaParams(q),
+
+		disabledFeatures: disabledFeatures(q.params.Get("disabledFeatures"), q.params.Get("disabledFeaturesExclude")),
 	}
 	if m.name == "" {
 		m.name = id
@@ -205,6 +227,25 @@ func orRandom(pw string) string {
 		return randToken(8)
 	}
 	return pw
+}
+
+// disabledFeatures is ParamsProcessorUtil's list (bbb-web 3.0): the comma
+// list, items trimmed, empty ones dropped, duplicates merged; then the items
+// of disabledFeaturesExclude are removed as given (bbb-web removes them
+// untrimmed). bbb-web's default list (disabledFeatures in its properties) is
+// empty.
+func disabledFeatures(list, exclude string) []string {
+	var out []string
+	for _, f := range strings.Split(list, ",") {
+		if f = strings.TrimSpace(f); f != "" && !slices.Contains(out, f) {
+			out = append(out, f)
+		}
+	}
+	if exclude != "" {
+		drop := strings.Split(exclude, ",")
+		out = slices.DeleteFunc(out, func(f string) bool { return slices.Contains(drop, f) })
+	}
+	return out
 }
 
 // metaParams collects meta_* parameters; bbb-web lower-cases their names.
@@ -293,7 +334,7 @@ func writeMeeting(x *xmlWriter, m *meeting) {
 	x.leaf("dialNumber", m.dialNumber)
 	x.leaf("attendeePW", m.attendeePW)
 	x.leaf("moderatorPW", m.moderatorPW)
-	x.leafBool("running", true)
+	x.leafBool("running", m.running())
 	x.leafInt("duration", int64(m.duration))
 	x.leafBool("hasUserJoined", m.participants > 0)
 	x.leafBool("recording", m.record)
@@ -355,32 +396,45 @@ func (s *Server) lockedMeeting(q *apiRequest) *meeting {
 	return m
 }
 
-// join answers join: by default a 302 to the node's own client page, with
-// redirect=false BBB's XML. The user counts only once that page is fetched.
+// join answers join as bbb-web 3.0 does (ApiController.join): by default a
+// 302 to the node's own client page, with redirect=false BBB's XML. The user
+// counts only once that page is fetched.
+//
+// Its failures take three forms, as there:
+//   - the request's validation (JoinMeeting: checksum, meetingID, fullName,
+//     password length) fails: a 302 to the logout URL with the violation in
+//     errors=[{"message":…,"key":…}], whatever redirect says;
+//   - createTime does not match, or the meeting is full: the same redirect,
+//     or with redirect=false the FAILED XML;
+//   - neither a role nor a matching password: FAILED XML with the messageKey
+//     "Params required", whatever redirect says.
 func (s *Server) join(q *apiRequest) {
-	fullName := strings.TrimSpace(q.params.Get("fullName"))
-	if fullName == "" {
-		fail(q.w, bbb.KeyMissingParamFullName, msgMissingFullName)
+	s.mu.Lock()
+	m := s.meetings[q.get("meetingID")]
+	if key, msg := joinViolation(q, m); key != "" {
+		s.mu.Unlock()
+		joinFailed(q, true, key, msg)
 		return
 	}
-	m := s.lockedMeeting(q)
-	if m == nil {
-		return
+	redirect := true
+	if r := q.params.Get("redirect"); r != "" {
+		// bbb-web reads it with Boolean.parseBoolean: only "true" redirects.
+		redirect = parseBool(r)
 	}
 	if ct := q.params.Get("createTime"); ct != "" && ct != strconv.FormatInt(m.createTime, 10) {
 		s.mu.Unlock()
-		fail(q.w, keyMismatchCreateTime, "The createTime parameter submitted mismatches with the current meeting.")
+		joinFailed(q, redirect, keyMismatchCreateTime, "The createTime parameter submitted mismatches with the current meeting.")
 		return
 	}
-	role := joinRole(m, q.params.Get("role"), q.params.Get("password"))
+	role, msg := joinRole(m, q.params.Get("role"), q.params.Get("password"))
 	if role == "" {
 		s.mu.Unlock()
-		fail(q.w, bbb.KeyMissingParamPassword, msgInvalidPassword)
+		fail(q.w, keyParamsRequired, msg)
 		return
 	}
 	if m.maxUsers > 0 && len(m.attendees) >= m.maxUsers {
 		s.mu.Unlock()
-		fail(q.w, keyMaxParticipants, "The number of participants allowed for this meeting has been reached.")
+		joinFailed(q, redirect, keyMaxParticipants, "The number of participants allowed for this meeting has been reached.")
 		return
 	}
 	sess := &session{
@@ -391,7 +445,7 @@ func (s *Server) join(q *apiRequest) {
 		user: attendee{
 			internalUserID: "w_" + randToken(12),
 			userID:         q.params.Get("userID"),
-			fullName:       fullName,
+			fullName:       strings.TrimSpace(q.params.Get("fullName")),
 			role:           role,
 			custom:         userData(q),
 		},
@@ -403,8 +457,7 @@ func (s *Server) join(q *apiRequest) {
 	s.mu.Unlock()
 
 	clientURL := q.base + landingPath + "?sessionToken=" + sess.token
-	// bbb-web reads redirect with Boolean.parseBoolean: only "true" redirects.
-	if r := q.params.Get("redirect"); r != "" && !parseBool(r) {
+	if !redirect {
 		x := newResponse("SUCCESS")
 		x.leaf("messageKey", "successfullyJoined")
 		x.leaf("message", "You have joined successfully.")
@@ -421,23 +474,165 @@ func (s *Server) join(q *apiRequest) {
 	http.Redirect(q.w, q.r, clientURL, http.StatusFound)
 }
 
-// joinRole: role= (BBB 2.6+) wins; else the password names the role.
-func joinRole(m *meeting, role, password string) string {
-	switch strings.ToUpper(role) {
-	case "MODERATOR":
-		return "MODERATOR"
-	case "VIEWER":
-		return "VIEWER"
+// Join's validation answers (bbb-common-web 3.0: JoinMeeting and the
+// constraints on its fields, JoinPassword).
+const (
+	keyParamsRequired       = "Params required" // sic: bbb-web's messageKey for a wrong or missing password
+	keyMeetingForciblyEnded = "meetingForciblyEnded"
+	keySizeErrorJoin        = "sizeError"
+
+	msgMeetingIDMissing   = "You must provide a meeting ID"   // MeetingIDConstraint's NotEmpty
+	msgMeetingIDRequired  = "You must provide the meeting ID" // Password.meetingID (no key: validationError)
+	msgMeetingIDSize      = "Meeting ID must be between 2 and 256 characters"
+	msgMeetingIDComma     = "Meeting ID cannot contain ','"
+	msgMeetingNotExisting = "A meeting with that ID does not exist" // MeetingExistsConstraint
+	msgMeetingEnded       = "You can not join a meeting that has already been forcibly ended"
+	msgJoinPassword       = "The provided password is neither a moderator or attendee password" // JoinPasswordConstraint
+	msgPasswordLength     = "Invalid password"                                                  // PasswordConstraint: 2 to 64 characters
+	msgFullNameEmpty      = "You must provide your name"
+	msgWrongPassword      = "You must enter a valid password"
+	msgRoleOrPassword     = "You must either send the valid role of the user, or the password, sould the meeting has one." // sic
+)
+
+// joinViolation runs join's validation as bbb-web does and returns the
+// violation it reports, or "" when the request is valid. bbb-web checks
+// every constraint, keeps one message per key in a java.util.HashMap and
+// reports the first the map iterates: for a meeting it does not have, that
+// is meetingForciblyEnded (MeetingEndedValidator fails on a missing meeting
+// too), not invalidMeetingIdentifier, as a real 2.7 server answered
+// (bigbluebutton/bigbluebutton#20178).
+func joinViolation(q *apiRequest, m *meeting) (key, message string) {
+	v := map[string]string{}
+	id, idGiven := q.get("meetingID"), q.params.Has("meetingID")
+	if idGiven {
+		if id == "" {
+			v[bbb.KeyMissingParamMeetingID] = msgMeetingIDMissing
+		}
+		if n := utf8.RuneCountInString(id); n < 2 || n > 256 {
+			v[keySizeErrorJoin] = msgMeetingIDSize
+		}
+		if id == "" || strings.Contains(id, ",") {
+			v[bbb.KeyValidationError] = msgMeetingIDComma
+		}
+	} else {
+		v[bbb.KeyValidationError] = msgMeetingIDRequired
 	}
-	switch password {
-	case "":
-		return ""
-	case m.moderatorPW:
-		return "MODERATOR"
-	case m.attendeePW:
-		return "VIEWER"
+	if m == nil {
+		v[bbb.KeyInvalidMeetingID] = msgMeetingNotExisting
+		v[keyMeetingForciblyEnded] = msgMeetingEnded
+		v[bbb.KeyMissingParamPassword] = msgJoinPassword
 	}
-	return ""
+	// bbb-web lets a missing fullName through its validation (NotEmpty
+	// accepts null) and then has no name to give; here it is refused like
+	// an empty one.
+	if strings.TrimSpace(q.params.Get("fullName")) == "" {
+		v[bbb.KeyMissingParamFullName] = msgFullNameEmpty
+	}
+	if pw := q.params.Get("password"); pw != "" {
+		if n := utf8.RuneCountInString(pw); (n < 2 || n > 64) && v[bbb.KeyMissingParamPassword] == "" {
+			v[bbb.KeyMissingParamPassword] = msgPasswordLength
+		}
+	}
+	key = javaHashMapFirst(v)
+	return key, v[key]
+}
+
+// javaHashMapFirst is the key a java.util.HashMap[String, String] of the
+// default capacity (16 buckets, enough below 13 keys) yields first: the
+// lowest bucket of String.hashCode spread as HashMap.hash does. Keys sharing
+// a bucket come in insertion order there; here, sorted.
+func javaHashMapFirst(m map[string]string) string {
+	first, firstBucket := "", uint32(1<<31)
+	for k := range m {
+		var h uint32
+		for _, c := range utf16.Encode([]rune(k)) {
+			h = 31*h + uint32(c)
+		}
+		b := (h ^ h>>16) & 15
+		if b < firstBucket || b == firstBucket && k < first {
+			first, firstBucket = k, b
+		}
+	}
+	return first
+}
+
+// joinFailed answers a failed join: with redirect, bbb-web's redirect to
+// the logout URL (errorRedirectUrl, else the join's logoutURL, else the
+// server's own URL) with errors=[{"message":…,"key":…}] appended to its
+// query; without, the FAILED XML.
+func joinFailed(q *apiRequest, redirect bool, key, message string) {
+	if !redirect {
+		fail(q.w, key, message)
+		return
+	}
+	target := q.base
+	if l := q.params.Get("logoutURL"); l != "" {
+		target = strings.NewReplacer("%%MEETINGID%%", "", "%%USERID%%", "", "%%USERNAME%%", "").Replace(l)
+	}
+	if e := q.params.Get("errorRedirectUrl"); e != "" {
+		target = e
+	}
+	u, err := url.Parse(target)
+	if err != nil {
+		u, _ = url.Parse(q.base)
+	}
+	// org.json writes the map {key, message} message first, as the
+	// HashMap it keeps iterates.
+	msgJSON, _ := json.Marshal(message)
+	keyJSON, _ := json.Marshal(key)
+	errs := javaURIQuote(`[{"message":` + string(msgJSON) + `,"key":` + string(keyJSON) + `}]`)
+	if u.RawQuery == "" {
+		u.RawQuery = "errors=" + errs
+	} else {
+		u.RawQuery += "&errors=" + errs
+	}
+	q.w.Header().Set("Location", u.String())
+	q.w.Header().Set("Cache-Control", "no-cache")
+	q.w.WriteHeader(http.StatusFound)
+}
+
+// javaURIQuote escapes a query as java.net.URI's multi-argument
+// constructors do: ASCII outside RFC 2396's unreserved and reserved
+// characters (brackets included) becomes %XX; other characters stay, but
+// for spaces and controls.
+func javaURIQuote(s string) string {
+	const ok = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789" +
+		"_-!.~'()*" + ";/?:@&=+$,[]"
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r < utf8.RuneSelf && strings.ContainsRune(ok, r),
+			r >= utf8.RuneSelf && !unicode.IsSpace(r) && !unicode.IsControl(r):
+			b.WriteRune(r)
+		default:
+			var buf [utf8.UTFMax]byte
+			for _, c := range buf[:utf8.EncodeRune(buf[:], r)] {
+				fmt.Fprintf(&b, "%%%02X", c)
+			}
+		}
+	}
+	return b.String()
+}
+
+// joinRole is bbb-web 3.0's: a valid role= (moderator or viewer, any case)
+// wins; else the password names the role; else "" and the message of the
+// FAILED answer.
+func joinRole(m *meeting, role, password string) (string, string) {
+	switch strings.ToLower(role) {
+	case "moderator":
+		return "MODERATOR", ""
+	case "viewer":
+		return "VIEWER", ""
+	}
+	switch {
+	case password == "":
+		return "", msgRoleOrPassword
+	case password == m.moderatorPW:
+		return "MODERATOR", ""
+	case password == m.attendeePW:
+		return "VIEWER", ""
+	}
+	return "", msgWrongPassword
 }
 
 // userData collects userdata-* parameters, shown as customdata.
@@ -582,7 +777,8 @@ func (s *Server) isMeetingRunning(q *apiRequest) {
 		return
 	}
 	s.mu.Lock()
-	_, running := s.meetings[id]
+	m := s.meetings[id]
+	running := m != nil && m.running()
 	s.mu.Unlock()
 	x := newResponse("SUCCESS")
 	x.leafBool("running", running)
@@ -626,7 +822,10 @@ func (s *Server) getMeetings(q *apiRequest) {
 	writeXML(q.w, x.done())
 }
 
-// insertDocument takes an XML body of documents for a running meeting.
+// insertDocument takes an XML body of documents for a meeting. As in
+// bbb-web 3.0 (ApiController.insertDocument), its failures past validation
+// carry no messageKey: an unknown meeting, and a meeting created with
+// disabledFeatures=presentation.
 func (s *Server) insertDocument(q *apiRequest) {
 	if q.r.Method != http.MethodPost || !isXML(q.mediaType) {
 		fail(q.w, bbb.KeyUnsupportedContentType, msgContentType)
@@ -636,24 +835,37 @@ func (s *Server) insertDocument(q *apiRequest) {
 	if !ok {
 		return
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.meetings[id]
+	if m == nil {
+		writeXML(q.w, insertDocumentXML("FAILED", "Meeting with id ["+id+"] not found."))
+		return
+	}
+	if m.featureDisabled("presentation") {
+		writeXML(q.w, insertDocumentXML("FAILED", msgPresentationDisabled))
+		return
+	}
 	docs, err := parseSlides(q.body)
 	if err != nil {
 		fail(q.w, bbb.KeyValidationError, "The XML body could not be read: "+err.Error())
 		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.meetings[id] == nil {
-		fail(q.w, bbb.KeyNotFound, bbb.MsgNotFound)
-		return
-	}
 	s.presentations[id] = append(s.presentations[id], docs...)
-	x := newResponse("SUCCESS")
-	x.leaf("message", msgDocumentUploaded)
-	writeXML(q.w, x.done())
+	writeXML(q.w, insertDocumentXML("SUCCESS", msgDocumentUploaded))
 }
 
-// sendChatMessage posts to a running meeting's public chat (BBB 2.7+).
+// insertDocumentXML is bbb-web's insert-document answer: a returncode and a
+// message, never a messageKey.
+func insertDocumentXML(returncode, message string) []byte {
+	x := newResponse(returncode)
+	x.leaf("message", message)
+	return x.done()
+}
+
+// sendChatMessage posts to a running meeting's public chat (BBB 2.7+). The
+// meeting must be running, someone having joined (bbb-web 3.0:
+// meeting != null && meeting.isRunning(), else meetingNotFound).
 func (s *Server) sendChatMessage(q *apiRequest) {
 	id, ok := meetingIDParam(q)
 	if !ok {
@@ -675,14 +887,14 @@ func (s *Server) sendChatMessage(q *apiRequest) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.meetings[id] == nil {
-		fail(q.w, keyMeetingNotFound, "Meeting not found or not active")
+	if m := s.meetings[id]; m == nil || !m.running() {
+		fail(q.w, keyMeetingNotFound, msgChatNotRunning)
 		return
 	}
 	s.chats[id] = append(s.chats[id], msg)
 	x := newResponse("SUCCESS")
 	x.leaf("messageKey", "")
-	x.leaf("message", "")
+	x.leaf("message", msgChatSent)
 	writeXML(q.w, x.done())
 }
 

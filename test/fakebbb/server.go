@@ -55,8 +55,18 @@ type Server struct {
 	client         *http.Client
 	lastCreate     int64 // createTime of the newest meeting, to keep IDs unique
 
-	life sync.Mutex // guards srv; separate so serving never waits on state
+	life sync.Mutex // guards srv and addr; separate so serving never waits on state
 	srv  *http.Server
+	addr string // where srv listens
+
+	holdMu sync.Mutex
+	hold   *hold // non-nil while hung
+}
+
+// hold keeps requests waiting while the node hangs.
+type hold struct {
+	done  chan struct{} // closed by Resume, Restart or Close
+	abort bool          // set before done closes: drop the connections
 }
 
 // New returns a node that checks checksums with secret (BBB's securitySalt).
@@ -86,6 +96,10 @@ func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
 func (s *Server) Start(addr string) (string, error) {
 	s.life.Lock()
 	defer s.life.Unlock()
+	return s.startLocked(addr)
+}
+
+func (s *Server) startLocked(addr string) (string, error) {
 	if s.srv != nil {
 		return "", errors.New("fakebbb: already serving")
 	}
@@ -98,18 +112,26 @@ func (s *Server) Start(addr string) (string, error) {
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          log.New(io.Discard, "", 0), // clients that hang up are no news
 	}
-	s.srv = srv
+	s.srv, s.addr = srv, ln.Addr().String()
 	go srv.Serve(ln)
-	return "http://" + ln.Addr().String() + apiRoot + "/", nil
+	return "http://" + s.addr + apiRoot + "/", nil
 }
 
-// Close stops listening and drops open connections, like a node going down.
-// Meetings and recordings stay, so Start on the same address "restarts" it.
+// Close stops listening and drops open connections, like a node going down;
+// requests held by Hang are dropped unanswered. Meetings and recordings
+// stay, so Start on the same address "restarts" it with its state (Restart
+// is the restart that loses the meetings).
 func (s *Server) Close() error {
 	s.life.Lock()
 	defer s.life.Unlock()
+	s.closeLocked()
+	return nil
+}
+
+func (s *Server) closeLocked() {
+	s.release(true)
 	if s.srv == nil {
-		return nil
+		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -117,7 +139,76 @@ func (s *Server) Close() error {
 		s.srv.Close()
 	}
 	s.srv = nil
-	return nil
+}
+
+// Hang makes the node hang as a stopped or overloaded BBB server does: it
+// still accepts connections and reads requests, but answers none, not even
+// the join landing page, until Resume (then they are answered), Restart or
+// Close (then their connections are dropped unanswered). A client that
+// gives up frees its request.
+func (s *Server) Hang() {
+	s.holdMu.Lock()
+	defer s.holdMu.Unlock()
+	if s.hold == nil {
+		s.hold = &hold{done: make(chan struct{})}
+	}
+}
+
+// Resume ends Hang: the held requests are answered, and new ones at once.
+func (s *Server) Resume() { s.release(false) }
+
+// Hung reports whether the node is hanging.
+func (s *Server) Hung() bool {
+	s.holdMu.Lock()
+	defer s.holdMu.Unlock()
+	return s.hold != nil
+}
+
+func (s *Server) release(abort bool) {
+	s.holdMu.Lock()
+	defer s.holdMu.Unlock()
+	if s.hold != nil {
+		s.hold.abort = abort
+		close(s.hold.done)
+		s.hold = nil
+	}
+}
+
+// wait holds a request while the node hangs; false means drop it.
+func (s *Server) wait(r *http.Request) bool {
+	s.holdMu.Lock()
+	h := s.hold
+	s.holdMu.Unlock()
+	if h == nil {
+		return true
+	}
+	select {
+	case <-h.done:
+		return !h.abort
+	case <-r.Context().Done():
+		return false
+	}
+}
+
+// Restart is a BBB server restarting: every meeting and join session is
+// forgotten (bbb-web and akka-apps keep them in memory only, and send no
+// end callback for them), recordings stay (they are files). A serving node
+// drops its connections and listens again on the same address; a hung one
+// is hung no more.
+func (s *Server) Restart() error {
+	s.life.Lock()
+	defer s.life.Unlock()
+	addr, serving := s.addr, s.srv != nil
+	s.closeLocked()
+	s.mu.Lock()
+	s.meetings = map[string]*meeting{}
+	s.sessions = map[string]*session{}
+	s.mu.Unlock()
+	if !serving {
+		return nil
+	}
+	_, err := s.startLocked(addr)
+	return err
 }
 
 // MeetingCount is the number of running meetings.
@@ -248,8 +339,13 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, fmt.Sprint("fakebbb: internal error: ", v), http.StatusInternalServerError)
 		}
 	}()
+	if !s.wait(r) {
+		panic(http.ErrAbortHandler) // the node went down meanwhile
+	}
 	p := r.URL.Path
 	switch {
+	case p == "/":
+		s.home(w)
 	case p == apiRoot || p == apiRoot+"/":
 		s.count("")
 		s.apiVersion(w, r)
@@ -264,6 +360,13 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		http.NotFound(w, r)
 	}
+}
+
+// home is the server's own page, where a failed join's redirect leads
+// (BBB's default logout URL is the server's URL).
+func (s *Server) home(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Write([]byte("<!DOCTYPE html><html><head><title>BigBlueButton</title></head><body><p>Welcome to BigBlueButton.</p></body></html>\n"))
 }
 
 func (s *Server) count(call string) {
@@ -318,8 +421,13 @@ func (s *Server) apiCall(w http.ResponseWriter, r *http.Request, call string) {
 		}
 	}
 	if !found || !bbb.VerifySplit(call, rest, sum, s.secret) {
-		if call == "putRecordingTextTrack" {
+		switch call {
+		case "putRecordingTextTrack":
 			failJSON(w, bbb.KeyChecksumError, bbb.MsgChecksumError)
+			return
+		case "join":
+			// A validation error of join's, sent to the logout URL.
+			joinFailed(q, true, bbb.KeyChecksumError, bbb.MsgChecksumError)
 			return
 		}
 		fail(w, bbb.KeyChecksumError, bbb.MsgChecksumError)
