@@ -38,6 +38,10 @@ Flags (each has an environment variable; a flag wins):
   --properties PATH   FAKEBBB_PROPERTIES  write a bigbluebutton.properties there, for an agent
   --version                               print the version and exit
   --help                                  print this help and exit
+
+Signals: SIGHUP restarts the node empty (every meeting forgotten, same
+address); SIGSTOP hangs it (connections accepted, nothing answered) until
+SIGCONT; SIGINT or SIGTERM stop it.
 `
 
 // run is main without the process: it serves until ctx ends and returns
@@ -85,9 +89,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	fmt.Fprintf(stdout, "fakebbb %s: BBB API at %s\n", version, api)
-	<-ctx.Done()
-	fmt.Fprintln(stdout, "fakebbb: shutting down")
-	return 0
+	// SIGHUP restarts the node empty, as a BBB server loses its meetings
+	// on a restart; SIGSTOP and SIGCONT hang and resume it (test/fakebbb's
+	// Process).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			fmt.Fprintln(stdout, "fakebbb: shutting down")
+			return 0
+		case <-hup:
+			if err := srv.Restart(); err != nil {
+				fmt.Fprintf(stderr, "fakebbb: restart: %v\n", err)
+				return 1
+			}
+			fmt.Fprintln(stdout, "fakebbb: restarted empty")
+		}
+	}
 }
 
 // writeProperties writes what an agent reads from bigbluebutton.properties.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"github.com/conclave-lb/conclave/test/fakebbb"
 	"github.com/conclave-lb/conclave/test/harness"
 	"io"
 	"net"
@@ -118,5 +119,67 @@ func TestServeWritesPropertiesAndStops(t *testing.T) {
 	}
 	if _, err := http.Get("http://" + addr + "/bigbluebutton/api"); err == nil {
 		t.Fatal("still serving after shutdown")
+	}
+}
+
+// The test binary doubles as the fakebbb binary (run as a child process by
+// TestProcessFaults).
+func TestMain(m *testing.M) {
+	if os.Getenv("FAKEBBB_TEST_AS_MAIN") == "1" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// The binary's faults through fakebbb.Process: SIGSTOP hangs it (the
+// connection is accepted, nothing answers) until SIGCONT; SIGHUP restarts
+// it empty on the same address; SIGKILL ends it even while stopped.
+func TestProcessFaults(t *testing.T) {
+	const secret = "proc-secret"
+	p := fakebbb.StartProcess(t, os.Args[0], secret, "FAKEBBB_TEST_AS_MAIN=1")
+	c := harness.BBBClient{Base: strings.TrimSuffix(p.API, "/"), Secret: secret}
+	if a := c.Get(t, "create", "meetingID=held&attendeePW=ap&moderatorPW=mp"); a.ReturnCode != "SUCCESS" {
+		t.Fatalf("create: %s", a.Raw)
+	}
+
+	p.Hang()
+	conn, err := net.DialTimeout("tcp", p.Host, 2*time.Second)
+	if err != nil {
+		t.Fatalf("a stopped node refused the connection: %v", err)
+	}
+	conn.Close()
+	done := make(chan error, 1)
+	go func() {
+		_, err := (&http.Client{Timeout: 10 * time.Second}).Get(c.URL("getMeetingInfo", "meetingID=held"))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("a stopped node answered: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	p.Resume()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("after SIGCONT: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no answer after SIGCONT")
+	}
+
+	p.Hang()
+	p.Restart() // resumes, then restarts empty
+	if a := c.Get(t, "getMeetingInfo", "meetingID=held"); a.MessageKey != "notFound" {
+		t.Fatalf("after SIGHUP: %s", a.Raw)
+	}
+	p.Hang()
+	p.Kill()
+	if p.Alive() {
+		t.Fatal("alive after Kill")
+	}
+	if _, err := c.TryGet("getMeetings", ""); err == nil {
+		t.Fatal("a killed node answered")
 	}
 }
