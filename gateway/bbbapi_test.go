@@ -165,7 +165,7 @@ func TestTenantsAreIsolated(t *testing.T) {
 		}
 	}
 	r.client("fe1").Get(t, "end", "meetingID=m1&password=mp")
-	if a := r.client("fe2").Get(t, "isMeetingRunning", "meetingID=m1"); a.Running != "true" {
+	if a := r.client("fe2").Get(t, "getMeetingInfo", "meetingID=m1"); a.ReturnCode != "SUCCESS" {
 		t.Fatalf("ending fe1's m1 touched fe2's: %s", a.Raw)
 	}
 }
@@ -233,6 +233,12 @@ func TestMeetingCallsForwarded(t *testing.T) {
 	m, _ := r.mc.FSM().Meeting("fe1~lecture")
 	if info := c.Get(t, "getMeetingInfo", "meetingID=lecture"); m.VoiceBridge == 0 || !strings.Contains(info.Raw, fmt.Sprintf("<voiceBridge>%d</voiceBridge>", m.VoiceBridge)) {
 		t.Fatalf("the cluster's voice bridge %d did not reach the node: %s", m.VoiceBridge, info.Raw)
+	}
+	// A meeting runs once a user's browser arrived (as on BBB).
+	if resp, err := http.Get(c.URL("join", "meetingID=lecture&fullName=Ann&password=ap")); err != nil {
+		t.Fatal(err)
+	} else {
+		resp.Body.Close()
 	}
 	if a := c.Get(t, "isMeetingRunning", "meetingID=lecture"); a.Running != "true" {
 		t.Fatalf("isMeetingRunning: %s", a.Raw)
@@ -423,6 +429,12 @@ func TestLaggingReplicaAsksTheLeader(t *testing.T) {
 	c := leader.client("fe1")
 	if a := c.Get(t, "create", "meetingID=fresh&moderatorPW=mp&attendeePW=ap"); a.ReturnCode != "SUCCESS" {
 		t.Fatal(a.Raw)
+	}
+	// A user in it, so that the node says it runs (as BBB does).
+	if resp, err := http.Get(c.URL("join", "meetingID=fresh&fullName=Bob&password=mp")); err != nil {
+		t.Fatal(err)
+	} else {
+		resp.Body.Close()
 	}
 	// The follower knows the frontend and the backend, not the meeting.
 	mc := NewMemCluster()
