@@ -83,6 +83,8 @@ type backendView struct {
 	NodeState      fsm.NodeState       `json:"node_state"`
 	Meetings       int                 `json:"meetings"`
 	Attendees      int                 `json:"attendees"`
+	Videos         int                 `json:"videos"`
+	Voice          int                 `json:"voice"`
 	LatencyNs      int64               `json:"latency_ns"`
 	LoadFactor     float64             `json:"load_factor"`
 	LastError      string              `json:"last_error,omitempty"`
@@ -94,7 +96,7 @@ type backendView struct {
 func viewBackend(b fsm.Backend, bound int) backendView {
 	return backendView{
 		ID: b.ID, URL: b.URL, Settings: b.Settings, AdminState: b.AdminState, NodeState: b.NodeState,
-		Meetings: b.Meetings, Attendees: b.Attendees, LatencyNs: b.LatencyNs, LoadFactor: b.LoadFactor(),
+		Meetings: b.Meetings, Attendees: b.Attendees, Videos: b.Videos, Voice: b.Voice, LatencyNs: b.LatencyNs, LoadFactor: b.LoadFactor(),
 		LastError: b.LastError, CreatedAt: b.CreatedAt, StateChangedAt: b.StateChangedAt, BoundMeetings: bound,
 	}
 }

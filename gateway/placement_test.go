@@ -33,6 +33,13 @@ func TestParseServerTags(t *testing.T) {
 			t.Errorf("parseServerTags(%q) = %+v, want %+v", in, got, want)
 		}
 	}
+	// In a stored query, under any case of its name (BBB lower-cases meta_ names).
+	if st := serverTagsInQuery("name=x&META_Server-Tag=foo%2Cbar%21&meetingID=y"); fmt.Sprint(st.tags) != "[foo bar]" || !st.required {
+		t.Errorf("from a query: %+v", st)
+	}
+	if st := serverTagsInQuery("name=x"); st.any() {
+		t.Errorf("no parameter: %+v", st)
+	}
 }
 
 // placeRig is a gateway over an in-memory cluster with ready backends

@@ -78,3 +78,13 @@ func (st serverTags) matches(b *fsm.Backend) bool {
 	}
 	return false
 }
+
+// serverTagsInQuery reads meta_server-tag from a create's stored query
+// (fsm.CreateParams.Query), for placing a meeting again on a node of the
+// kind its create asked for.
+func serverTagsInQuery(query string) serverTags {
+	args := fasthttp.AcquireArgs()
+	defer fasthttp.ReleaseArgs(args)
+	args.Parse(query)
+	return serverTagsOf(args)
+}
