@@ -89,7 +89,7 @@ func newMetrics(reg *prometheus.Registry, cluster Cluster, loads LoadSource) *me
 	})
 	reg.MustRegister(m.bbbRequests, m.bbbLatency, m.backendCalls, m.backendLatency, m.placements, m.placeFailures, m.applyLatency, m.leaderAnswers, m.tooLarge, m.callbacks, m.recreations)
 	// Known reasons start at zero, so rate() works before the first failure.
-	for _, r := range []string{"no_backend", "no_tagged_backend", "backends_failed", "no_quorum"} {
+	for _, r := range []string{"no_backend", "no_tagged_backend", "server_tag_unavailable", "backends_failed", "no_quorum"} {
 		m.placeFailures.WithLabelValues(r)
 	}
 	// A load source may bring its own metrics (the gossip layer counts the
