@@ -209,7 +209,11 @@ func (a *adminRequest) route() {
 	case p[0] == "recordings" && n == 1 && m == "GET":
 		a.listRecordings(string(a.ctx.QueryArgs().Peek("frontend")))
 	case p[0] == "meetings" && n == 1 && m == "GET":
-		writeJSON(a.ctx, 200, nonNil(a.s.cluster.FSM().Meetings(string(a.ctx.QueryArgs().Peek("frontend")))))
+		ms := a.s.cluster.FSM().Meetings(string(a.ctx.QueryArgs().Peek("frontend")))
+		for i := range ms { // kept create parameters carry passwords and relay URLs: not shown
+			ms[i].Create, ms[i].RecreateToken = nil, ""
+		}
+		writeJSON(a.ctx, 200, nonNil(ms))
 	case p[0] == "snapshot" && n == 1 && m == "POST":
 		if err := a.s.cluster.Snapshot(); err != nil {
 			writeError(a.ctx, 500, "internal", "snapshot: "+err.Error())

@@ -174,7 +174,7 @@ func (r *bbbRequest) recreate(mid, internal string, m *fsm.Meeting) (*fsm.Meetin
 			return &cur, bp, "" // up again (another peer re-created it)
 		case cur.Recreating != 0 && cur.RecreateToken != token && !backendDead(bp) && now()-cur.Recreating < fsm.RecreateStale:
 			// Another peer is re-creating it: wait for its marker.
-			if got, ok := r.s.waitRecreated(internal, cur.BackendID, deadline); ok {
+			if got, ok := r.s.waitRecreated(internal, deadline); ok {
 				return r.bindingOf(got)
 			}
 			r.s.metrics.placeFailures.WithLabelValues("recreate_wait_timeout").Inc()
@@ -245,16 +245,24 @@ func (r *bbbRequest) bindingOf(m fsm.Meeting) (*fsm.Meeting, *fsm.Backend, strin
 	return &m, &b, ""
 }
 
-// waitRecreated waits, until deadline, for a meeting's re-creation on
-// backend to be confirmed in the local replica.
-func (s *Server) waitRecreated(internal, backend string, deadline time.Time) (fsm.Meeting, bool) {
+// waitRecreated waits, until deadline, for the local replica to hold the
+// meeting up on a live backend (the re-creation confirmed). A replica that
+// has not applied the failover claim yet still shows the old binding, on
+// the dead backend: that is not an answer.
+func (s *Server) waitRecreated(internal string, deadline time.Time) (fsm.Meeting, bool) {
+	st := s.cluster.FSM()
 	for {
-		m, ok := s.cluster.FSM().Meeting(internal)
-		if ok && !m.Down() {
-			return m, true
+		m, ok := st.Meeting(internal)
+		if !ok {
+			return m, false
 		}
-		if !ok || m.BackendID != backend && m.Recreating == 0 || time.Now().After(deadline) {
-			return m, ok && !m.Down()
+		if !m.Down() {
+			if b, ok := st.Backend(m.BackendID); ok && !backendDead(&b) {
+				return m, true
+			}
+		}
+		if time.Now().After(deadline) {
+			return m, false
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
