@@ -6,10 +6,12 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/conclave-lb/conclave/auth"
 	"github.com/conclave-lb/conclave/bbb"
 	"github.com/conclave-lb/conclave/fsm"
 )
@@ -286,5 +288,27 @@ func TestProberReportsVideoAndVoice(t *testing.T) {
 	s.probeRound(context.Background(), cfg, mem, time.Time{}, true)
 	if b, _ := mc.FSM().Backend("y"); b.Videos != 9 || b.Voice != 8 {
 		t.Fatalf("the agent's figures did not reach the state: videos %d voice %d", b.Videos, b.Voice)
+	}
+}
+
+// The agent's load-factor PATCH (its backend named by its escaped API URL)
+// is accepted with its own agent token and refused for another node.
+func TestAgentPatchesItsOwnLoadFactor(t *testing.T) {
+	mc := NewMemCluster()
+	s := New(Config{JWTSecret: "jwt-s3cret"}, mc)
+	api := "https://node1.example.org/bigbluebutton/api/"
+	mc.MustApply(&fsm.AddBackend{ID: "b1", URL: api, Secret: "x"})
+	mc.MustApply(&fsm.AddBackend{ID: "b2", URL: "https://node2.example.org/bigbluebutton/api/", Secret: "x"})
+	mine, _ := auth.Mint("jwt-s3cret", "node1.example.org:443", []string{auth.ScopeAgent}, 0)
+	path := "/api/v1/backends/" + url.PathEscape(api)
+	if r := do(s, "10.0.0.1", "PATCH", path, mine, `{"load_factor":2.5}`); r.StatusCode() != 200 {
+		t.Fatalf("agent PATCH of its own backend: %d %s", r.StatusCode(), r.Body())
+	}
+	if b, _ := mc.FSM().Backend("b1"); b.LoadFactor() != 2.5 {
+		t.Fatalf("load factor %v", b.LoadFactor())
+	}
+	other := "/api/v1/backends/" + url.PathEscape("https://node2.example.org/bigbluebutton/api/")
+	if r := do(s, "10.0.0.1", "PATCH", other, mine, `{"load_factor":9}`); r.StatusCode() != 403 {
+		t.Fatalf("agent PATCH of another backend: %d %s", r.StatusCode(), r.Body())
 	}
 }
