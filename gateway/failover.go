@@ -192,7 +192,8 @@ func (r *bbbRequest) recreate(mid, internal string, m *fsm.Meeting) (*fsm.Meetin
 			for k := range tried {
 				exclude[k] = true
 			}
-			t, err := r.s.place(&r.frontend, exclude)
+			// The placement rules of a create, meta_server-tag included.
+			t, err := r.s.placeTagged(&r.frontend, exclude, serverTagsInQuery(cur.Create.Query))
 			if err != nil {
 				return nil, nil, r.fail(bbb.KeyServerUnavailable, "The meeting's server is down and no other server is available: "+err.Error())
 			}

@@ -303,3 +303,27 @@ func TestEndAndRecordingReachStateWithoutClientCallbacks(t *testing.T) {
 	}
 	t.Logf("CALLBACKS: meeting released %v and recording indexed %v after the node ended it", ended.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 }
+
+// TestRecreationKeepsPlacementRules: a meeting whose create required a
+// server tag is re-created on another node with that tag, never elsewhere.
+func TestRecreationKeepsPlacementRules(t *testing.T) {
+	r := newRig(t, 3)
+	for _, i := range []int{0, 2} {
+		r.mc.MustApply(&fsm.SetBackendSettings{ID: r.ids[i], Patch: []byte(`{"tags":["gpu"]}`)})
+	}
+	c := r.client("fe1")
+	if a := c.Get(t, "create", "meetingID=render&moderatorPW=mp&meta_server-tag=gpu!"); a.ReturnCode != "SUCCESS" {
+		t.Fatal(a.Raw)
+	}
+	waitMeeting(t, r.mc, "fe1~render", 2*time.Second, "kept", paramsKept)
+	dead := r.nodeOf("fe1", "render")
+	if dead == 1 {
+		t.Fatal("placed on the untagged node")
+	}
+	r.nodes[dead].Close()
+	r.mc.MustApply(&fsm.ReportBackends{Reports: []fsm.BackendReport{{ID: r.ids[dead], NodeState: fsm.NodeError}}})
+	loc := joinLocation(t, c, "meetingID=render&fullName=Ann&password=mp")
+	if want := r.addrs[2-dead]; loc.Host != want {
+		t.Fatalf("re-created on %s, want the other gpu node %s", loc.Host, want)
+	}
+}
