@@ -310,3 +310,39 @@ func TestFailoverJoinErrorsAndCallbacks(t *testing.T) {
 	}
 	t.Logf("CALLBACKS: meeting ended on its node -> released from the state %v, recording indexed %v", released.Round(time.Millisecond), indexed.Round(time.Millisecond))
 }
+
+// TestFailoverHungNode: the node under a meeting hangs (accepts, never
+// answers) instead of dying; once the cluster declares it dead, a join
+// re-creates the meeting on the live node and sends the user there.
+func TestFailoverHungNode(t *testing.T) {
+	c := startBBBCluster(t, 2)
+	if a := c.client(c.Peers[0]).Get(t, "create", "meetingID=workshop&attendeePW=ap&moderatorPW=mp&meta_group=g1"); a.ReturnCode != "SUCCESS" {
+		t.Fatal(a.Raw)
+	}
+	hung := c.runningOn("moodle~workshop", -1)
+	time.Sleep(500 * time.Millisecond)
+	hungAt := time.Now()
+	c.nodes[hung].Hang()
+	t.Cleanup(func() { c.nodes[hung].Resume() })
+	for i := 0; ; i++ {
+		host, _, err := c.failoverJoin(c.Peers[i%3], "meetingID=workshop&fullName=Ann&password=ap")
+		if err == nil && host != "" && host != c.hosts[hung] {
+			t.Logf("FAILOVER: node hung -> first user redirected to a live node: %v", time.Since(hungAt).Round(time.Millisecond))
+			break
+		}
+		if time.Since(hungAt) > 30*time.Second {
+			t.Fatalf("no join sent to a live node within 30 s of the node hanging (last %q %v)", host, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	live := 1 - hung
+	direct := harness.BBBClient{Base: "http://" + c.hosts[live] + "/bigbluebutton/api", Secret: c.secrets[live]}
+	if info := direct.Get(t, "getMeetingInfo", "meetingID=moodle~workshop"); !strings.Contains(info.Raw, "<attendeePW>ap</attendeePW>") || !strings.Contains(info.Raw, "<group>g1</group>") {
+		t.Fatalf("re-created meeting: %s", info.Raw)
+	}
+	for _, p := range c.Peers {
+		if host, status, err := c.failoverJoin(p, "meetingID=workshop&fullName=Bob&password=mp"); host != c.hosts[live] {
+			t.Fatalf("join through %s: %q HTTP %d %v", p.ID, host, status, err)
+		}
+	}
+}
