@@ -11,13 +11,45 @@ import (
 	"github.com/conclave-lb/conclave/fsm"
 )
 
-// Timeouts for calls to backends.
+// Timeouts for calls to backends. A node that hangs (accepts connections,
+// never answers: SIGSTOP, a full disk, a stuck JVM) holds a client no
+// longer than its call's bound; once the prober has marked it error (within
+// ~4 s), calls do not go to it at all (backendUsable).
 const (
-	backendCallTimeout   = 10 * time.Second
+	// backendCallTimeout, passed to callBackend, means the call's own bound
+	// (callTimeout).
+	backendCallTimeout time.Duration = 0
+	// Reads: getMeetingInfo, isMeetingRunning, getMeetings, join (XML),
+	// getRecordings of a few recordings, getRecordingTextTracks.
+	backendReadTimeout = 3 * time.Second
+	// Writes: end, sendChatMessage, publish/update/deleteRecordings. Quick
+	// on a node (a message to akka, a directory move, a metadata file), but
+	// they change something there, so a slow answer gets a little longer.
+	backendWriteTimeout = 5 * time.Second
+	// Calls with a body: insertDocument, putRecordingTextTrack (bbb-web
+	// stores the body and processes it afterwards).
+	backendUploadTimeout = 15 * time.Second
 	backendCreateTimeout = 30 * time.Second // create may carry or fetch slides
-	getMeetingsTimeout   = 3 * time.Second  // per backend, for the fan-out
-	maxBackendResponse   = 16 << 20
+	// The leader's background getRecordings of a whole node: bbb-web reads
+	// every recording's metadata.xml, seconds with thousands of them. No
+	// client waits for it.
+	backendSyncTimeout = 30 * time.Second
+	getMeetingsTimeout = backendReadTimeout // per backend, for the fan-out
+	maxBackendResponse = 16 << 20
 )
+
+// callTimeout is the bound of one BBB call on a backend.
+func callTimeout(call string) time.Duration {
+	switch call {
+	case "create":
+		return backendCreateTimeout
+	case "insertDocument", "putRecordingTextTrack":
+		return backendUploadTimeout
+	case "end", "sendChatMessage", "publishRecordings", "updateRecordings", "deleteRecordings":
+		return backendWriteTimeout
+	}
+	return backendReadTimeout
+}
 
 var errBackendStatus = errors.New("backend answered with a non-200 status")
 
@@ -40,7 +72,11 @@ func signedBackendURL(b *fsm.Backend, call string, query []byte) string {
 }
 
 // callBackend performs one BBB API call on a backend and returns the body.
+// A timeout of backendCallTimeout (0) is the call's own (callTimeout).
 func (s *Server) callBackend(b *fsm.Backend, call string, args *fasthttp.Args, body []byte, contentType string, timeout time.Duration) ([]byte, error) {
+	if timeout <= 0 {
+		timeout = callTimeout(call)
+	}
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)

@@ -2,29 +2,47 @@ package gateway
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/conclave-lb/conclave/fsm"
+	"github.com/conclave-lb/conclave/raftnode"
 )
 
 const noMeetingsAnswer = "<response><returncode>SUCCESS</returncode><meetings/><messageKey>noMeetings</messageKey><message>no meetings were found on this server</message></response>"
 
 // getMeetings gathers the frontend's meetings from every backend that runs
 // one, concurrently, each with its own timeout: a dead backend costs its
-// meetings in the answer, never the whole call (Scalelite fails it). A
-// backend whose answer is over the size limit is asked for the frontend's
-// meetings one by one instead (counted and logged).
+// meetings in the answer, never the whole call (Scalelite fails it), and a
+// backend the cluster has declared dead is not asked at all (its meetings
+// are left out, as a BBB server that lost them). A backend whose answer is
+// over the size limit is asked for the frontend's meetings one by one
+// instead (counted and logged).
+//
+// Read-your-writes: the meetings are those of a replica that holds every
+// create any peer answered before this call (readYourWrites), and a
+// meeting the replica binds to a live node that the node's own list lacks
+// (a create the node has not listed yet) is asked for by getMeetingInfo.
 func (r *bbbRequest) getMeetings() string {
+	if r.readYourWrites() {
+		return "leader"
+	}
 	mine := map[string]string{} // internal ID -> client's ID
 	perBackend := map[string]bool{}
 	onBackend := map[string][]string{} // backend -> the frontend's meetings there
+	recent := map[string][]string{}    // backend -> those created (or re-created) within listGrace
+	now := time.Now()
 	for _, m := range r.s.cluster.FSM().Meetings(r.frontend.Key) {
 		mine[m.InternalID] = m.MeetingID
 		perBackend[m.BackendID] = true
 		onBackend[m.BackendID] = append(onBackend[m.BackendID], m.InternalID)
+		if !m.Lost && now.Sub(time.Unix(0, max(m.CreatedAt, m.RecreatedAt, m.Recreating))) < listGrace {
+			recent[m.BackendID] = append(recent[m.BackendID], m.InternalID)
+		}
 	}
 	if len(mine) == 0 {
 		writeXML(r.ctx, []byte(noMeetingsAnswer))
@@ -36,6 +54,11 @@ func (r *bbbRequest) getMeetings() string {
 	for i, id := range ids {
 		b, ok := r.s.cluster.FSM().Backend(id)
 		if !ok {
+			continue
+		}
+		if !r.s.backendUsable(&b) {
+			r.s.log.Debug("getMeetings: backend declared dead, not asked; its meetings are left out",
+				"backend", b.ID, "meetings", len(onBackend[b.ID]))
 			continue
 		}
 		wg.Add(1)
@@ -58,7 +81,11 @@ func (r *bbbRequest) getMeetings() string {
 				r.s.log.Debug("getMeetings: backend skipped", "backend", b.ID, "err", err)
 				return
 			}
-			parts[i] = hideRelayURLs(ownMeetings(answer, mine))
+			own, listed := listOwnMeetings(answer, mine)
+			if missing := unlisted(recent[b.ID], listed); len(missing) > 0 {
+				own = append(own, r.meetingsByInfo(&b, missing, mine)...)
+			}
+			parts[i] = hideRelayURLs(own)
 		}(i, b)
 	}
 	wg.Wait()
@@ -156,10 +183,18 @@ func meetingFromInfo(doc []byte, internal, external string) []byte {
 // answer that belong to the frontend, with their meetingID shown as the
 // client's own; the rest of each element is passed on byte for byte.
 func ownMeetings(doc []byte, mine map[string]string) []byte {
+	out, _ := listOwnMeetings(doc, mine)
+	return out
+}
+
+// listOwnMeetings is ownMeetings that also returns the internal IDs it
+// found.
+func listOwnMeetings(doc []byte, mine map[string]string) ([]byte, map[string]bool) {
 	els, err := scanXML(doc, "meeting", "meetingID")
 	if err != nil {
-		return nil
+		return nil, nil
 	}
+	listed := map[string]bool{}
 	var out bytes.Buffer
 	for i, m := range els {
 		if m.name != "meeting" || m.depth != 3 {
@@ -174,11 +209,116 @@ func ownMeetings(doc []byte, mine map[string]string) []byte {
 			if !ok {
 				break
 			}
+			listed[c.text] = true
 			out.Write(rewriteMeetingIDs(doc[m.start:m.end], c.text, ext))
 			break
 		}
 	}
-	return out.Bytes()
+	return out.Bytes(), listed
+}
+
+// unlisted returns the meetings of want that listed lacks.
+func unlisted(want []string, listed map[string]bool) []string {
+	var out []string
+	for _, id := range want {
+		if !listed[id] {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// listGrace: a meeting claimed this recently that its node's getMeetings
+// does not list is asked for by getMeetingInfo (a node may list a new
+// meeting late; BBB lists it at once). Older unlisted ones have ended, and
+// the prober forgets them (HealthConfig.EndedGrace).
+const listGrace = 30 * time.Second
+
+// listReadTimeout bounds the wait for a consistent replica before a
+// getMeetings; past it the local replica answers as it stands.
+const listReadTimeout = 2 * time.Second
+
+// readYourWrites makes the local replica hold every meeting whose create
+// any peer answered before this call. The leader's replica always does: a
+// peer answers a create only once the leader has applied its claim
+// (Commit), so the leader makes no round trip at all. A follower cannot
+// know what other peers committed without asking: it waits for one
+// read-index (ConsistentRead: the leader's applied index, then the local
+// replica reaching it), shared by every getMeetings that arrived before it
+// started (listBarrier), so a burst of them costs one or two leader round
+// trips, not one each. A replica that cannot catch up hands the request to
+// the leader (true: answered); with no leader reachable, the local replica
+// answers as it stands — a list that may lack the newest meetings rather
+// than no list.
+func (r *bbbRequest) readYourWrites() bool {
+	if r.s.cluster.IsLeader() {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*listReadTimeout)
+	err := r.s.listBarrier.wait(ctx, r.s.cluster.ConsistentRead)
+	cancel()
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, raftnode.ErrBehind) && r.answerFromLeader():
+		return true
+	}
+	r.s.log.Debug("getMeetings: replica not confirmed; answering from it as it stands", "err", err)
+	return false
+}
+
+// readBarrier runs read-index waits for concurrent callers: a caller waits
+// for a round that starts after it arrived (so it sees every write
+// acknowledged before it), one round runs at a time, and every caller that
+// arrives while one runs shares the next. The zero value is ready.
+type readBarrier struct {
+	mu      sync.Mutex
+	running bool
+	queued  *readRound // not started yet; callers join it
+}
+
+type readRound struct {
+	done chan struct{}
+	err  error
+}
+
+// wait returns once a round of read started after the call has ended, with
+// its error, or ctx's.
+func (b *readBarrier) wait(ctx context.Context, read func(context.Context) error) error {
+	b.mu.Lock()
+	if b.queued == nil {
+		b.queued = &readRound{done: make(chan struct{})}
+	}
+	rd := b.queued
+	if !b.running {
+		b.running = true
+		go b.run(read)
+	}
+	b.mu.Unlock()
+	select {
+	case <-rd.done:
+		return rd.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (b *readBarrier) run(read func(context.Context) error) {
+	for {
+		b.mu.Lock()
+		rd := b.queued
+		b.queued = nil
+		if rd == nil {
+			b.running = false
+			b.mu.Unlock()
+			return
+		}
+		b.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), listReadTimeout)
+		rd.err = read(ctx)
+		cancel()
+		close(rd.done)
+	}
 }
 
 func sortedSet(m map[string]bool) []string {

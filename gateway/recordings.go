@@ -136,10 +136,12 @@ func (s *Server) syncRecordings(b *fsm.Backend, ids []string, wait bool) error {
 	args := fasthttp.AcquireArgs()
 	defer fasthttp.ReleaseArgs(args)
 	args.Set("state", "any")
+	timeout := backendSyncTimeout // a whole node's recordings
 	if len(ids) > 0 {
 		args.Set("recordID", strings.Join(ids, ","))
+		timeout = backendCallTimeout // a few: a read
 	}
-	answer, err := s.callBackend(b, "getRecordings", args, nil, "", backendCallTimeout)
+	answer, err := s.callBackend(b, "getRecordings", args, nil, "", timeout)
 	if err != nil {
 		return err
 	}
@@ -357,7 +359,9 @@ func splitIDs(s string) []string {
 }
 
 // changeRecordings forwards publish/update/delete to the backends holding
-// the recordings, after checking every one belongs to the caller.
+// the recordings, after checking every one belongs to the caller. When any
+// of them is on a node declared dead, nothing is sent anywhere: the call
+// fails at once, whole, rather than change some recordings and not others.
 func (r *bbbRequest) changeRecordings() string {
 	ids := splitIDs(string(r.args.Peek("recordID")))
 	if len(ids) == 0 {
@@ -374,20 +378,29 @@ func (r *bbbRequest) changeRecordings() string {
 		}
 		perBackend[rec.BackendID] = append(perBackend[rec.BackendID], id)
 	}
-	var answer []byte
-	for _, bid := range sortedSet(keysOf(perBackend)) {
+	bids := sortedSet(keysOf(perBackend))
+	backends := make([]fsm.Backend, len(bids))
+	for i, bid := range bids {
 		b, ok := r.s.cluster.FSM().Backend(bid)
 		if !ok {
 			return r.fail(bbb.KeyNotFound, "We could not find recordings")
 		}
+		if !r.s.backendUsable(&b) {
+			return r.fail(bbb.KeyServerUnavailable, deadBackendMessage(&b, "recording "+strings.Join(perBackend[bid], ",")))
+		}
+		backends[i] = b
+	}
+	var answer []byte
+	for i, bid := range bids {
+		b := &backends[i]
 		r.args.Set("recordID", strings.Join(perBackend[bid], ","))
-		a, err := r.s.callBackend(&b, r.call, r.args, nil, "", backendCallTimeout)
+		a, err := r.s.callBackend(b, r.call, r.args, nil, "", backendCallTimeout)
 		if err != nil {
 			return r.fail(bbb.KeyServerUnavailable, "The server holding the recording did not answer.")
 		}
 		env, _, _ := parseAnswer(a)
 		// Refresh the index from the backend, so both agree afterwards.
-		if err := r.s.syncRecordings(&b, perBackend[bid], true); err != nil {
+		if err := r.s.syncRecordings(b, perBackend[bid], true); err != nil {
 			r.s.log.Warn("recordings index refresh failed", "backend", bid, "err", err)
 		}
 		if !env.OK() {
@@ -423,12 +436,15 @@ func (r *bbbRequest) textTrackCall() string {
 	if !ok {
 		return r.failJSON("noRecordings", "No recording found for "+id)
 	}
+	if !r.s.backendUsable(&b) {
+		return r.failJSON(bbb.KeyServerUnavailable, deadBackendMessage(&b, "recording "+id))
+	}
 	var body []byte
 	var ct string
 	if r.ctx.IsPost() {
 		body, ct = r.body, string(r.ctx.Request.Header.ContentType())
 	}
-	a, err := r.s.callBackend(&b, r.call, r.args, body, ct, backendCreateTimeout)
+	a, err := r.s.callBackend(&b, r.call, r.args, body, ct, backendCallTimeout)
 	if err != nil {
 		return r.failJSON("serverUnavailable", "The server holding the recording did not answer.")
 	}

@@ -83,6 +83,10 @@ type Server struct {
 	gate          *bodyGate      // request bodies in flight
 	// beforeRoute, when set (tests only), runs before each request is routed.
 	beforeRoute func(*fasthttp.RequestCtx)
+
+	// listBarrier shares a follower's read-index waits between concurrent
+	// getMeetings (getmeetings.go).
+	listBarrier readBarrier
 }
 
 // New builds a server over a cluster.
