@@ -14,7 +14,7 @@ func randomCommand(r *rand.Rand, now int64) Command {
 	be := fmt.Sprintf("b%d", r.Intn(5))
 	fe := fmt.Sprintf("f%d", r.Intn(3))
 	mid := fmt.Sprintf("m%d", r.Intn(20))
-	switch r.Intn(13) {
+	switch r.Intn(16) {
 	case 0:
 		return &AddBackend{ID: be, URL: fmt.Sprintf("https://%s.example.org/bigbluebutton/api/", be), Secret: "s", Now: now,
 			Settings: []byte(`{"tags":["t` + fmt.Sprint(r.Intn(3)) + `"]}`), IfAbsent: r.Intn(2) == 0}
@@ -50,6 +50,17 @@ func randomCommand(r *rand.Rand, now int64) Command {
 		}
 		return &PutRecordings{Recordings: []Recording{{RecordID: fmt.Sprintf("r%d", r.Intn(10)), Frontend: fe, MeetingID: mid,
 			InternalID: fe + "~" + mid, BackendID: be, State: "published", StartTime: now, Meta: map[string]string{"a": "b"}, XML: "<recording/>"}}}
+	case 13:
+		return &SetMeetingParams{InternalID: fe + "~" + mid, BackendID: be, Params: CreateParams{Query: "meetingID=" + fe + "~" + mid,
+			AttendeePW: "ap", ModeratorPW: "mp", CreateTime: now, SlidesLost: r.Intn(2) == 0}}
+	case 14:
+		return &FailoverMeeting{InternalID: fe + "~" + mid, FromBackend: be, ToBackend: fmt.Sprintf("b%d", r.Intn(5)),
+			Token: fmt.Sprint("t", r.Intn(3)), Now: now * int64(r.Intn(3)+1) * 1e9}
+	case 15:
+		if r.Intn(2) == 0 {
+			return &MeetingRecreated{InternalID: fe + "~" + mid, BackendID: be, Token: fmt.Sprint("t", r.Intn(3)), Now: now}
+		}
+		return &MarkMeetingsLost{Meetings: []MeetingRef{{InternalID: fe + "~" + mid, BackendID: be}}, Now: now}
 	default:
 		if r.Intn(2) == 0 {
 			return &SetPeer{ID: "p" + fmt.Sprint(r.Intn(3)), RaftAddr: "127.0.0.1:1", HTTPAddr: "127.0.0.1:2", GossipAddr: "127.0.0.1:3"}
