@@ -1,10 +1,19 @@
 // Package fakebbb is an in-memory BigBlueButton node for tests, the demo and
-// benchmarks. It answers the BBB API as bbb-web does — checksums over the raw
-// query, the same XML (and, for text tracks, JSON) bodies and message keys,
-// HTTP 200 on FAILED — and keeps meetings, attendees and recordings in memory
+// benchmarks. It answers the BBB API as bbb-web 3.0 does — checksums over the
+// raw query, the same XML (and, for text tracks, JSON) bodies and message
+// keys, HTTP 200 on FAILED, join's failures as a redirect to the logout URL
+// with errors=[…] — and keeps meetings, attendees and recordings in memory
 // so a test can assert what a balancer did to a node. A join redirect lands
 // on a page of the fake's own, and only that landing counts the attendee, as
-// a real node counts a user once the browser arrives.
+// a real node counts a user once the browser arrives; a meeting is running
+// from then on (not from its create), and only a running meeting takes chat
+// messages.
+//
+// A test can make a node fail as BBB servers do: Close (it dies, and Start
+// on the same address brings it back with its meetings), Restart (it comes
+// back at once without its meetings), Hang and Resume (it accepts
+// connections but answers nothing meanwhile). Process does the same to the
+// fakebbb binary with signals.
 package fakebbb
 
 import (
