@@ -328,3 +328,36 @@ func (s *Server) markLost(refs []fsm.MeetingRef) {
 		s.log.Warn("could not mark meetings lost", "err", err)
 	}
 }
+
+// endStaleCopies ends, on backend b, the meetings it lists that the state
+// binds to another backend: copies left behind when a meeting moved while
+// b was declared dead (b was only cut off, or came back with its
+// meetings). Users still in such a copy rejoin, and land in the one the
+// cluster runs. Its end callback is refused by the relay (bound
+// elsewhere), so the moved meeting stays bound.
+func (s *Server) endStaleCopies(b *fsm.Backend, listed map[string]bool) {
+	st := s.cluster.FSM()
+	for id := range listed {
+		m, ok := st.Meeting(id)
+		if !ok || m.BackendID == b.ID {
+			continue
+		}
+		if o, ok := st.Backend(m.BackendID); !ok || backendDead(&o) || m.Down() {
+			continue // the moved meeting does not run yet: the copy is all there is
+		}
+		args := fasthttp.AcquireArgs()
+		args.Set("meetingID", id)
+		if m.Create != nil && m.Create.ModeratorPW != "" {
+			args.Set("password", m.Create.ModeratorPW)
+		}
+		bb := *b
+		go func() {
+			defer fasthttp.ReleaseArgs(args)
+			if _, err := s.callBackend(&bb, "end", args, nil, "", backendCallTimeout); err != nil {
+				s.log.Warn("could not end a stale copy of a moved meeting", "backend", bb.ID, "meeting", id, "err", err)
+				return
+			}
+			s.log.Info("ended a stale copy of a meeting that runs elsewhere", "backend", bb.ID, "meeting", id, "bound_to", m.BackendID)
+		}()
+	}
+}

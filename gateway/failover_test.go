@@ -327,3 +327,40 @@ func TestRecreationKeepsPlacementRules(t *testing.T) {
 		t.Fatalf("re-created on %s, want the other gpu node %s", loc.Host, want)
 	}
 }
+
+// TestStaleCopyEndedWhenDeadNodeReturns: a node declared dead comes back
+// with the meeting that was re-created elsewhere meanwhile; the prober ends
+// its stale copy, and the moved meeting stays bound where it runs.
+func TestStaleCopyEndedWhenDeadNodeReturns(t *testing.T) {
+	r := newRig(t, 2)
+	c := r.client("fe1")
+	if a := c.Get(t, "create", "meetingID=split&attendeePW=ap&moderatorPW=mp"); a.ReturnCode != "SUCCESS" {
+		t.Fatal(a.Raw)
+	}
+	waitMeeting(t, r.mc, "fe1~split", 2*time.Second, "kept", paramsKept)
+	old := r.nodeOf("fe1", "split")
+	r.nodes[old].Close() // cut off: keeps its meetings
+	r.mc.MustApply(&fsm.ReportBackends{Reports: []fsm.BackendReport{{ID: r.ids[old], NodeState: fsm.NodeError}}})
+	loc := joinLocation(t, c, "meetingID=split&fullName=Ann&password=ap")
+	if loc.Host != r.addrs[1-old] {
+		t.Fatalf("re-created on %s", loc.Host)
+	}
+	if _, err := r.nodes[old].Start(r.addrs[old]); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go r.srv.RunHealth(ctx, HealthConfig{Interval: 100 * time.Millisecond, Timeout: 500 * time.Millisecond, FailAfter: 3,
+		RecoverAfter: 2, LoadEvery: 100 * time.Millisecond, EndedGrace: 30 * time.Second})
+	deadline := time.Now().Add(3 * time.Second)
+	for r.nodes[old].MeetingCount() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("stale copy still runs on the returned node: %v", r.nodes[old].MeetingIDs())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // its end callback arrives and is refused
+	if m, ok := r.mc.FSM().Meeting("fe1~split"); !ok || m.BackendID != r.ids[1-old] || r.nodes[1-old].MeetingCount() != 1 {
+		t.Fatalf("the moved meeting after the stale copy ended: %+v %v", m, ok)
+	}
+}

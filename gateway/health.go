@@ -160,6 +160,7 @@ func (s *Server) probeRound(ctx context.Context, cfg HealthConfig, mem map[strin
 			if r.listed {
 				e, l := h.endedMeetings(s.cluster.FSM(), b.ID, r.meetingIDs, r.started, now, cfg.EndedGrace)
 				ended, lost = append(ended, e...), append(lost, l...)
+				s.endStaleCopies(b, r.meetingIDs)
 			}
 		} else {
 			h.goods, h.fails = 0, h.fails+1
