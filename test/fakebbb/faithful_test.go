@@ -157,6 +157,9 @@ func TestJoinFailuresAsBBBWeb(t *testing.T) {
 		"meetingID=room&password=ap":                                      {"missingParamFullName", "You must provide your name"},
 		"meetingID=nosuch&fullName=&password=ap":                          {"missingParamFullName", "You must provide your name"},
 		"meetingID=room&fullName=Bob&password=a":                          {"invalidPassword", "Invalid password"},
+		"meetingID=room&fullName=Bob&password=ap&guest=yes":               {"validationError", "Guest must be a boolean value (true or false)"},
+		"meetingID=room&fullName=Bob&password=ap&auth=2":                  {"validationError", "Auth must be a boolean value (true or false)"},
+		"meetingID=room&fullName=Bob&password=ap&createTime=soon":         {"validationError", "Value must be an integral number"},
 		"meetingID=room&fullName=Bob&password=" + strings.Repeat("p", 65): {"invalidPassword", "Invalid password"},
 	} {
 		loc, errs := joinErrors(t, c.get("join", q))

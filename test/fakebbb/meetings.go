@@ -490,6 +490,9 @@ const (
 	msgJoinPassword       = "The provided password is neither a moderator or attendee password" // JoinPasswordConstraint
 	msgPasswordLength     = "Invalid password"                                                  // PasswordConstraint: 2 to 64 characters
 	msgFullNameEmpty      = "You must provide your name"
+	msgGuestBoolean       = "Guest must be a boolean value (true or false)" // IsBooleanConstraint
+	msgAuthBoolean        = "Auth must be a boolean value (true or false)"
+	msgNotIntegral        = "Value must be an integral number" // IsIntegralConstraint
 	msgWrongPassword      = "You must enter a valid password"
 	msgRoleOrPassword     = "You must either send the valid role of the user, or the password, sould the meeting has one." // sic
 )
@@ -527,6 +530,16 @@ func joinViolation(q *apiRequest, m *meeting) (key, message string) {
 	// an empty one.
 	if strings.TrimSpace(q.params.Get("fullName")) == "" {
 		v[bbb.KeyMissingParamFullName] = msgFullNameEmpty
+	}
+	for _, b := range [][2]string{{"guest", msgGuestBoolean}, {"auth", msgAuthBoolean}} {
+		switch strings.ToLower(q.params.Get(b[0])) {
+		case "", "true", "false", "0", "1":
+		default:
+			v[bbb.KeyValidationError] = b[1]
+		}
+	}
+	if ct := q.params.Get("createTime"); ct != "" && !integral(ct) {
+		v[bbb.KeyValidationError] = msgNotIntegral
 	}
 	if pw := q.params.Get("password"); pw != "" {
 		if n := utf8.RuneCountInString(pw); (n < 2 || n > 64) && v[bbb.KeyMissingParamPassword] == "" {
