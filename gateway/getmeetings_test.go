@@ -16,6 +16,7 @@ import (
 
 	"github.com/conclave-lb/conclave/bbb"
 	"github.com/conclave-lb/conclave/fsm"
+	"github.com/conclave-lb/conclave/raftnode"
 	"github.com/conclave-lb/conclave/test/fakebbb"
 	"github.com/conclave-lb/conclave/test/harness"
 )
@@ -482,5 +483,32 @@ func TestHungNodeHoldsAReadForItsBound(t *testing.T) {
 	t.Logf("getMeetingInfo on a hung node not marked error: %v (%s)", took, a.MessageKey)
 	if a.ReturnCode != "FAILED" || took > 6*time.Second {
 		t.Fatalf("getMeetingInfo on a hung node: %v: %s", took, a.Raw)
+	}
+}
+
+// notLeader is a MemCluster playing a follower (SetFollower) that says so.
+type notLeader struct{ *MemCluster }
+
+func (notLeader) IsLeader() bool { return false }
+
+// A follower whose replica cannot catch up (ErrBehind) hands getMeetings to
+// the leader and relays its answer; with no leader known it answers from
+// its replica as it stands.
+func TestGetMeetingsOnLaggingFollowerAsksTheLeader(t *testing.T) {
+	leader := newRig(t, 1)
+	if a := leader.client("fe1").Get(t, "create", "meetingID=fresh"); a.ReturnCode != "SUCCESS" {
+		t.Fatal(a.Raw)
+	}
+	mc := NewMemCluster()
+	mc.MustApply(&fsm.AddFrontend{Key: "fe1", Secret: "fe1-secret"})
+	behind := fmt.Errorf("test: %w", raftnode.ErrBehind)
+	mc.SetFollower(strings.TrimPrefix(leader.base, "http://"), behind)
+	_, fc := serveOn(t, notLeader{mc})
+	if a := fc.Get(t, "getMeetings", ""); !hasMeeting(a, "fresh") {
+		t.Fatalf("getMeetings through a lagging follower: %s", a.Raw)
+	}
+	mc.SetFollower("", behind)
+	if a := fc.Get(t, "getMeetings", ""); a.ReturnCode != "SUCCESS" || a.MessageKey != bbb.KeyNoMeetings {
+		t.Fatalf("getMeetings through a lagging follower with no leader: %s", a.Raw)
 	}
 }
