@@ -14,7 +14,7 @@ import (
 // Timeouts for calls to backends. A node that hangs (accepts connections,
 // never answers: SIGSTOP, a full disk, a stuck JVM) holds a client no
 // longer than its call's bound; once the prober has marked it error (within
-// ~4 s), calls do not go to it at all (backendUsable).
+// ~4 s), calls do not go to it at all (backendDead).
 const (
 	// backendCallTimeout, passed to callBackend, means the call's own bound
 	// (callTimeout).

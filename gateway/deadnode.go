@@ -25,13 +25,8 @@ import (
 //
 // A node held in error only because its getMeetings answer is over the
 // size limit is alive and answers every other call: it stays usable (its
-// meetings are listed one by one, see getMeetings).
-
-// backendUsable reports whether a call may go to backend b: false for a
-// backend that is gone (nil) or that the cluster has declared dead. It is
-// failover's backendDead (failover.go) seen from the caller's side: one
-// rule for "do not call this node", wherever a call would go.
-func (s *Server) backendUsable(b *fsm.Backend) bool { return !backendDead(b) }
+// meetings are listed one by one, see getMeetings). backendDead
+// (failover.go) is the one rule for "do not call this node".
 
 // deadBackendMessage says why a call was not sent to backend b, for the
 // message of a FAILED answer: which server, since when.

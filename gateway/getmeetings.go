@@ -56,7 +56,7 @@ func (r *bbbRequest) getMeetings() string {
 		if !ok {
 			continue
 		}
-		if !r.s.backendUsable(&b) {
+		if backendDead(&b) {
 			r.s.log.Debug("getMeetings: backend declared dead, not asked; its meetings are left out",
 				"backend", b.ID, "meetings", len(onBackend[b.ID]))
 			continue

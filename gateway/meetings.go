@@ -50,7 +50,7 @@ func (r *bbbRequest) create() string {
 	// consistent and go through a claim, which moves the meeting only if
 	// the cluster has declared the node dead.
 	if m, ok := r.s.cluster.FSM().Meeting(internal); ok {
-		if b, ok := r.s.cluster.FSM().Backend(m.BackendID); ok && b.NodeState != fsm.NodeError {
+		if b, ok := r.s.cluster.FSM().Backend(m.BackendID); ok && !backendDead(&b) {
 			r.setVoiceBridge(&m)
 			if res := r.createOn(&b, internal, mid, body, contentType, false); res != "retry" {
 				return res
@@ -317,7 +317,7 @@ func (r *bbbRequest) applyFrontendSettings() {
 func (r *bbbRequest) lookup(internal string) (*fsm.Meeting, *fsm.Backend, error) {
 	st := r.s.cluster.FSM()
 	m, b, found := r.bound(st, internal)
-	if found && b != nil && b.NodeState != fsm.NodeError {
+	if found && !backendDead(b) {
 		return m, b, nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), consistentTimeout)

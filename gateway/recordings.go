@@ -385,7 +385,7 @@ func (r *bbbRequest) changeRecordings() string {
 		if !ok {
 			return r.fail(bbb.KeyNotFound, "We could not find recordings")
 		}
-		if !r.s.backendUsable(&b) {
+		if backendDead(&b) {
 			return r.fail(bbb.KeyServerUnavailable, deadBackendMessage(&b, "recording "+strings.Join(perBackend[bid], ",")))
 		}
 		backends[i] = b
@@ -436,7 +436,7 @@ func (r *bbbRequest) textTrackCall() string {
 	if !ok {
 		return r.failJSON("noRecordings", "No recording found for "+id)
 	}
-	if !r.s.backendUsable(&b) {
+	if backendDead(&b) {
 		return r.failJSON(bbb.KeyServerUnavailable, deadBackendMessage(&b, "recording "+id))
 	}
 	var body []byte
