@@ -409,7 +409,15 @@ func TestFaultsUnderLoad(t *testing.T) {
 
 	c.checkSemantics(all)
 
-	report := table(results)
+	// A BBB node dies under running meetings (after the semantics check:
+	// its meetings move, legitimately, to live nodes).
+	fo, err := c.nodeFailover()
+	if err != nil {
+		t.Errorf("node failover: %v (%s)", err, fo)
+	}
+	t.Logf("node failover: %s", fo)
+
+	report := table(results) + "\nNode failover: " + fo.String() + "\n"
 	t.Logf("e2e: %d requests in %d phases; the whole run took %v\n\n%s", len(all), len(results),
 		time.Since(began).Round(time.Second), report)
 	if err := writeReport(fmt.Sprintf("<!-- %s, %s -->\n%s\nTotal run (images present): %v\n",

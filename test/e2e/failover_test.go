@@ -1,0 +1,178 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/conclave-lb/conclave/bbb"
+)
+
+// noRedirect reads a join's 302 instead of following it to the node.
+var noRedirect = &http.Client{
+	Timeout:       5 * time.Second,
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+}
+
+// joinHost asks one peer (from the host, through its published port) for a
+// join of mid and returns the host of the node it redirects to.
+func (c *cluster) joinHost(peer, mid string) (string, error) {
+	a, err := c.addr(peer, peerPort)
+	if err != nil {
+		return "", err
+	}
+	u := bbb.SignedURL("http://"+a+"/bigbluebutton/api/", "join",
+		url.Values{"meetingID": {mid}, "fullName": {"Failover E2E"}, "password": {"ap"}}, frontendSecret)
+	resp, err := noRedirect.Get(u)
+	if err != nil {
+		c.forget(peer)
+		return "", err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusFound {
+		return "", fmt.Errorf("join %s on %s: HTTP %d", mid, peer, resp.StatusCode)
+	}
+	loc, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil || loc.Host == "" {
+		return "", fmt.Errorf("join %s on %s: bad Location %q", mid, peer, resp.Header.Get("Location"))
+	}
+	return loc.Host, nil
+}
+
+// failoverResult is what one node kill measured.
+type failoverResult struct {
+	node        string
+	meetings    int
+	toError     time.Duration // kill → the leader's NodeState error
+	toRedirect  time.Duration // kill → first join redirected to a live node
+	movedTo     map[string]int
+	notMovedYet int // joins still sent to the dead node before the first move
+}
+
+// nodeFailover kills the fake BBB node holding the most meetings, and joins
+// one of its meetings through the peers in turn until a join lands on a
+// live node: the time from the kill is the figure users feel. Then every
+// meeting of the dead node must be joined, through every peer, on one live
+// node each. The node is started again (empty) at the end.
+func (c *cluster) nodeFailover() (failoverResult, error) {
+	binds, err := c.bindings("peer1")
+	if err != nil {
+		return failoverResult{}, err
+	}
+	perHost := map[string][]string{}
+	for m, h := range binds {
+		perHost[h] = append(perHost[h], m)
+	}
+	victimHost := ""
+	for h, ms := range perHost {
+		if victimHost == "" || len(ms) > len(perHost[victimHost]) {
+			victimHost = h
+		}
+	}
+	if victimHost == "" {
+		return failoverResult{}, fmt.Errorf("no meeting bound to any node")
+	}
+	victims := perHost[victimHost]
+	sort.Strings(victims)
+	node, _, _ := strings.Cut(victimHost, ":")
+	res := failoverResult{node: node, meetings: len(victims), movedTo: map[string]int{}}
+	probe := victims[0]
+
+	if err := c.kill(node); err != nil {
+		return res, err
+	}
+	killed := time.Now()
+	errorSeen := make(chan time.Duration, 1)
+	go func() { // when the leader's replica calls the node dead
+		for time.Since(killed) < 60*time.Second {
+			var bs []struct {
+				URL       string `json:"url"`
+				NodeState string `json:"node_state"`
+			}
+			if c.api("peer1", "GET", "/api/v1/backends", nil, &bs) == nil {
+				for _, b := range bs {
+					if strings.Contains(b.URL, "//"+victimHost+"/") && b.NodeState == "error" {
+						errorSeen <- time.Since(killed)
+						return
+					}
+				}
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		errorSeen <- -1
+	}()
+
+	for i := 0; ; i++ {
+		if time.Since(killed) > 60*time.Second {
+			return res, fmt.Errorf("no join of %s reached a live node within 60 s of killing %s", probe, node)
+		}
+		h, err := c.joinHost(peers[i%len(peers)], probe)
+		if err == nil && h != victimHost {
+			res.toRedirect = time.Since(killed)
+			break
+		}
+		if err == nil {
+			res.notMovedYet++
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	res.toError = <-errorSeen
+
+	// Every meeting of the dead node, through every peer: one live node each.
+	for _, m := range victims {
+		where := map[string]bool{}
+		for _, p := range peers {
+			var h string
+			err := eventually(15*time.Second, func() error {
+				var err error
+				h, err = c.joinHost(p, m)
+				if err == nil && h == victimHost {
+					err = fmt.Errorf("join of %s through %s still goes to the dead %s", m, p, victimHost)
+				}
+				return err
+			})
+			if err != nil {
+				return res, err
+			}
+			where[h] = true
+		}
+		if len(where) != 1 {
+			return res, fmt.Errorf("meeting %s re-created on several nodes: %v", m, where)
+		}
+		for h := range where {
+			res.movedTo[h]++
+		}
+	}
+
+	// The node comes back empty, as BBB does after a restart.
+	if err := c.start(node); err != nil {
+		return res, err
+	}
+	return res, eventually(60*time.Second, func() error {
+		var bs []struct {
+			URL       string `json:"url"`
+			NodeState string `json:"node_state"`
+		}
+		if err := c.api("peer1", "GET", "/api/v1/backends", nil, &bs); err != nil {
+			return err
+		}
+		for _, b := range bs {
+			if b.NodeState != "ready" {
+				return fmt.Errorf("backend %s is %s after its restart", b.URL, b.NodeState)
+			}
+		}
+		return nil
+	})
+}
+
+func (r failoverResult) String() string {
+	return fmt.Sprintf("killed %s under %d meetings: NodeState error after %v; first join redirected to a live node after %v "+
+		"(%d joins still sent to the dead node before); the %d meetings re-created on %v",
+		r.node, r.meetings, r.toError.Round(10*time.Millisecond), r.toRedirect.Round(10*time.Millisecond),
+		r.notMovedYet, r.meetings, r.movedTo)
+}
