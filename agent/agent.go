@@ -23,7 +23,6 @@ import (
 	"github.com/conclave-lb/conclave/auth"
 	"github.com/conclave-lb/conclave/bbb"
 	"github.com/conclave-lb/conclave/discovery"
-	"github.com/conclave-lb/conclave/fsm"
 )
 
 // Defaults.
@@ -95,7 +94,7 @@ func Start(cfg Config) (*Agent, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	u, err := fsm.NormalizeBackendURL(cfg.APIURL)
+	u, err := bbb.NormalizeAPIURL(cfg.APIURL)
 	if err != nil {
 		return nil, fmt.Errorf("BBB API URL: %w", err)
 	}

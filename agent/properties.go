@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/conclave-lb/conclave/bbb"
-	"github.com/conclave-lb/conclave/fsm"
 )
 
 // Where bbb-web keeps its settings.
@@ -72,7 +71,7 @@ func BBBSettings(props map[string]string, apiOverride string) (apiURL, secret st
 		}
 		raw = strings.TrimRight(server, "/") + "/bigbluebutton/api/"
 	}
-	if apiURL, err = fsm.NormalizeBackendURL(raw); err != nil {
+	if apiURL, err = bbb.NormalizeAPIURL(raw); err != nil {
 		return "", "", nil, fmt.Errorf("BBB API URL: %w", err)
 	}
 	secret = strings.TrimSpace(props[KeySecret])

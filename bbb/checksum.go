@@ -1,6 +1,7 @@
 // Package bbb holds the parts of the BigBlueButton API protocol that every
 // Conclave component shares: checksums over the raw query, request signing,
-// and BBB's XML response envelope. It has no dependencies inside Conclave.
+// the normal form of an API URL and BBB's XML response envelope. It has no
+// dependencies inside Conclave.
 package bbb
 
 import (

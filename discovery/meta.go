@@ -9,7 +9,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
-	"github.com/conclave-lb/conclave/fsm"
+	"github.com/conclave-lb/conclave/bbb"
 )
 
 // Role says what a gossip member is.
@@ -96,7 +96,7 @@ func DecodeMeta(b []byte) (Meta, error) {
 	m := Meta{Role: w.R, HTTPAddr: w.H, APIURL: w.U, Meetings: w.M, Attendees: w.A, Videos: w.V, Voice: w.VO,
 		LoadFactor: w.LF, BBBUp: w.Up, Seq: w.S, Time: w.T, MAC: w.K}
 	if m.Role == RoleAgent && m.APIURL != "" {
-		if u, err := fsm.NormalizeBackendURL(m.APIURL); err == nil {
+		if u, err := bbb.NormalizeAPIURL(m.APIURL); err == nil {
 			m.APIURL = u
 		}
 	}

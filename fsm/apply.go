@@ -1,9 +1,9 @@
 package fsm
 
 import (
-	"net/url"
 	"slices"
-	"strings"
+
+	"github.com/conclave-lb/conclave/bbb"
 )
 
 // Result is what applying a command produced. It travels back to the
@@ -27,7 +27,6 @@ func fail(e *Error) *Result { return &Result{Error: e} }
 // Limits on identifiers and secrets, so no command can bloat the state.
 const (
 	maxIDLen     = 64
-	maxURLLen    = 2048
 	maxSecretLen = 256
 	maxMeetingID = 256
 )
@@ -46,31 +45,14 @@ func ValidKey(s string) bool {
 	return true
 }
 
-// NormalizeBackendURL checks a BBB API URL and returns it ending in
-// "/bigbluebutton/api/" (a bare host or ".../bigbluebutton" is completed).
+// NormalizeBackendURL is bbb.NormalizeAPIURL with its error as an
+// invalid-command *Error, for the FSM and the admin API.
 func NormalizeBackendURL(raw string) (string, error) {
-	if len(raw) > maxURLLen {
-		return "", invalid("backend URL longer than %d characters", maxURLLen)
+	u, err := bbb.NormalizeAPIURL(raw)
+	if err != nil {
+		return "", invalid("%s", err.Error())
 	}
-	u, err := url.Parse(strings.TrimSpace(raw))
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", invalid("%q is not a BBB API URL: want http(s)://host/bigbluebutton/api/", raw)
-	}
-	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return "", invalid("%q is not a BBB API URL: no query, fragment or credentials allowed", raw)
-	}
-	p := strings.TrimRight(u.Path, "/")
-	switch {
-	case p == "":
-		p = "/bigbluebutton/api"
-	case strings.HasSuffix(p, "/bigbluebutton"):
-		p += "/api"
-	case strings.HasSuffix(p, "/bigbluebutton/api"):
-	default:
-		return "", invalid("%q is not a BBB API URL: the path must end in /bigbluebutton/api/", raw)
-	}
-	u.Path = p + "/"
-	return u.String(), nil
+	return u, nil
 }
 
 func (s *State) apply(c Command) *Result {
