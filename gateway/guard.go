@@ -36,6 +36,11 @@ const (
 	// address may have in flight (being read or held) at once; it may also
 	// hold at most half of the byte budget (newBodyGate).
 	maxBodiesPerClient = 8
+	// smallBody: bodies up to this size (admin JSON, an LMS's XML slides
+	// list) count against the byte budgets only, so a client's parallel
+	// small writes are not refused; larger ones count against
+	// maxBodiesPerClient too.
+	smallBody = 64 << 10
 	// minBodyBudget is the least global budget of body bytes in flight.
 	minBodyBudget = 16 << 20
 	// retryAfter is the Retry-After (seconds) of a request refused as busy.
@@ -223,15 +228,20 @@ func (g *bodyGate) acquire(addr netip.Addr, n int64) (bodyHold, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	c := g.perClient[addr]
-	if c.n >= g.maxClient || c.bytes+n > g.maxClientBytes || g.bytes+n > g.maxBytes {
+	large := n > smallBody
+	if large && c.n >= g.maxClient || c.bytes+n > g.maxClientBytes || g.bytes+n > g.maxBytes {
 		return bodyHold{}, false
 	}
-	g.perClient[addr] = clientBodies{n: c.n + 1, bytes: c.bytes + n}
+	if large {
+		c.n++
+	}
+	c.bytes += n
+	g.perClient[addr] = c
 	g.bytes += n
 	return bodyHold{addr: addr, n: n, held: true}, true
 }
 
-// inFlight is how many bodies addr has in flight.
+// inFlight is how many large bodies addr has in flight.
 func (g *bodyGate) inFlight(addr netip.Addr) int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -244,10 +254,14 @@ func (g *bodyGate) release(h *bodyHold) {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if c := g.perClient[h.addr]; c.n <= 1 {
+	c := g.perClient[h.addr]
+	if h.n > smallBody {
+		c.n--
+	}
+	if c.bytes -= h.n; c.bytes <= 0 && c.n <= 0 {
 		delete(g.perClient, h.addr)
 	} else {
-		g.perClient[h.addr] = clientBodies{n: c.n - 1, bytes: c.bytes - h.n}
+		g.perClient[h.addr] = c
 	}
 	g.bytes -= h.n
 	*h = bodyHold{}
