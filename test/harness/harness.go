@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/conclave-lb/conclave/internal/pki"
+	"github.com/conclave-lb/conclave/internal/testwait"
 )
 
 // Binaries are the paths of the built programs.
@@ -301,20 +303,22 @@ func (p *Peer) Status() (Status, error) {
 // Leader waits for a running peer that says it leads and is ready.
 func (c *Cluster) Leader(timeout time.Duration) *Peer {
 	c.T.Helper()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
+	var leader *Peer
+	if err := testwait.Poll(timeout, 50*time.Millisecond, func() error {
 		for _, p := range c.Peers {
 			if !p.Running() {
 				continue
 			}
 			if st, err := p.Status(); err == nil && st.State == "Leader" && st.Ready {
-				return p
+				leader = p
+				return nil
 			}
 		}
-		time.Sleep(50 * time.Millisecond)
+		return errors.New("no leader")
+	}); err != nil {
+		c.T.Fatal(err)
 	}
-	c.T.Fatalf("no leader within %v", timeout)
-	return nil
+	return leader
 }
 
 // PeerInfo is one row of GET /api/v1/peers.
@@ -332,25 +336,26 @@ type PeerInfo struct {
 // WaitMembers waits until a leader lists n reachable voters.
 func (c *Cluster) WaitMembers(n int, timeout time.Duration) []PeerInfo {
 	c.T.Helper()
-	deadline := time.Now().Add(timeout)
 	var last []PeerInfo
-	for time.Now().Before(deadline) {
-		l := c.Leader(time.Until(deadline))
-		if err := c.API(l, "GET", "/api/v1/peers", nil, &last); err == nil {
-			ok := 0
-			for _, pi := range last {
-				if pi.Voter && pi.Reachable && pi.HTTPAddr != "" {
-					ok++
-				}
-			}
-			if ok == n && len(last) == n {
-				return last
+	if err := testwait.Poll(timeout, 100*time.Millisecond, func() error {
+		l := c.Leader(timeout)
+		if err := c.API(l, "GET", "/api/v1/peers", nil, &last); err != nil {
+			return err
+		}
+		ok := 0
+		for _, pi := range last {
+			if pi.Voter && pi.Reachable && pi.HTTPAddr != "" {
+				ok++
 			}
 		}
-		time.Sleep(100 * time.Millisecond)
+		if ok == n && len(last) == n {
+			return nil
+		}
+		return fmt.Errorf("cluster did not reach %d members: %+v", n, last)
+	}); err != nil {
+		c.T.Fatal(err)
 	}
-	c.T.Fatalf("cluster did not reach %d members: %+v", n, last)
-	return nil
+	return last
 }
 
 // Token, when set, is sent as the bearer token by API and Ctl.
@@ -428,36 +433,29 @@ func (c *Cluster) Ctl(p *Peer, args ...string) (string, error) {
 
 // WaitHTTP polls url until it answers 200.
 func WaitHTTP(url string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	var last error
-	for time.Now().Before(deadline) {
+	err := testwait.Poll(timeout, 50*time.Millisecond, func() error {
 		resp, err := client.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return nil
-			}
-			last = fmt.Errorf("status %d", resp.StatusCode)
-		} else {
-			last = err
+		if err != nil {
+			return err
 		}
-		time.Sleep(50 * time.Millisecond)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("%s not up: %w", url, err)
 	}
-	return fmt.Errorf("%s not up after %v: %v", url, timeout, last)
+	return nil
 }
 
-// Eventually retries fn until it returns nil or timeout passes.
+// Eventually retries fn every 50 ms until it returns nil, or fails t once
+// timeout (times CONCLAVE_TEST_TIMEOUT_SCALE) has passed: testwait's
+// Eventually, kept under this name for the multi-process tests.
 func Eventually(t testing.TB, timeout time.Duration, fn func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = fn(); err == nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("not within %v: %v", timeout, err)
+	testwait.EventuallyEvery(t, timeout, 50*time.Millisecond, fn)
 }
 
 // WaitConverged waits until every running peer has applied as far as the
