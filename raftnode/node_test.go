@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/conclave-lb/conclave/fsm"
+	"github.com/conclave-lb/conclave/internal/testwait"
 	"github.com/conclave-lb/conclave/test/harness"
 )
 
@@ -24,13 +25,7 @@ func singleNode(t *testing.T) *Node {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.Shutdown() })
-	deadline := time.Now().Add(10 * time.Second)
-	for !n.IsLeader() {
-		if time.Now().After(deadline) {
-			t.Fatal("single node did not become leader")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.EventuallyTrue(t, 10*time.Second, "leader (single node)", n.IsLeader)
 	return n
 }
 
@@ -125,15 +120,10 @@ func with(r readiness, leaderApplied func() (uint64, error)) readiness {
 // test/cluster waits for a restarted follower's /readyz.)
 func TestSingleNodeReady(t *testing.T) {
 	n := singleNode(t)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ok, why := n.Ready()
-		if ok {
-			return
+	testwait.Eventually(t, 10*time.Second, func() error {
+		if ok, why := n.Ready(); !ok {
+			return fmt.Errorf("single leader not ready: %s", why)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("single leader never ready: %s", why)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/conclave-lb/conclave/gateway"
 	"github.com/conclave-lb/conclave/internal/peertls"
 	"github.com/conclave-lb/conclave/internal/pki"
+	"github.com/conclave-lb/conclave/internal/testwait"
 	"github.com/conclave-lb/conclave/raftnode"
 	"github.com/conclave-lb/conclave/test/harness"
 )
@@ -112,7 +113,7 @@ func startTLSCluster(t *testing.T, ca testCA) []*tlsPeer {
 	t.Helper()
 	p1 := startTLSPeer(t, ca, "p1", nil)
 	peers := []*tlsPeer{p1, startTLSPeer(t, ca, "p2", []string{p1.httpAddr}), startTLSPeer(t, ca, "p3", []string{p1.httpAddr})}
-	eventually(t, 30*time.Second, func() error {
+	testwait.Eventually(t, 30*time.Second, func() error {
 		for _, p := range peers {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 			infos, err := p.node.Peers(ctx)
@@ -135,21 +136,6 @@ func startTLSCluster(t *testing.T, ca testCA) []*tlsPeer {
 		return nil
 	})
 	return peers
-}
-
-func eventually(t *testing.T, timeout time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %v", timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 func follower(t *testing.T, peers []*tlsPeer) *tlsPeer {
@@ -281,17 +267,19 @@ func TestRaftPortRefusesPeersWithoutClusterCertificate(t *testing.T) {
 		t.Fatalf("control RPC: %+v, want a refused vote at term %d", resp, before.terms[target.id])
 	}
 
-	// Give a forged entry or term the time it would need to show.
-	time.Sleep(time.Second)
-	after := viewOf(peers)
-	for _, p := range peers {
-		if after.terms[p.id] != before.terms[p.id] || after.leaders[p.id] != before.leaders[p.id] {
-			t.Errorf("%s: term %d→%d, leader %q→%q", p.id, before.terms[p.id], after.terms[p.id], before.leaders[p.id], after.leaders[p.id])
+	// For the time a forged entry or term would need to show, none does.
+	testwait.AssertUntil(t, time.Second, func() error {
+		after := viewOf(peers)
+		for _, p := range peers {
+			if after.terms[p.id] != before.terms[p.id] || after.leaders[p.id] != before.leaders[p.id] {
+				return fmt.Errorf("%s: term %d→%d, leader %q→%q", p.id, before.terms[p.id], after.terms[p.id], before.leaders[p.id], after.leaders[p.id])
+			}
+			if fe, ok := p.node.FSM().Frontend("evil"); ok {
+				return fmt.Errorf("%s: forged frontend applied: %+v", p.id, fe)
+			}
 		}
-		if fe, ok := p.node.FSM().Frontend("evil"); ok {
-			t.Errorf("%s: forged frontend applied: %+v", p.id, fe)
-		}
-	}
+		return nil
+	})
 }
 
 func mustListen(t *testing.T) net.Listener {
@@ -319,7 +307,7 @@ func TestPeerCallsOverMutualTLS(t *testing.T) {
 	}
 	for _, p := range peers {
 		p := p
-		eventually(t, 10*time.Second, func() error {
+		testwait.Eventually(t, 10*time.Second, func() error {
 			if _, ok := p.node.FSM().Frontend("via-follower"); !ok {
 				return fmt.Errorf("%s lacks the forwarded frontend", p.id)
 			}
