@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/conclave-lb/conclave/internal/testwait"
 )
 
 // TestConvergence200Agents runs 3 peers and 200 agents, each its own
@@ -127,7 +129,7 @@ func TestConvergence200Agents(t *testing.T) {
 
 	// Every agent changes its load at once, once the join gossip (each
 	// join is relayed a dozen times by every member) has drained.
-	time.Sleep(5 * time.Second)
+	testwait.Sleep(5 * time.Second)
 	start, lastDiag = time.Now(), time.Now()
 	for i, n := range nodes {
 		m := metas[i]
@@ -173,18 +175,18 @@ func TestConvergence200Agents(t *testing.T) {
 		p.Shutdown()
 	}
 	t.Logf("shutting down %d members took %v", agents+3, time.Since(start).Round(time.Millisecond))
-	deadline := time.Now().Add(20 * time.Second)
-	for runtime.NumGoroutine() > goroutinesBefore+10 {
-		if time.Now().After(deadline) {
-			var b strings.Builder
-			pprof.Lookup("goroutine").WriteTo(&b, 1)
-			out := b.String()
-			if len(out) > 8000 {
-				out = out[:8000]
-			}
-			t.Fatalf("%d goroutines left 20 s after shutting every member down (%d before):\n%s",
-				runtime.NumGoroutine(), goroutinesBefore, out)
+	if err := testwait.Poll(20*time.Second, 50*time.Millisecond, func() error {
+		if n := runtime.NumGoroutine(); n > goroutinesBefore+10 {
+			return fmt.Errorf("%d goroutines left", n)
 		}
-		time.Sleep(50 * time.Millisecond)
+		return nil
+	}); err != nil {
+		var b strings.Builder
+		pprof.Lookup("goroutine").WriteTo(&b, 1)
+		out := b.String()
+		if len(out) > 8000 {
+			out = out[:8000]
+		}
+		t.Fatalf("%v after shutting every member down (%d before):\n%s", err, goroutinesBefore, out)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"github.com/conclave-lb/conclave/test/harness"
 	"log/slog"
 	"net"
 	"strings"
@@ -13,6 +12,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/conclave-lb/conclave/internal/testwait"
+	"github.com/conclave-lb/conclave/test/harness"
 )
 
 var (
@@ -54,20 +56,13 @@ func agentMeta(i int) Meta {
 	return Meta{Role: RoleAgent, APIURL: fmt.Sprintf("https://bbb%03d.example.org/bigbluebutton/api/", i), LoadFactor: 1, BBBUp: true}
 }
 
-// eventually polls cond every 20 ms until it holds or d passes, and
-// returns how long it took.
+// eventually polls cond (testwait.EventuallyTrue) until it holds or d
+// passes, and returns how long it took.
 func eventually(t testing.TB, d time.Duration, what string, cond func() bool) time.Duration {
 	t.Helper()
 	start := time.Now()
-	for {
-		if cond() {
-			return time.Since(start)
-		}
-		if time.Since(start) > d {
-			t.Fatalf("after %v: %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testwait.EventuallyTrue(t, d, what, cond)
+	return time.Since(start)
 }
 
 func member(n *Node, name string) (Member, bool) {
@@ -80,6 +75,7 @@ func member(n *Node, name string) (Member, bool) {
 }
 
 func TestMetaRoundTripAndSize(t *testing.T) {
+	t.Parallel()
 	m := Meta{Role: RoleAgent, APIURL: "HTTPS://bbb1.example.org/bigbluebutton", Meetings: 12, Attendees: 345,
 		Videos: 67, LoadFactor: 1.5, BBBUp: true, Seq: 99}
 	b, err := EncodeMeta(m)
@@ -117,6 +113,7 @@ func TestMetaRoundTripAndSize(t *testing.T) {
 }
 
 func TestParseKey(t *testing.T) {
+	t.Parallel()
 	for _, n := range []int{16, 24, 32} {
 		k := bytes.Repeat([]byte{7}, n)
 		for _, s := range []string{base64.StdEncoding.EncodeToString(k), base64.RawURLEncoding.EncodeToString(k)} {
@@ -259,10 +256,12 @@ func TestUpdateMetaCoalesces(t *testing.T) {
 	if got := a.LocalMeta(); got.Seq != seq0+50 || got.Attendees != 50 {
 		t.Fatalf("LocalMeta = %+v", got)
 	}
-	time.Sleep(600 * time.Millisecond)
-	if n := a.published.Load(); n > 3 {
-		t.Fatalf("50 updates in a burst made %d UpdateNode calls; want them coalesced (≤3)", n)
-	}
+	testwait.AssertUntil(t, 600*time.Millisecond, func() error {
+		if n := a.published.Load(); n > 3 {
+			return fmt.Errorf("50 updates in a burst made %d UpdateNode calls; want them coalesced (≤3)", n)
+		}
+		return nil
+	})
 }
 
 // TestEncryptionRefusesStrangers: members with another key, or none, can
@@ -285,17 +284,20 @@ func TestEncryptionRefusesStrangers(t *testing.T) {
 	if n, err := p1.Join(plain.Addr(), wrong.Addr()); n != 0 || err == nil {
 		t.Fatalf("peer joining strangers = %d, %v", n, err)
 	}
-	time.Sleep(3 * time.Second) // their background join loops keep trying
-	for _, n := range []*Node{p1, p2} {
-		if got := len(n.Members()); got != 2 || len(n.Loads()) != 0 || n.NumMembers() != 2 {
-			t.Fatalf("%s: members %v: a stranger got in", n.Name(), n.Members())
+	// Their background join loops keep trying; for 3 s none gets in.
+	testwait.AssertUntil(t, 3*time.Second, func() error {
+		for _, n := range []*Node{p1, p2} {
+			if got := len(n.Members()); got != 2 || len(n.Loads()) != 0 || n.NumMembers() != 2 {
+				return fmt.Errorf("%s: members %v: a stranger got in", n.Name(), n.Members())
+			}
 		}
-	}
-	for _, s := range []*Node{wrong, plain} {
-		if s.NumMembers() != 1 || len(s.PeerHTTPAddrs()) != 0 {
-			t.Fatalf("%s sees %v", s.Name(), s.Members())
+		for _, s := range []*Node{wrong, plain} {
+			if s.NumMembers() != 1 || len(s.PeerHTTPAddrs()) != 0 {
+				return fmt.Errorf("%s sees %v", s.Name(), s.Members())
+			}
 		}
-	}
+		return nil
+	})
 }
 
 // TestDeadAndLeftMembers: a member killed without Leave becomes Alive=false
@@ -479,10 +481,12 @@ func TestDirectLoadReachesPeersFirst(t *testing.T) {
 	m.Attendees = 2
 	a.UpdateMeta(m) // load only: direct to the peer, gossip owed for an hour
 	eventually(t, 2*time.Second, "peer has the second update", func() bool { return sees(p1, 2, true) })
-	time.Sleep(1500 * time.Millisecond)
-	if !sees(other, 1, true) {
-		t.Fatalf("load-only update gossiped before its time: %+v", other.Loads()[api].Meta)
-	}
+	testwait.AssertUntil(t, 1500*time.Millisecond, func() error {
+		if !sees(other, 1, true) {
+			return fmt.Errorf("load-only update gossiped before its time: %+v", other.Loads()[api].Meta)
+		}
+		return nil
+	})
 
 	p2 := startNode(t, "peer-2", peerMeta(2), withJoin(p1.Addr()))
 	eventually(t, 5*time.Second, "a new peer is sent the current load", func() bool { return sees(p2, 2, true) })
@@ -517,11 +521,13 @@ func TestHeartbeatRefreshesPeersOnly(t *testing.T) {
 		l := p.Loads()[api]
 		return l.Meta.Seq == a.LocalMeta().Seq && l.Updated.After(before.Updated)
 	})
-	time.Sleep(1200 * time.Millisecond) // past the Fast gossip interval
-	if got := a.published.Load(); got != gossiped {
-		t.Fatalf("heartbeats were gossiped: %d UpdateNode calls", got-gossiped)
-	}
-	if got := other.Loads()[api].Meta.Seq; got != seenByOther {
-		t.Fatalf("another agent saw a heartbeat (seq %d → %d)", seenByOther, got)
-	}
+	testwait.AssertUntil(t, 1200*time.Millisecond, func() error { // past the Fast gossip interval
+		if got := a.published.Load(); got != gossiped {
+			return fmt.Errorf("heartbeats were gossiped: %d UpdateNode calls", got-gossiped)
+		}
+		if got := other.Loads()[api].Meta.Seq; got != seenByOther {
+			return fmt.Errorf("another agent saw a heartbeat (seq %d → %d)", seenByOther, got)
+		}
+		return nil
+	})
 }

@@ -24,6 +24,7 @@ func keyFor(apiURL string) []byte {
 func withLoadKey() nodeOpt { return func(c *Config) { c.LoadKey = keyFor } }
 
 func TestSignVerifyMeta(t *testing.T) {
+	t.Parallel()
 	m := agentMeta(1)
 	m.Attendees, m.Seq = 7, 42
 	key := keyFor(m.APIURL)

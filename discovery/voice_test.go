@@ -7,6 +7,7 @@ import (
 
 // Voice participants travel in the meta and are covered by the signature.
 func TestMetaVoiceSignedAndEncoded(t *testing.T) {
+	t.Parallel()
 	key := []byte("0123456789abcdef0123456789abcdef")
 	m := Meta{Role: RoleAgent, APIURL: "http://bbb.example:8090/bigbluebutton/api/", Meetings: 2, Attendees: 9, Videos: 3, Voice: 4, LoadFactor: 1, BBBUp: true, Seq: 7}
 	b, err := EncodeMeta(m)
