@@ -76,6 +76,12 @@ func callbackSig(key []byte, kind, frontend, internal, meetingID, backend, targe
 // clusterKey returns the cluster key, committing a new random one when the
 // state has none yet (the first committed wins on every peer).
 func (s *Server) clusterKey(ctx context.Context) []byte {
+	return s.drawClusterKey(ctx, s.cluster.Apply)
+}
+
+// drawClusterKey is clusterKey committing through apply (the prober's:
+// its term's).
+func (s *Server) drawClusterKey(ctx context.Context, apply applyFunc) []byte {
 	if k := s.cluster.FSM().ClusterKey(); k != nil {
 		return k
 	}
@@ -83,7 +89,7 @@ func (s *Server) clusterKey(ctx context.Context) []byte {
 	if _, err := rand.Read(k); err != nil {
 		return nil
 	}
-	if _, err := s.cluster.Apply(ctx, &fsm.SetClusterKey{Key: k}); err != nil {
+	if _, err := apply(ctx, &fsm.SetClusterKey{Key: k}); err != nil {
 		s.log.Warn("could not commit the cluster key", "err", err)
 		return nil
 	}

@@ -30,6 +30,13 @@ type Cluster interface {
 	Status() raftnode.Status
 	Ready() (bool, string)
 	IsLeader() bool
+	// LeaderLoops runs fn in each leadership term this peer wins, with a
+	// ctx cancelled when the term's leadership is lost (or ctx ends).
+	LeaderLoops(ctx context.Context, fn func(ctx context.Context, term uint64))
+	// ApplyAsLeader commits c as the leader of term: never forwarded,
+	// refused (raftnode.ErrNotLeaderOfTerm) once that term's leadership is
+	// lost. The leader loops' only write path.
+	ApplyAsLeader(ctx context.Context, term uint64, c fsm.Command) (*fsm.Result, error)
 	Snapshot() error
 	ServeInternal(ctx context.Context, op string, body []byte) (int, []byte)
 }

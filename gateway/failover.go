@@ -320,11 +320,12 @@ func (s *Server) createAgain(fe *fsm.Frontend, b *fsm.Backend, m *fsm.Meeting, m
 	return false
 }
 
-// markLost records meetings a live node does not know any more.
-func (s *Server) markLost(refs []fsm.MeetingRef) {
-	ctx, cancel := context.WithTimeout(context.Background(), claimTimeout)
+// markLost records meetings a live node does not know any more (the
+// prober's write, through its term's apply).
+func (s *Server) markLost(ctx context.Context, apply applyFunc, refs []fsm.MeetingRef) {
+	ctx, cancel := context.WithTimeout(ctx, claimTimeout)
 	defer cancel()
-	if _, err := s.cluster.Commit(ctx, &fsm.MarkMeetingsLost{Meetings: refs, Now: now()}); err != nil {
+	if _, err := apply(ctx, &fsm.MarkMeetingsLost{Meetings: refs, Now: now()}); err != nil {
 		s.log.Warn("could not mark meetings lost", "err", err)
 	}
 }

@@ -77,10 +77,35 @@ var tooLargeMessage = fmt.Sprintf("getMeetings answer larger than %d MiB: Concla
 // isTooLarge reports whether err is a backend answer refused for its size.
 func isTooLarge(err error) bool { return errors.Is(err, fasthttp.ErrBodyTooLarge) }
 
+// applyFunc commits a command. The leader loops get one bound to their
+// leadership term (termApply); request handlers use the Cluster's own.
+type applyFunc func(ctx context.Context, c fsm.Command) (*fsm.Result, error)
+
+// termApply commits as the leader of term, and only as that: once the
+// term's leadership is lost every write is refused, never forwarded.
+func (s *Server) termApply(term uint64) applyFunc {
+	return func(ctx context.Context, c fsm.Command) (*fsm.Result, error) {
+		return s.cluster.ApplyAsLeader(ctx, term, c)
+	}
+}
+
 // RunHealth probes every backend while this peer leads, and commits
 // NodeState changes (at once), load (at most every LoadEvery) and ended
-// meetings through Raft. It returns when ctx ends.
+// meetings through Raft. The prober runs in each leadership term this peer
+// wins (Cluster.LeaderLoops), starting from what the state says, and stops
+// the moment that term's leadership is lost; it writes only as the leader
+// of its term, so a round a deposed leader finishes commits nothing. It
+// returns when ctx ends.
 func (s *Server) RunHealth(ctx context.Context, cfg HealthConfig) {
+	s.cluster.LeaderLoops(ctx, func(ctx context.Context, term uint64) {
+		s.proberTerm(ctx, cfg, term)
+	})
+	<-ctx.Done()
+}
+
+// proberTerm is the prober for one leadership term; ctx ends with it.
+func (s *Server) proberTerm(ctx context.Context, cfg HealthConfig, term uint64) {
+	apply := s.termApply(term)
 	t := time.NewTicker(cfg.Interval)
 	defer t.Stop()
 	mem := map[string]*backendHealth{}
@@ -91,23 +116,18 @@ func (s *Server) RunHealth(ctx context.Context, cfg HealthConfig) {
 			return
 		case <-t.C:
 		}
-		if !s.cluster.IsLeader() {
-			clear(mem) // a new leader starts from what the state says
-			lastList = time.Time{}
-			continue
-		}
 		if s.cluster.FSM().ClusterKey() == nil {
-			s.clusterKey(ctx) // the leader draws the cluster key once
+			s.drawClusterKey(ctx, apply) // the leader draws the cluster key once
 		}
 		list := time.Since(lastList) >= cfg.LoadEvery
 		if list {
 			lastList = time.Now()
 		}
-		lastLoad = s.probeRound(ctx, cfg, mem, lastLoad, list)
+		lastLoad = s.probeRound(ctx, cfg, apply, mem, lastLoad, list)
 	}
 }
 
-func (s *Server) probeRound(ctx context.Context, cfg HealthConfig, mem map[string]*backendHealth, lastLoad time.Time, list bool) time.Time {
+func (s *Server) probeRound(ctx context.Context, cfg HealthConfig, apply applyFunc, mem map[string]*backendHealth, lastLoad time.Time, list bool) time.Time {
 	backends := s.cluster.FSM().Backends()
 	results := make([]probeResult, len(backends))
 	var wg sync.WaitGroup
@@ -121,6 +141,15 @@ func (s *Server) probeRound(ctx context.Context, cfg HealthConfig, mem map[strin
 		}(i)
 	}
 	wg.Wait()
+	if s.afterProbes != nil {
+		s.afterProbes()
+	}
+	if ctx.Err() != nil {
+		// The term ended while the probes were out: what they found is
+		// the next leader's to find again.
+		s.log.Info("leadership lost during a probe round: its reports are dropped")
+		return lastLoad
+	}
 
 	now := time.Now()
 	loads := s.agentLoads()
@@ -211,12 +240,12 @@ func (s *Server) probeRound(ctx context.Context, cfg HealthConfig, mem map[strin
 	}
 	if stateChanged || (loadChanged && now.Sub(lastLoad) >= cfg.LoadEvery) || now.Sub(lastLoad) >= 6*cfg.LoadEvery {
 		cctx, cancel := context.WithTimeout(ctx, claimTimeout)
-		if _, err := s.cluster.Apply(cctx, &fsm.ReportBackends{Reports: reports, Now: now.UnixNano()}); err != nil {
+		if _, err := apply(cctx, &fsm.ReportBackends{Reports: reports, Now: now.UnixNano()}); err != nil {
 			s.log.Warn("could not commit backend reports", "err", err)
 		} else {
 			lastLoad = now
 			if streamsChanged {
-				if _, err := s.cluster.Apply(cctx, &fsm.ReportStreams{Reports: streams}); err != nil {
+				if _, err := apply(cctx, &fsm.ReportStreams{Reports: streams}); err != nil {
 					s.log.Warn("could not commit video and voice counts", "err", err)
 				}
 			}
@@ -225,11 +254,11 @@ func (s *Server) probeRound(ctx context.Context, cfg HealthConfig, mem map[strin
 	}
 	if len(lost) > 0 {
 		s.log.Info("meetings lost by their node (not listed any more): a join creates them again", "count", len(lost))
-		s.markLost(lost)
+		s.markLost(ctx, apply, lost)
 	}
 	if len(ended) > 0 {
 		cctx, cancel := context.WithTimeout(ctx, claimTimeout)
-		if _, err := s.cluster.Apply(cctx, &fsm.ReleaseMeetings{Meetings: ended}); err != nil {
+		if _, err := apply(cctx, &fsm.ReleaseMeetings{Meetings: ended}); err != nil {
 			s.log.Warn("could not release ended meetings", "err", err)
 		}
 		cancel()

@@ -491,7 +491,7 @@ func (r *bbbRequest) afterEnd(m *fsm.Meeting, b *fsm.Backend, env bbb.Envelope) 
 func (r *bbbRequest) afterMeetingInfo(m *fsm.Meeting, b *fsm.Backend, env bbb.Envelope) {
 	if !env.OK() && env.MessageKey == bbb.KeyNotFound {
 		if m.Create != nil {
-			go r.s.markLost([]fsm.MeetingRef{{InternalID: m.InternalID, BackendID: b.ID}})
+			go r.s.markLost(context.Background(), r.s.cluster.Commit, []fsm.MeetingRef{{InternalID: m.InternalID, BackendID: b.ID}})
 			return
 		}
 		go r.s.release(m.InternalID, b.ID)

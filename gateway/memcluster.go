@@ -79,7 +79,18 @@ func (m *MemCluster) Status() raftnode.Status {
 }
 func (m *MemCluster) Ready() (bool, string) { return true, "" }
 func (m *MemCluster) IsLeader() bool        { return true }
-func (m *MemCluster) Snapshot() error       { return nil }
+
+// LeaderLoops starts fn at once: the in-memory cluster leads in term 1
+// until ctx ends.
+func (m *MemCluster) LeaderLoops(ctx context.Context, fn func(context.Context, uint64)) {
+	go fn(ctx, 1)
+}
+
+// ApplyAsLeader is Apply: the in-memory cluster never loses leadership.
+func (m *MemCluster) ApplyAsLeader(ctx context.Context, _ uint64, c fsm.Command) (*fsm.Result, error) {
+	return m.Apply(ctx, c)
+}
+func (m *MemCluster) Snapshot() error { return nil }
 func (m *MemCluster) ServeInternal(context.Context, string, []byte) (int, []byte) {
 	return http.StatusNotFound, []byte(`{"error":"no peers"}`)
 }

@@ -276,7 +276,7 @@ func TestProberReportsVideoAndVoice(t *testing.T) {
 	}
 	cfg := HealthConfig{Interval: time.Second, Timeout: 200 * time.Millisecond, FailAfter: 3, RecoverAfter: 1, LoadEvery: time.Second, EndedGrace: time.Minute}
 	mem := map[string]*backendHealth{}
-	s.probeRound(context.Background(), cfg, mem, time.Time{}, true)
+	s.probeRound(context.Background(), cfg, s.cluster.Apply, mem, time.Time{}, true)
 	if b, _ := mc.FSM().Backend("x"); b.Videos != 7 || b.Voice != 4 {
 		t.Fatalf("state after a listing: videos %d voice %d", b.Videos, b.Voice)
 	}
@@ -285,7 +285,7 @@ func TestProberReportsVideoAndVoice(t *testing.T) {
 	s.loadsCache.mu.Lock()
 	s.loadsCache.loads = nil
 	s.loadsCache.mu.Unlock()
-	s.probeRound(context.Background(), cfg, mem, time.Time{}, true)
+	s.probeRound(context.Background(), cfg, s.cluster.Apply, mem, time.Time{}, true)
 	if b, _ := mc.FSM().Backend("y"); b.Videos != 9 || b.Voice != 8 {
 		t.Fatalf("the agent's figures did not reach the state: videos %d voice %d", b.Videos, b.Voice)
 	}

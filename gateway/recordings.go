@@ -133,6 +133,16 @@ func capMeta(m map[string]string) map[string]string {
 // backend no longer has are dropped. wait makes the change visible on this
 // peer before returning.
 func (s *Server) syncRecordings(b *fsm.Backend, ids []string, wait bool) error {
+	apply := s.cluster.Commit
+	if wait {
+		apply = s.cluster.Apply
+	}
+	return s.syncRecordingsWith(context.Background(), apply, b, ids)
+}
+
+// syncRecordingsWith is syncRecordings committing through apply, within
+// parent (the recordings sync: its leadership term's).
+func (s *Server) syncRecordingsWith(parent context.Context, apply applyFunc, b *fsm.Backend, ids []string) error {
 	args := fasthttp.AcquireArgs()
 	defer fasthttp.ReleaseArgs(args)
 	args.Set("state", "any")
@@ -168,12 +178,8 @@ func (s *Server) syncRecordings(b *fsm.Backend, ids []string, wait bool) error {
 			drop = append(drop, id)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), claimTimeout)
+	ctx, cancel := context.WithTimeout(parent, claimTimeout)
 	defer cancel()
-	apply := s.cluster.Commit
-	if wait {
-		apply = s.cluster.Apply
-	}
 	for len(put) > 0 { // in slices, to keep log entries small
 		n := min(len(put), 200)
 		if _, err := apply(ctx, &fsm.PutRecordings{Recordings: put[:n]}); err != nil {
@@ -191,8 +197,20 @@ func (s *Server) syncRecordings(b *fsm.Backend, ids []string, wait bool) error {
 }
 
 // RunRecordingSync keeps the recordings index in line with every live
-// backend while this peer leads: the safety net for lost callbacks.
+// backend while this peer leads: the safety net for lost callbacks. Like
+// the prober it runs in each leadership term this peer wins, stops when
+// the term's leadership is lost and writes only as that term's leader. It
+// returns when ctx ends.
 func (s *Server) RunRecordingSync(ctx context.Context, every time.Duration) {
+	s.cluster.LeaderLoops(ctx, func(ctx context.Context, term uint64) {
+		s.recordingSyncTerm(ctx, every, term)
+	})
+	<-ctx.Done()
+}
+
+// recordingSyncTerm is the recordings sync for one leadership term.
+func (s *Server) recordingSyncTerm(ctx context.Context, every time.Duration, term uint64) {
+	apply := s.termApply(term)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -201,14 +219,14 @@ func (s *Server) RunRecordingSync(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 		}
-		if !s.cluster.IsLeader() {
-			continue
-		}
 		for _, b := range s.cluster.FSM().Backends() {
+			if ctx.Err() != nil {
+				return
+			}
 			if b.NodeState != fsm.NodeReady {
 				continue // a dead node's recordings stay listed with their last known URLs
 			}
-			if err := s.syncRecordings(&b, nil, false); err != nil {
+			if err := s.syncRecordingsWith(ctx, apply, &b, nil); err != nil {
 				s.log.Warn("recordings sync failed", "backend", b.ID, "err", err)
 			}
 		}

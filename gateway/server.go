@@ -83,6 +83,9 @@ type Server struct {
 	gate          *bodyGate      // request bodies in flight
 	// beforeRoute, when set (tests only), runs before each request is routed.
 	beforeRoute func(*fasthttp.RequestCtx)
+	// afterProbes, when set (tests only), runs when a probe round has its
+	// answers, before it commits anything.
+	afterProbes func()
 
 	// listBarrier shares a follower's read-index waits between concurrent
 	// getMeetings (getmeetings.go).

@@ -85,6 +85,8 @@ type Node struct {
 	obsCh       chan raft.Observation
 	// OnLeaderChange, when set before Start, is called on every change.
 	leaderChanges atomic.Uint64
+	// lead runs the leader-only loops of each won term (leadership.go).
+	lead leadership
 }
 
 // Open creates the stores, the transport and the Raft instance. It
@@ -250,18 +252,22 @@ func (n *Node) watchLeadership() {
 			lo := o.Data.(raft.LeaderObservation)
 			n.leaderChanges.Add(1)
 			n.log.Info("leader changed", "leader", lo.LeaderID, "addr", lo.LeaderAddr)
-			if raft.ServerID(n.cfg.ID) != lo.LeaderID {
+			leading := raft.ServerID(n.cfg.ID) == lo.LeaderID
+			gen := n.observed(leading) // a lost leadership ends its loops here
+			if !leading {
 				n.leaderReady.Store(false)
 				continue
 			}
-			go n.takeOver()
+			go n.takeOver(gen)
 		}
 	}
 }
 
 // takeOver runs when this node wins an election: a barrier makes sure every
-// entry of earlier terms is applied before the node answers consistent reads.
-func (n *Node) takeOver() {
+// entry of earlier terms is applied before the node answers consistent reads,
+// and before the leader loops of its term start (gen: the observation that
+// started it; a later one cancels the start).
+func (n *Node) takeOver(gen uint64) {
 	for n.raft.State() == raft.Leader {
 		if err := n.raft.Barrier(defaultOpTimeout).Error(); err != nil {
 			n.log.Warn("barrier after election failed", "err", err)
@@ -274,6 +280,7 @@ func (n *Node) takeOver() {
 		}
 		n.leaderReady.Store(true)
 		n.log.Info("leading", "id", n.cfg.ID, "applied", n.fsm.AppliedIndex())
+		n.establish(gen)
 		n.ensurePeerRecord()
 		return
 	}
@@ -342,6 +349,7 @@ func (n *Node) Shutdown() error {
 	n.stopOnce.Do(func() {
 		n.HandOverLeadership()
 		close(n.stop)
+		n.observed(false) // the leader loops end before raft does
 		n.raft.DeregisterObserver(n.leaderObs)
 		err = n.raft.Shutdown().Error()
 		n.wg.Wait()
