@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"github.com/conclave-lb/conclave/internal/testwait"
 	"github.com/conclave-lb/conclave/test/harness"
 	"io"
 	"log/slog"
@@ -131,13 +132,7 @@ func startAgent(t *testing.T, cfg Config) *Agent {
 
 func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testwait.EventuallyTrue(t, d, what, cond)
 }
 
 // TestAgentGossipsLoad: the agent polls a BBB stub with correctly signed
@@ -336,10 +331,12 @@ func TestAutoregister(t *testing.T) {
 			t.Fatalf("body %s, want %s", g, w)
 		}
 	}
-	time.Sleep(500 * time.Millisecond)
-	if n := len(admin.requests()); n != 2 {
-		t.Fatalf("agent kept registering after 201: %d requests", n)
-	}
+	testwait.AssertUntil(t, 500*time.Millisecond, func() error {
+		if n := len(admin.requests()); n != 2 {
+			return fmt.Errorf("agent kept registering after 201: %d requests", n)
+		}
+		return nil
+	})
 	if out := logs.String(); strings.Contains(out, "tok.en.jwt") || strings.Contains(out, bbbSecret) {
 		t.Fatal("token or secret in the logs")
 	}
@@ -361,10 +358,12 @@ func TestAutoregisterAlreadyKnown(t *testing.T) {
 	a := startAgent(t, Config{APIURL: fb.apiURL(), Autoregister: true, RegisterRetry: 100 * time.Millisecond,
 		Gossip: discovery.Config{Join: []string{p.Addr()}}})
 	eventually(t, 10*time.Second, "registered", a.Registered)
-	time.Sleep(300 * time.Millisecond)
-	if reqs := admin.requests(); len(reqs) != 1 || reqs[0].auth != "" {
-		t.Fatalf("requests: %+v (one, without a token)", reqs)
-	}
+	testwait.AssertUntil(t, 300*time.Millisecond, func() error {
+		if reqs := admin.requests(); len(reqs) != 1 || reqs[0].auth != "" {
+			return fmt.Errorf("requests: %+v (one, without a token)", reqs)
+		}
+		return nil
+	})
 }
 
 // TestAutoregisterBadToken: 401 is logged as a token problem and retried
@@ -404,13 +403,15 @@ func TestWrongGossipKeyNoRegistration(t *testing.T) {
 	p := startPeer(t, "peer-1", admin.addr(), keyA)
 	a := startAgent(t, Config{APIURL: fb.apiURL(), Autoregister: true, RegisterRetry: 50 * time.Millisecond,
 		Gossip: discovery.Config{Join: []string{p.Addr()}, SecretKey: keyB}})
-	time.Sleep(3 * time.Second)
-	if n := len(admin.requests()); n != 0 || a.Registered() {
-		t.Fatalf("registered through a cluster it could not join (%d requests)", n)
-	}
-	if len(p.Loads()) != 0 || p.NumMembers() != 1 || len(a.Node().PeerHTTPAddrs()) != 0 {
-		t.Fatalf("peer sees %v; agent sees %v", p.Members(), a.Node().Members())
-	}
+	testwait.AssertUntil(t, 3*time.Second, func() error {
+		if n := len(admin.requests()); n != 0 || a.Registered() {
+			return fmt.Errorf("registered through a cluster it could not join (%d requests)", n)
+		}
+		if len(p.Loads()) != 0 || p.NumMembers() != 1 || len(a.Node().PeerHTTPAddrs()) != 0 {
+			return fmt.Errorf("peer sees %v; agent sees %v", p.Members(), a.Node().Members())
+		}
+		return nil
+	})
 }
 
 // TestAgentCloseLeaves: Close makes the agent leave: the peer marks it

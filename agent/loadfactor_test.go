@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/conclave-lb/conclave/discovery"
+	"github.com/conclave-lb/conclave/internal/testwait"
 )
 
 // With SetLoadFactor the agent writes its load factor into its own
@@ -22,11 +23,13 @@ func TestAgentSetsLoadFactor(t *testing.T) {
 		RegisterRetry: 100 * time.Millisecond, Gossip: discovery.Config{Join: []string{p.Addr()}, SecretKey: keyA},
 	})
 	eventually(t, 10*time.Second, "load factor set", a.LoadFactorSet)
-	time.Sleep(300 * time.Millisecond)
+	testwait.AssertUntil(t, 300*time.Millisecond, func() error {
+		if reqs := admin.requests(); len(reqs) != 2 || reqs[0].method != "POST" {
+			return fmt.Errorf("requests: %+v (want the registration, then one PATCH)", reqs)
+		}
+		return nil
+	})
 	reqs := admin.requests()
-	if len(reqs) != 2 || reqs[0].method != "POST" {
-		t.Fatalf("requests: %+v (want the registration, then one PATCH)", reqs)
-	}
 	r := reqs[1]
 	if r.method != "PATCH" || r.path != "/api/v1/backends/"+fb.apiURL() || r.auth != "Bearer tok.en.jwt" || r.ctype != "application/json" {
 		t.Fatalf("PATCH: %+v", r)
@@ -53,10 +56,12 @@ func TestAgentLoadFactorWaitsForTheBackend(t *testing.T) {
 	admin2 := newAdminStub(t, http.StatusOK)
 	p2 := startPeer(t, "peer-2", admin2.addr(), nil)
 	b := startAgent(t, Config{APIURL: fb.apiURL(), LoadFactor: 3, Gossip: discovery.Config{Name: "agent-2", Join: []string{p2.Addr()}}})
-	time.Sleep(500 * time.Millisecond)
-	if n := len(admin2.requests()); n != 0 || b.LoadFactorSet() {
-		t.Fatalf("an agent without SetLoadFactor sent %d requests", n)
-	}
+	testwait.AssertUntil(t, 500*time.Millisecond, func() error {
+		if n := len(admin2.requests()); n != 0 || b.LoadFactorSet() {
+			return fmt.Errorf("an agent without SetLoadFactor sent %d requests", n)
+		}
+		return nil
+	})
 }
 
 // The agent reads voiceParticipantCount and gossips it, signed.

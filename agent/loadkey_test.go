@@ -2,6 +2,7 @@ package agent
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/conclave-lb/conclave/auth"
 	"github.com/conclave-lb/conclave/discovery"
+	"github.com/conclave-lb/conclave/internal/testwait"
 )
 
 const testJWT = "jwt-secret-for-agent-tests"
@@ -124,13 +126,15 @@ func TestUntrustedPeerGetsNoTokenNorSecret(t *testing.T) {
 		RegisterRetry: 50 * time.Millisecond, Gossip: discovery.Config{Join: []string{p.Addr()}, SecretKey: keyA}})
 	eventually(t, 10*time.Second, "registered through the --join peer", a.Registered)
 	eventually(t, 5*time.Second, "the agent sees the impostor", func() bool { return len(a.Node().PeerHTTPAddrs()) == 2 })
-	time.Sleep(500 * time.Millisecond)
-	evil.mu.Lock()
-	n := len(evil.reqs) + len(evil.keyReqs)
-	evil.mu.Unlock()
-	if n != 0 {
-		t.Fatalf("the impostor got %d requests carrying the token (and the BBB secret)", n)
-	}
+	testwait.AssertUntil(t, 500*time.Millisecond, func() error {
+		evil.mu.Lock()
+		n := len(evil.reqs) + len(evil.keyReqs)
+		evil.mu.Unlock()
+		if n != 0 {
+			return fmt.Errorf("the impostor got %d requests carrying the token (and the BBB secret)", n)
+		}
+		return nil
+	})
 	if !strings.Contains(logs.String(), "not in --join") {
 		t.Fatalf("the impostor was not logged:\n%s", logs.String())
 	}
