@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/conclave-lb/conclave/discovery"
+	"github.com/conclave-lb/conclave/internal/testwait"
 )
 
 func writeConfig(t *testing.T, content string) string {
@@ -132,29 +134,25 @@ func TestRunJoinsAndLeaves(t *testing.T) {
 		done <- err
 	}()
 	api := bbbSrv.URL + "/bigbluebutton/api/"
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testwait.EventuallyEvery(t, 10*time.Second, 50*time.Millisecond, func() error {
 		l, ok := peer.Loads()[api]
 		if ok && l.Name == "from-env" && l.Meta.BBBUp && l.Meta.LoadFactor == 2 {
-			break
+			return nil
 		}
 		select {
 		case err := <-done:
 			t.Fatalf("agent exited: %v", err)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("peer never saw the agent: %+v", peer.Members())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return fmt.Errorf("peer never saw the agent: %+v", peer.Members())
+	})
 	close(stop)
 	select {
 	case err := <-done:
 		if err != nil {
 			t.Fatal(err)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(testwait.Scaled(10 * time.Second)):
 		t.Fatal("agent did not stop")
 	}
 	if l := peer.Loads()[api]; l.Alive {

@@ -5,8 +5,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"github.com/conclave-lb/conclave/test/fakebbb"
-	"github.com/conclave-lb/conclave/test/harness"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -15,6 +15,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/conclave-lb/conclave/internal/testwait"
+	"github.com/conclave-lb/conclave/test/fakebbb"
+	"github.com/conclave-lb/conclave/test/harness"
 )
 
 // syncBuffer lets the test read what a running run() writes.
@@ -77,13 +81,14 @@ func TestServeWritesPropertiesAndStops(t *testing.T) {
 	done := make(chan int)
 	go func() { done <- run(ctx, []string{"--listen", addr, "--properties", props}, &out, &errOut) }()
 
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(out.String(), "BBB API at") {
-		if time.Now().After(deadline) {
-			cancel()
-			t.Fatalf("not serving: %q %q", out.String(), errOut.String())
+	if err := testwait.Poll(5*time.Second, 10*time.Millisecond, func() error {
+		if !strings.Contains(out.String(), "BBB API at") {
+			return errors.New("no \"BBB API at\" line")
 		}
-		time.Sleep(10 * time.Millisecond)
+		return nil
+	}); err != nil {
+		cancel()
+		t.Fatalf("not serving (%v): %q %q", err, out.String(), errOut.String())
 	}
 	data, err := os.ReadFile(props)
 	if err != nil {
@@ -114,7 +119,7 @@ func TestServeWritesPropertiesAndStops(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("exit %d: %s", code, errOut.String())
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(testwait.Scaled(5 * time.Second)):
 		t.Fatal("did not stop")
 	}
 	if _, err := http.Get("http://" + addr + "/bigbluebutton/api"); err == nil {
@@ -154,18 +159,21 @@ func TestProcessFaults(t *testing.T) {
 		_, err := (&http.Client{Timeout: 10 * time.Second}).Get(c.URL("getMeetingInfo", "meetingID=held"))
 		done <- err
 	}()
-	select {
-	case err := <-done:
-		t.Fatalf("a stopped node answered: %v", err)
-	case <-time.After(300 * time.Millisecond):
-	}
+	testwait.AssertUntil(t, 300*time.Millisecond, func() error {
+		select {
+		case err := <-done:
+			return fmt.Errorf("a stopped node answered: %v", err)
+		default:
+			return nil
+		}
+	})
 	p.Resume()
 	select {
 	case err := <-done:
 		if err != nil {
 			t.Fatalf("after SIGCONT: %v", err)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(testwait.Scaled(5 * time.Second)):
 		t.Fatal("no answer after SIGCONT")
 	}
 
