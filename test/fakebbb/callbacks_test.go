@@ -1,6 +1,7 @@
 package fakebbb_test
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/conclave-lb/conclave/internal/testwait"
 )
 
 type received struct {
@@ -35,19 +38,23 @@ func next(t *testing.T, ch chan received, what string) received {
 	select {
 	case r := <-ch:
 		return r
-	case <-time.After(5 * time.Second):
+	case <-time.After(testwait.Scaled(5 * time.Second)):
 		t.Fatalf("no %s callback", what)
 		return received{}
 	}
 }
 
+// none checks that no callback arrives on ch for the whole of within.
 func none(t *testing.T, ch chan received, within time.Duration, what string) {
 	t.Helper()
-	select {
-	case r := <-ch:
-		t.Fatalf("unexpected %s callback: %s %s", what, r.method, r.url)
-	case <-time.After(within):
-	}
+	testwait.AssertUntil(t, within, func() error {
+		select {
+		case r := <-ch:
+			return fmt.Errorf("unexpected %s callback: %s %s", what, r.method, r.url)
+		default:
+			return nil
+		}
+	})
 }
 
 func TestEndAndRecordingReadyCallbacks(t *testing.T) {

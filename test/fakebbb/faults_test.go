@@ -1,10 +1,13 @@
 package fakebbb_test
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/conclave-lb/conclave/internal/testwait"
 )
 
 // get fetches u in the background; the answer (or error) comes on the
@@ -42,11 +45,14 @@ func TestHangAndResume(t *testing.T) {
 	conn.Close()
 	held := getAsync(c.url("getMeetingInfo", "meetingID=mm"), 10*time.Second)
 	landing := getAsync(strings.TrimSuffix(c.base, "/bigbluebutton/api")+"/html5client/join?sessionToken=x", 10*time.Second)
-	select {
-	case err := <-held:
-		t.Fatalf("a hung node answered: %v", err)
-	case <-time.After(300 * time.Millisecond):
-	}
+	testwait.AssertUntil(t, 300*time.Millisecond, func() error {
+		select {
+		case err := <-held:
+			return fmt.Errorf("a hung node answered: %v", err)
+		default:
+			return nil
+		}
+	})
 	// A client that gives up is simply gone.
 	if err := <-getAsync(c.url("getMeetings", ""), 200*time.Millisecond); err == nil {
 		t.Fatal("a hung node answered getMeetings")
@@ -60,7 +66,7 @@ func TestHangAndResume(t *testing.T) {
 		if err != nil {
 			t.Fatalf("held request after Resume: %v", err)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(testwait.Scaled(5 * time.Second)):
 		t.Fatal("Resume did not answer the held request")
 	}
 	if err := <-landing; err == nil || !strings.Contains(err.Error(), "Not Found") {
@@ -82,7 +88,7 @@ func TestCloseWhileHung(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		held = append(held, getAsync(c.url("getMeetings", ""), 10*time.Second))
 	}
-	time.Sleep(100 * time.Millisecond) // the requests are in
+	testwait.Sleep(100 * time.Millisecond) // the requests are in (nothing to poll: a held request is not counted yet)
 	start := time.Now()
 	s.Close()
 	if d := time.Since(start); d > time.Second {
@@ -94,7 +100,7 @@ func TestCloseWhileHung(t *testing.T) {
 			if err == nil {
 				t.Fatal("a held request was answered after Close")
 			}
-		case <-time.After(5 * time.Second):
+		case <-time.After(testwait.Scaled(5 * time.Second)):
 			t.Fatal("a held request still waits after Close")
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/conclave-lb/conclave/internal/testwait"
 )
 
 // Process is a fakebbb binary run by a test, with the faults a real BBB
@@ -71,9 +73,10 @@ func StartProcess(t testing.TB, bin, secret string, env ...string) *Process {
 	return p
 }
 
-// await waits up to 10 s for a line of output matching re.
+// await waits up to 10 s (times CONCLAVE_TEST_TIMEOUT_SCALE) for a line of
+// output matching re.
 func (p *Process) await(re *regexp.Regexp) []string {
-	timeout := time.After(10 * time.Second)
+	timeout := time.After(testwait.Scaled(10 * time.Second))
 	for {
 		select {
 		case l := <-p.lines:
