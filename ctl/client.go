@@ -13,6 +13,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/conclave-lb/conclave/adminapi"
 )
 
 // DefaultAPI is where conclavectl looks for a peer when no --api is given.
@@ -36,11 +38,12 @@ func NewClient(api, token string) *Client {
 	return &Client{API: api, Token: token, HTTP: &http.Client{Timeout: 30 * time.Second}}
 }
 
-// APIError is a non-2xx answer of the admin API.
+// APIError is a non-2xx answer of the admin API (its body: an
+// adminapi.Error).
 type APIError struct {
-	Status  int    `json:"-"`
-	Code    string `json:"code"`  // invalid, not_found, exists, conflict, unauthorized, forbidden, unavailable, internal
-	Message string `json:"error"` // human-readable
+	Status  int
+	Code    string // invalid, not_found, exists, conflict, unauthorized, forbidden, unavailable, internal
+	Message string // human-readable
 }
 
 func (e *APIError) Error() string {
@@ -105,7 +108,11 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) err
 	}
 	if resp.StatusCode/100 != 2 {
 		e := &APIError{Status: resp.StatusCode}
-		if json.Unmarshal(data, e) != nil || e.Message == "" {
+		var body adminapi.Error
+		if json.Unmarshal(data, &body) == nil {
+			e.Code, e.Message = body.Code, body.Error
+		}
+		if e.Message == "" {
 			e.Message = strings.TrimSpace(string(data))
 		}
 		return e

@@ -13,6 +13,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/conclave-lb/conclave/adminapi"
 	"github.com/conclave-lb/conclave/auth"
 	"github.com/conclave-lb/conclave/fsm"
 	"github.com/conclave-lb/conclave/raftnode"
@@ -20,12 +21,6 @@ import (
 
 // adminTimeout bounds an admin request (a write may wait for an election).
 const adminTimeout = 15 * time.Second
-
-// apiError is the admin API's error body.
-type apiError struct {
-	Error string `json:"error"`
-	Code  string `json:"code"`
-}
 
 func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
 	b, err := json.Marshal(v)
@@ -39,7 +34,7 @@ func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
 }
 
 func writeError(ctx *fasthttp.RequestCtx, status int, code, msg string) {
-	b, _ := json.Marshal(apiError{Error: msg, Code: code})
+	b, _ := json.Marshal(adminapi.Error{Error: msg, Code: code})
 	ctx.SetStatusCode(status)
 	ctx.SetContentType("application/json")
 	ctx.SetBody(b)
@@ -74,39 +69,37 @@ func (s *Server) authorize(ctx *fasthttp.RequestCtx, scope string) (*auth.Claims
 	return c, true
 }
 
-// backendView is a backend as the admin API shows it: no secret.
-type backendView struct {
-	ID             string              `json:"id"`
-	URL            string              `json:"url"`
-	Settings       fsm.BackendSettings `json:"settings"`
-	AdminState     fsm.AdminState      `json:"admin_state"`
-	NodeState      fsm.NodeState       `json:"node_state"`
-	Meetings       int                 `json:"meetings"`
-	Attendees      int                 `json:"attendees"`
-	Videos         int                 `json:"videos"`
-	Voice          int                 `json:"voice"`
-	LatencyNs      int64               `json:"latency_ns"`
-	LoadFactor     float64             `json:"load_factor"`
-	LastError      string              `json:"last_error,omitempty"`
-	CreatedAt      int64               `json:"created_at"`
-	StateChangedAt int64               `json:"state_changed_at"`
-	BoundMeetings  int                 `json:"bound_meetings"`
-}
-
-func viewBackend(b fsm.Backend, bound int) backendView {
-	return backendView{
-		ID: b.ID, URL: b.URL, Settings: b.Settings, AdminState: b.AdminState, NodeState: b.NodeState,
+// viewBackend is a backend as the admin API shows it: no secret.
+func viewBackend(b fsm.Backend, bound int) adminapi.Backend {
+	return adminapi.Backend{
+		ID: b.ID, URL: b.URL, Settings: rawJSON(b.Settings), AdminState: string(b.AdminState), NodeState: string(b.NodeState),
 		Meetings: b.Meetings, Attendees: b.Attendees, Videos: b.Videos, Voice: b.Voice, LatencyNs: b.LatencyNs, LoadFactor: b.LoadFactor(),
 		LastError: b.LastError, CreatedAt: b.CreatedAt, StateChangedAt: b.StateChangedAt, BoundMeetings: bound,
 	}
 }
 
-type frontendView struct {
-	Key       string               `json:"key"`
-	Secret    string               `json:"secret"`
-	Settings  fsm.FrontendSettings `json:"settings"`
-	CreatedAt int64                `json:"created_at"`
-	Meetings  int                  `json:"meetings"`
+// rawJSON is v (settings) as the raw JSON the admin API's types carry.
+func rawJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return json.RawMessage("null")
+	}
+	return b
+}
+
+// viewStatus is this peer's Raft status as GET /api/v1/status shows it.
+func viewStatus(st raftnode.Status) adminapi.Status {
+	return adminapi.Status{ID: st.ID, RaftAddr: st.RaftAddr, HTTPAddr: st.HTTPAddr, State: st.State, Term: st.Term,
+		LeaderID: st.LeaderID, AppliedIndex: st.AppliedIndex, CommitIndex: st.CommitIndex, LastIndex: st.LastIndex,
+		LastContact: st.LastContact, Ready: st.Ready, NotReady: st.NotReady}
+}
+
+// viewMeeting is a meeting without its kept create parameters (they carry
+// passwords and relay URLs).
+func viewMeeting(m fsm.Meeting) adminapi.Meeting {
+	return adminapi.Meeting{InternalID: m.InternalID, Frontend: m.Frontend, MeetingID: m.MeetingID, BackendID: m.BackendID,
+		CreatedAt: m.CreatedAt, VoiceBridge: m.VoiceBridge, Lost: m.Lost, LostAt: m.LostAt, Recreating: m.Recreating,
+		RecreatedAt: m.RecreatedAt, Recreations: m.Recreations}
 }
 
 // serveAdmin routes /api/v1/... (except the internal peer calls).
@@ -169,7 +162,7 @@ func (a *adminRequest) route() {
 	n := len(p)
 	switch {
 	case p[0] == "status" && n == 1 && m == "GET":
-		writeJSON(a.ctx, 200, a.s.cluster.Status())
+		writeJSON(a.ctx, 200, viewStatus(a.s.cluster.Status()))
 	case p[0] == "peers" && n == 1 && m == "GET":
 		a.listPeers()
 	case p[0] == "peers" && n == 1 && m == "POST":
@@ -210,10 +203,11 @@ func (a *adminRequest) route() {
 		a.listRecordings(string(a.ctx.QueryArgs().Peek("frontend")))
 	case p[0] == "meetings" && n == 1 && m == "GET":
 		ms := a.s.cluster.FSM().Meetings(string(a.ctx.QueryArgs().Peek("frontend")))
-		for i := range ms { // kept create parameters carry passwords and relay URLs: not shown
-			ms[i].Create, ms[i].RecreateToken = nil, ""
+		out := make([]adminapi.Meeting, len(ms))
+		for i := range ms {
+			out[i] = viewMeeting(ms[i])
 		}
-		writeJSON(a.ctx, 200, nonNil(ms))
+		writeJSON(a.ctx, 200, out)
 	case p[0] == "snapshot" && n == 1 && m == "POST":
 		if err := a.s.cluster.Snapshot(); err != nil {
 			writeError(a.ctx, 500, "internal", "snapshot: "+err.Error())
@@ -223,13 +217,6 @@ func (a *adminRequest) route() {
 	default:
 		writeError(a.ctx, fasthttp.StatusNotFound, "not_found", "no route "+m+" /api/v1/"+strings.Join(p, "/"))
 	}
-}
-
-func nonNil[T any](s []T) []T {
-	if s == nil {
-		return []T{}
-	}
-	return s
 }
 
 func now() int64 { return time.Now().UnixNano() }
@@ -283,18 +270,24 @@ func (a *adminRequest) listPeers() {
 		a.fail(err)
 		return
 	}
-	writeJSON(a.ctx, 200, peers)
+	out := make([]adminapi.Peer, len(peers))
+	for i, p := range peers {
+		out[i] = adminapi.Peer{ID: p.ID, RaftAddr: p.RaftAddr, HTTPAddr: p.HTTPAddr, Voter: p.Voter, Leader: p.Leader, State: p.State,
+			LastContact: p.LastContact, AppliedIndex: p.AppliedIndex, Reachable: p.Reachable, Error: p.Error}
+	}
+	writeJSON(a.ctx, 200, out)
 }
 
 func (a *adminRequest) joinPeer() {
-	var req raftnode.JoinRequest
-	if !a.decodeBody(&req) {
+	var body adminapi.JoinPeerRequest
+	if !a.decodeBody(&body) {
 		return
 	}
-	if req.ID == "" || req.RaftAddr == "" {
+	if body.ID == "" || body.RaftAddr == "" {
 		writeError(a.ctx, 400, "invalid", "id and raft_addr are required")
 		return
 	}
+	req := raftnode.JoinRequest{ID: body.ID, RaftAddr: body.RaftAddr, HTTPAddr: body.HTTPAddr, GossipAddr: body.GossipAddr}
 	if err := a.s.cluster.Join(a.rctx, req); err != nil {
 		a.fail(err)
 		return
@@ -313,7 +306,7 @@ func (a *adminRequest) removePeer(id string) {
 func (a *adminRequest) listBackends() {
 	counts := a.s.cluster.FSM().MeetingCounts()
 	bs := a.s.cluster.FSM().Backends()
-	out := make([]backendView, len(bs))
+	out := make([]adminapi.Backend, len(bs))
 	for i, b := range bs {
 		out[i] = viewBackend(b, counts[b.ID])
 	}
@@ -360,14 +353,8 @@ func (a *adminRequest) agentOwns(backendURL string) bool {
 	return auth.AgentMayChange(a.claims.Subject, backendURL)
 }
 
-type addBackendRequest struct {
-	URL      string          `json:"url"`
-	Secret   string          `json:"secret"`
-	Settings json.RawMessage `json:"settings,omitempty"`
-}
-
 func (a *adminRequest) addBackend() {
-	var req addBackendRequest
+	var req adminapi.AddBackendRequest
 	if !a.decodeBody(&req) {
 		return
 	}
@@ -422,17 +409,17 @@ func (a *adminRequest) deleteBackend(b fsm.Backend) {
 	if !res.Removed {
 		bound = a.s.cluster.FSM().MeetingCount(res.Backend.ID)
 	}
-	writeJSON(a.ctx, 200, map[string]any{"removed": res.Removed, "backend": viewBackend(*res.Backend, bound)})
+	writeJSON(a.ctx, 200, adminapi.BackendRemoval{Removed: res.Removed, Backend: viewBackend(*res.Backend, bound)})
 }
 
-func (a *adminRequest) viewFrontend(f fsm.Frontend) frontendView {
+func (a *adminRequest) viewFrontend(f fsm.Frontend) adminapi.Frontend {
 	n := len(a.s.cluster.FSM().Meetings(f.Key))
-	return frontendView{Key: f.Key, Secret: f.Secret, Settings: f.Settings, CreatedAt: f.CreatedAt, Meetings: n}
+	return adminapi.Frontend{Key: f.Key, Secret: f.Secret, Settings: rawJSON(f.Settings), CreatedAt: f.CreatedAt, Meetings: n}
 }
 
 func (a *adminRequest) listFrontends() {
 	fs := a.s.cluster.FSM().Frontends()
-	out := make([]frontendView, len(fs))
+	out := make([]adminapi.Frontend, len(fs))
 	for i, f := range fs {
 		out[i] = a.viewFrontend(f)
 	}
@@ -448,14 +435,8 @@ func (a *adminRequest) getFrontend(key string) {
 	writeJSON(a.ctx, 200, a.viewFrontend(f))
 }
 
-type addFrontendRequest struct {
-	Key      string          `json:"key"`
-	Secret   string          `json:"secret"`
-	Settings json.RawMessage `json:"settings,omitempty"`
-}
-
 func (a *adminRequest) addFrontend() {
-	var req addFrontendRequest
+	var req adminapi.AddFrontendRequest
 	if !a.decodeBody(&req) {
 		return
 	}
@@ -506,25 +487,13 @@ func newID(prefix string) string {
 	return prefix + hex.EncodeToString(b[:])
 }
 
-// recordingView is an index entry without its XML.
-type recordingView struct {
-	RecordID  string            `json:"record_id"`
-	Frontend  string            `json:"frontend"`
-	MeetingID string            `json:"meeting_id"`
-	BackendID string            `json:"backend_id"`
-	Backend   bool              `json:"backend_present"` // false: its backend was removed; last known URLs
-	State     string            `json:"state"`
-	StartTime int64             `json:"start_time"`
-	Meta      map[string]string `json:"meta,omitempty"`
-}
-
 func (a *adminRequest) listRecordings(frontend string) {
 	st := a.s.cluster.FSM()
-	out := []recordingView{}
+	out := []adminapi.Recording{}
 	for _, r := range st.RecordingsOf(frontend, nil) {
 		_, present := st.Backend(r.BackendID)
-		out = append(out, recordingView{RecordID: r.RecordID, Frontend: r.Frontend, MeetingID: r.MeetingID, BackendID: r.BackendID,
-			Backend: present, State: r.State, StartTime: r.StartTime, Meta: r.Meta})
+		out = append(out, adminapi.Recording{RecordID: r.RecordID, Frontend: r.Frontend, MeetingID: r.MeetingID, BackendID: r.BackendID,
+			BackendPresent: present, State: r.State, StartTime: r.StartTime, Meta: r.Meta})
 	}
 	writeJSON(a.ctx, 200, out)
 }

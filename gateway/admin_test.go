@@ -8,6 +8,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/conclave-lb/conclave/adminapi"
 	"github.com/conclave-lb/conclave/auth"
 	"github.com/conclave-lb/conclave/fsm"
 )
@@ -93,7 +94,7 @@ func TestAdminBackendLifecycleAndErrors(t *testing.T) {
 	if r.StatusCode() != 201 {
 		t.Fatalf("%d %s", r.StatusCode(), r.Body())
 	}
-	var b backendView
+	var b adminapi.Backend
 	_ = json.Unmarshal(r.Body(), &b)
 	if strings.Contains(string(r.Body()), `"x"`) {
 		t.Fatal("backend secret shown by the admin API")
@@ -113,7 +114,7 @@ func TestAdminBackendLifecycleAndErrors(t *testing.T) {
 	}
 	for _, c := range cases {
 		r := do(s, lo, c.method, c.uri, "", c.body)
-		var e apiError
+		var e adminapi.Error
 		if err := json.Unmarshal(r.Body(), &e); err != nil || r.StatusCode() != c.status || e.Code != c.code {
 			t.Errorf("%s %s %s: %d %s", c.method, c.uri, c.body, r.StatusCode(), r.Body())
 		}

@@ -5,6 +5,7 @@ import (
 	"net"
 	"strings"
 
+	"github.com/conclave-lb/conclave/adminapi"
 	"github.com/conclave-lb/conclave/auth"
 )
 
@@ -18,21 +19,12 @@ func isLoadKeyRoute(parts []string, method string) bool {
 	return method == "POST" && len(parts) == 2 && parts[0] == "agent" && parts[1] == "load-key"
 }
 
-type loadKeyRequest struct {
-	URL string `json:"url"`
-}
-
-type loadKeyAnswer struct {
-	Key      string `json:"key"`       // base64, 32 bytes
-	HostPort string `json:"host_port"` // what the key is for
-}
-
 func (a *adminRequest) agentLoadKey() {
 	if a.s.cfg.JWTSecret == "" {
 		writeError(a.ctx, 409, "unauthenticated", "this cluster has no JWT secret: agents' load is gossiped unsigned")
 		return
 	}
-	var req loadKeyRequest
+	var req adminapi.LoadKeyRequest
 	if !a.decodeBody(&req) {
 		return
 	}
@@ -46,7 +38,7 @@ func (a *adminRequest) agentLoadKey() {
 		return
 	}
 	a.ctx.Response.Header.Set("Cache-Control", "no-store")
-	writeJSON(a.ctx, 200, loadKeyAnswer{Key: base64.StdEncoding.EncodeToString(auth.AgentLoadKey(a.s.cfg.JWTSecret, hp)), HostPort: hp})
+	writeJSON(a.ctx, 200, adminapi.LoadKeyAnswer{Key: base64.StdEncoding.EncodeToString(auth.AgentLoadKey(a.s.cfg.JWTSecret, hp)), HostPort: hp})
 }
 
 // isPeerAddress refuses (answering 400 itself) a backend URL whose

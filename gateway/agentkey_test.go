@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"testing"
 
+	"github.com/conclave-lb/conclave/adminapi"
 	"github.com/conclave-lb/conclave/auth"
 	"github.com/conclave-lb/conclave/fsm"
 )
@@ -44,7 +45,7 @@ func TestLoadKeyOnlyForTheTokensBackend(t *testing.T) {
 	if r.StatusCode() != 200 {
 		t.Fatalf("load key for its own node: %d %s", r.StatusCode(), r.Body())
 	}
-	var ans loadKeyAnswer
+	var ans adminapi.LoadKeyAnswer
 	if err := json.Unmarshal(r.Body(), &ans); err != nil {
 		t.Fatal(err)
 	}

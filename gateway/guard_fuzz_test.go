@@ -10,6 +10,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/conclave-lb/conclave/adminapi"
 	"github.com/conclave-lb/conclave/bbb"
 	"github.com/conclave-lb/conclave/fsm"
 )
@@ -106,7 +107,7 @@ func FuzzAdminAPI(f *testing.F) {
 			t.Fatalf("%s %q %q: not JSON: %d %s", req.Header.Method(), path, body, status, answer)
 		}
 		if status >= 400 {
-			var e apiError
+			var e adminapi.Error
 			if json.Unmarshal(answer, &e) != nil || e.Error == "" || e.Code == "" {
 				t.Fatalf("%s %q %q: error %d without a JSON error: %s", req.Header.Method(), path, body, status, answer)
 			}

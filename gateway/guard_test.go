@@ -19,6 +19,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/valyala/fasthttp"
 
+	"github.com/conclave-lb/conclave/adminapi"
 	"github.com/conclave-lb/conclave/bbb"
 	"github.com/conclave-lb/conclave/fsm"
 )
@@ -113,7 +114,7 @@ func TestPanicAnsweredAndCounted(t *testing.T) {
 		t.Fatalf("BBB route: %d %s", r.StatusCode(), r.Body())
 	}
 	r = do(s, "127.0.0.1", "GET", "/api/v1/status?boom=1", "", "")
-	var e apiError
+	var e adminapi.Error
 	if r.StatusCode() != 500 || json.Unmarshal(r.Body(), &e) != nil || e.Code != "internal" {
 		t.Fatalf("admin route: %d %s", r.StatusCode(), r.Body())
 	}
@@ -431,7 +432,7 @@ func TestAdminBodyBounded(t *testing.T) {
 	big := `{"key":"k","secret":"s","settings":{"create_default_params":{"x":"` + strings.Repeat("a", maxAdminBody) + `"}}}`
 	resp, c = rawRequest(t, addr, "POST", "/api/v1/frontends", map[string]string{"Content-Type": "application/json"}, len(big), []byte(big))
 	c.Close()
-	var e apiError
+	var e adminapi.Error
 	if resp.StatusCode() != 413 || json.Unmarshal(resp.Body(), &e) != nil || !strings.Contains(e.Error, fmt.Sprint(maxAdminBody)) {
 		t.Fatalf("oversized admin body: %d %s", resp.StatusCode(), resp.Body())
 	}
@@ -457,7 +458,7 @@ func TestSettingsLimits(t *testing.T) {
 	for i, c := range cases {
 		body := fmt.Sprintf(`{"key":"k%d","secret":"s","settings":%s}`, i, c.settings)
 		r := do(s, "127.0.0.1", "POST", "/api/v1/frontends", "", body)
-		var e apiError
+		var e adminapi.Error
 		if r.StatusCode() != 400 || json.Unmarshal(r.Body(), &e) != nil || e.Code != "invalid" || !strings.Contains(e.Error, c.want) {
 			t.Errorf("case %d: %d %s", i, r.StatusCode(), r.Body())
 		}

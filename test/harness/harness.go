@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/conclave-lb/conclave/adminapi"
 	"github.com/conclave-lb/conclave/internal/pki"
 	"github.com/conclave-lb/conclave/internal/testwait"
 )
@@ -285,13 +286,7 @@ func (c *Cluster) StopAll() {
 }
 
 // Status is a peer's /api/v1/status answer.
-type Status struct {
-	ID           string `json:"id"`
-	State        string `json:"state"`
-	LeaderID     string `json:"leader_id"`
-	AppliedIndex uint64 `json:"applied_index"`
-	Ready        bool   `json:"ready"`
-}
+type Status = adminapi.Status
 
 // Status asks one peer about itself.
 func (p *Peer) Status() (Status, error) {
@@ -322,16 +317,7 @@ func (c *Cluster) Leader(timeout time.Duration) *Peer {
 }
 
 // PeerInfo is one row of GET /api/v1/peers.
-type PeerInfo struct {
-	ID           string `json:"id"`
-	RaftAddr     string `json:"raft_addr"`
-	HTTPAddr     string `json:"http_addr"`
-	Voter        bool   `json:"voter"`
-	Leader       bool   `json:"leader"`
-	State        string `json:"state"`
-	AppliedIndex uint64 `json:"applied_index"`
-	Reachable    bool   `json:"reachable"`
-}
+type PeerInfo = adminapi.Peer
 
 // WaitMembers waits until a leader lists n reachable voters.
 func (c *Cluster) WaitMembers(n int, timeout time.Duration) []PeerInfo {
