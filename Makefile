@@ -39,7 +39,7 @@ fuzz:
 	$(GO) test ./gateway -run '^$$' -fuzz '^FuzzBBBRequest$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./gateway -run '^$$' -fuzz '^FuzzGetRecordingsPaging$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./gateway -run '^$$' -fuzz '^FuzzAdminAPI$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./gateway -run '^$$' -fuzz '^FuzzScanXMLMatchesEncodingXML$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s
+	$(GO) test ./gateway/internal/xmlscan -run '^$$' -fuzz '^FuzzScanXMLMatchesEncodingXML$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s
 	$(GO) test ./gateway -run '^$$' -fuzz '^FuzzCallback$$' -fuzztime $(FUZZTIME)
 
 # Container tests (three peers on their own addresses, faults, DNS round-robin).
@@ -52,7 +52,7 @@ demo: build
 
 # Micro-benchmarks, then the scenario runner (a three-peer cluster on loopback).
 bench: build
-	$(GO) test ./bbb ./fsm ./gateway -run '^$$' -bench . -benchmem -benchtime 1s
+	$(GO) test ./bbb ./fsm ./gateway/... -run '^$$' -bench . -benchmem -benchtime 1s
 	rm -f $(BENCH_OUT)
 	BENCH_OUT=$(abspath $(BENCH_OUT)) CONCLAVE_BIN_DIR=$(BIN) $(GO) test -tags bench ./test/bench -run 'TestScenarios|TestScale' -count=1 -v -timeout 10m
 	@echo "tables written to $(BENCH_OUT)"

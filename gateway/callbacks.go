@@ -21,6 +21,7 @@ import (
 
 	"github.com/conclave-lb/conclave/auth"
 	"github.com/conclave-lb/conclave/fsm"
+	"github.com/conclave-lb/conclave/gateway/internal/xmlscan"
 )
 
 // BBB calls back the URLs a client puts in a meeting's metadata: a GET to
@@ -125,7 +126,7 @@ func hideRelayURLs(doc []byte) []byte {
 	if !bytes.Contains(doc, []byte(callbackPrefix)) {
 		return doc
 	}
-	els, err := scanXML(doc)
+	els, err := xmlscan.Scan(doc)
 	if err != nil {
 		return doc
 	}
@@ -134,21 +135,21 @@ func hideRelayURLs(doc []byte) []byte {
 	for _, e := range els {
 		// els are in closing order; a relay URL is a leaf's text, so an
 		// element before last holds one already patched: left alone.
-		if e.start < last {
+		if e.Start < last {
 			continue
 		}
-		target, ok := relayTarget(e.text)
+		target, ok := relayTarget(e.Text)
 		if !ok {
 			continue
 		}
 		if target == "" {
-			out = append(out, doc[last:e.start]...)
-			last = e.end
+			out = append(out, doc[last:e.Start]...)
+			last = e.End
 			continue
 		}
-		out = append(out, doc[last:e.contentStart]...)
-		out = append(out, escapeText(target)...)
-		last = e.contentEnd
+		out = append(out, doc[last:e.ContentStart]...)
+		out = append(out, xmlscan.EscapeText(target)...)
+		last = e.ContentEnd
 	}
 	if out == nil {
 		return doc

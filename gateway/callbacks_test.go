@@ -19,6 +19,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/conclave-lb/conclave/fsm"
+	"github.com/conclave-lb/conclave/gateway/internal/xmlscan"
 )
 
 type lmsStub struct {
@@ -62,8 +63,8 @@ func TestCallbacksRelayedWithClientIDsAndFrontendSignature(t *testing.T) {
 		}
 		info := c.Get(t, call, q)
 		if strings.Contains(info.Raw, callbackPrefix) || strings.Contains(info.Raw, "sig=") ||
-			!strings.Contains(info.Raw, "<endcallbackurl>"+escapeText(srv.URL+"/end?course=7")+"</endcallbackurl>") ||
-			!strings.Contains(info.Raw, "<bbb-recording-ready-url>"+escapeText(srv.URL+"/rec")+"</bbb-recording-ready-url>") {
+			!strings.Contains(info.Raw, "<endcallbackurl>"+xmlscan.EscapeText(srv.URL+"/end?course=7")+"</endcallbackurl>") ||
+			!strings.Contains(info.Raw, "<bbb-recording-ready-url>"+xmlscan.EscapeText(srv.URL+"/rec")+"</bbb-recording-ready-url>") {
 			t.Fatalf("%s shows a relay URL or not the client's own: %s", call, info.Raw)
 		}
 	}
@@ -269,7 +270,7 @@ func TestCallbackBoundToMeetingAndBackend(t *testing.T) {
 
 func TestHideRelayURLs(t *testing.T) {
 	relay := relayURL("http://peer:42353", []byte("k"), "end", "fe1", "fe1~m", "m", "b0", "https://lms.example.org/end?a=1&b=2")
-	doc := []byte("<response><returncode>SUCCESS</returncode><metadata><endcallbackurl>" + escapeText(relay) +
+	doc := []byte("<response><returncode>SUCCESS</returncode><metadata><endcallbackurl>" + xmlscan.EscapeText(relay) +
 		"</endcallbackurl><other>x</other></metadata></response>")
 	got := string(hideRelayURLs(doc))
 	want := "<response><returncode>SUCCESS</returncode><metadata><endcallbackurl>https://lms.example.org/end?a=1&amp;b=2" +

@@ -12,6 +12,7 @@ import (
 
 	"github.com/conclave-lb/conclave/bbb"
 	"github.com/conclave-lb/conclave/fsm"
+	"github.com/conclave-lb/conclave/gateway/internal/xmlscan"
 )
 
 // Transparent failover. Every create's parameters are kept with the
@@ -89,18 +90,18 @@ func (r *bbbRequest) keepParams(b *fsm.Backend, internal string, answer, body []
 				"meeting", internal, "bytes", len(body), "limit", fsm.MaxCreateSlides)
 		}
 	}
-	if els, err := scanXML(answer, "attendeePW", "moderatorPW", "createTime"); err == nil {
+	if els, err := xmlscan.Scan(answer, "attendeePW", "moderatorPW", "createTime"); err == nil {
 		for _, e := range els {
-			if e.depth != 2 {
+			if e.Depth != 2 {
 				continue
 			}
-			switch e.name {
+			switch e.Name {
 			case "attendeePW":
-				p.AttendeePW = e.text
+				p.AttendeePW = e.Text
 			case "moderatorPW":
-				p.ModeratorPW = e.text
+				p.ModeratorPW = e.Text
 			case "createTime":
-				p.CreateTime, _ = strconv.ParseInt(e.text, 10, 64)
+				p.CreateTime, _ = strconv.ParseInt(e.Text, 10, 64)
 			}
 		}
 	}

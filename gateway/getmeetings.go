@@ -10,6 +10,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/conclave-lb/conclave/fsm"
+	"github.com/conclave-lb/conclave/gateway/internal/xmlscan"
 	"github.com/conclave-lb/conclave/raftnode"
 )
 
@@ -151,30 +152,30 @@ func (r *bbbRequest) meetingsByInfo(b *fsm.Backend, internals []string, mine map
 // meetingFromInfo turns a getMeetingInfo answer for internal into the
 // <meeting> element getMeetings would list, with the client's meeting ID.
 func meetingFromInfo(doc []byte, internal, external string) []byte {
-	els, err := scanXML(doc, "response", "returncode", "meetingID")
+	els, err := xmlscan.Scan(doc, "response", "returncode", "meetingID")
 	if err != nil {
 		return nil
 	}
-	var resp, rc *element
+	var resp, rc *xmlscan.Element
 	ok := false
 	for i := range els {
 		e := &els[i]
 		switch {
-		case e.name == "response" && e.depth == 1:
+		case e.Name == "response" && e.Depth == 1:
 			resp = e
-		case e.name == "returncode" && e.depth == 2:
+		case e.Name == "returncode" && e.Depth == 2:
 			rc = e
-		case e.name == "meetingID" && e.depth == 2:
-			ok = e.text == internal
+		case e.Name == "meetingID" && e.Depth == 2:
+			ok = e.Text == internal
 		}
 	}
-	if resp == nil || rc == nil || rc.text != "SUCCESS" || !ok {
+	if resp == nil || rc == nil || rc.Text != "SUCCESS" || !ok {
 		return nil
 	}
 	var out []byte
 	out = append(out, "<meeting>"...)
-	out = append(out, doc[resp.contentStart:rc.start]...)
-	out = append(out, doc[rc.end:resp.contentEnd]...)
+	out = append(out, doc[resp.ContentStart:rc.Start]...)
+	out = append(out, doc[rc.End:resp.ContentEnd]...)
 	out = append(out, "</meeting>"...)
 	return rewriteMeetingIDs(out, internal, external)
 }
@@ -190,27 +191,27 @@ func ownMeetings(doc []byte, mine map[string]string) []byte {
 // listOwnMeetings is ownMeetings that also returns the internal IDs it
 // found.
 func listOwnMeetings(doc []byte, mine map[string]string) ([]byte, map[string]bool) {
-	els, err := scanXML(doc, "meeting", "meetingID")
+	els, err := xmlscan.Scan(doc, "meeting", "meetingID")
 	if err != nil {
 		return nil, nil
 	}
 	listed := map[string]bool{}
 	var out bytes.Buffer
 	for i, m := range els {
-		if m.name != "meeting" || m.depth != 3 {
+		if m.Name != "meeting" || m.Depth != 3 {
 			continue
 		}
 		// Its own meetingID is a direct child scanned before it closed.
 		for _, c := range els[:i] {
-			if c.name != "meetingID" || c.depth != m.depth+1 || c.start < m.start || c.end > m.end {
+			if c.Name != "meetingID" || c.Depth != m.Depth+1 || c.Start < m.Start || c.End > m.End {
 				continue
 			}
-			ext, ok := mine[c.text]
+			ext, ok := mine[c.Text]
 			if !ok {
 				break
 			}
-			listed[c.text] = true
-			out.Write(rewriteMeetingIDs(doc[m.start:m.end], c.text, ext))
+			listed[c.Text] = true
+			out.Write(rewriteMeetingIDs(doc[m.Start:m.End], c.Text, ext))
 			break
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/conclave-lb/conclave/fsm"
+	"github.com/conclave-lb/conclave/gateway/internal/xmlscan"
 )
 
 // HealthConfig tunes the leader's backend prober.
@@ -356,7 +357,7 @@ func (s *Server) probe(b *fsm.Backend, timeout time.Duration, list bool) probeRe
 		}
 		return r
 	}
-	els, err := scanXML(answer, "returncode", "messageKey", "meeting", "meetingID", "participantCount",
+	els, err := xmlscan.Scan(answer, "returncode", "messageKey", "meeting", "meetingID", "participantCount",
 		"videoCount", "voiceParticipantCount")
 	if err != nil {
 		r.err = "unreadable " + call + " answer: " + err.Error()
@@ -368,25 +369,25 @@ func (s *Server) probe(b *fsm.Backend, timeout time.Duration, list bool) probeRe
 	success := false
 	for _, e := range els {
 		switch {
-		case e.name == "returncode" && e.depth == 2:
-			if e.text != "SUCCESS" {
-				r.err = call + " answered " + e.text
+		case e.Name == "returncode" && e.Depth == 2:
+			if e.Text != "SUCCESS" {
+				r.err = call + " answered " + e.Text
 				return r
 			}
 			success = true
 		case !list:
-		case e.name == "meeting" && e.depth == 3:
+		case e.Name == "meeting" && e.Depth == 3:
 			r.meetings++
-		case e.name == "meetingID" && e.depth == 4:
-			r.meetingIDs[e.text] = true
-		case e.name == "participantCount" && e.depth == 4:
-			n, _ := strconv.Atoi(e.text)
+		case e.Name == "meetingID" && e.Depth == 4:
+			r.meetingIDs[e.Text] = true
+		case e.Name == "participantCount" && e.Depth == 4:
+			n, _ := strconv.Atoi(e.Text)
 			r.attendees += n
-		case e.name == "videoCount" && e.depth == 4:
-			n, _ := strconv.Atoi(e.text)
+		case e.Name == "videoCount" && e.Depth == 4:
+			n, _ := strconv.Atoi(e.Text)
 			r.videos += n
-		case e.name == "voiceParticipantCount" && e.depth == 4:
-			n, _ := strconv.Atoi(e.text)
+		case e.Name == "voiceParticipantCount" && e.Depth == 4:
+			n, _ := strconv.Atoi(e.Text)
 			r.voice += n
 		}
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/conclave-lb/conclave/bbb"
 	"github.com/conclave-lb/conclave/fsm"
+	"github.com/conclave-lb/conclave/gateway/internal/xmlscan"
 	"github.com/conclave-lb/conclave/raftnode"
 )
 
@@ -209,12 +210,12 @@ var idElements = []string{"meetingID", "meetingName", "name", "meetingId"}
 // rewriteMeetingIDs shows the client its own meeting ID wherever the
 // backend echoed the internal one.
 func rewriteMeetingIDs(doc []byte, internal, external string) []byte {
-	return rewriteTexts(doc, idElements, func(t string) (string, bool) { return external, t == internal })
+	return xmlscan.RewriteTexts(doc, idElements, func(t string) (string, bool) { return external, t == internal })
 }
 
 // showMeetingIDs is rewriteMeetingIDs on an answer parseAnswer has scanned.
-func showMeetingIDs(doc []byte, els []element, internal, external string) []byte {
-	return rewriteElements(doc, els, idElements, func(t string) (string, bool) { return external, t == internal })
+func showMeetingIDs(doc []byte, els []xmlscan.Element, internal, external string) []byte {
+	return xmlscan.RewriteElements(doc, els, idElements, func(t string) (string, bool) { return external, t == internal })
 }
 
 // answerElements are what one scan of a backend's answer collects: the
@@ -223,24 +224,24 @@ var answerElements = append([]string{"response", "returncode", "messageKey", "me
 
 // parseAnswer reads a backend's XML answer once: its envelope (an error if
 // it is not a BBB <response>) and the elements showMeetingIDs rewrites.
-func parseAnswer(doc []byte) (bbb.Envelope, []element, error) {
+func parseAnswer(doc []byte) (bbb.Envelope, []xmlscan.Element, error) {
 	var env bbb.Envelope
-	els, err := scanXML(doc, answerElements...)
+	els, err := xmlscan.Scan(doc, answerElements...)
 	if err != nil {
 		return env, nil, err
 	}
 	isResponse := false
 	for _, e := range els {
 		switch {
-		case e.depth == 1:
-			isResponse = e.name == "response"
-		case e.depth != 2:
-		case e.name == "returncode":
-			env.ReturnCode = e.text
-		case e.name == "messageKey":
-			env.MessageKey = e.text
-		case e.name == "message":
-			env.Message = e.text
+		case e.Depth == 1:
+			isResponse = e.Name == "response"
+		case e.Depth != 2:
+		case e.Name == "returncode":
+			env.ReturnCode = e.Text
+		case e.Name == "messageKey":
+			env.MessageKey = e.Text
+		case e.Name == "message":
+			env.Message = e.Text
 		}
 	}
 	if !isResponse {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/conclave-lb/conclave/bbb"
 	"github.com/conclave-lb/conclave/fsm"
+	"github.com/conclave-lb/conclave/gateway/internal/xmlscan"
 )
 
 // Recordings live in a replicated index (fsm.Recording), fed by BBB's
@@ -41,35 +42,35 @@ func (s *Server) clientMeetingID(frontend, internal string) string {
 // backend wrote it but with the client's meeting ID.
 func (s *Server) parseRecordings(backend string, doc []byte) ([]fsm.Recording, bool) {
 	doc = hideRelayURLs(doc) // a recording's metadata shows the client's own callback URLs
-	els, err := scanXML(doc, "returncode", "recording", "recordID", "meetingID", "state", "startTime", "metadata")
+	els, err := xmlscan.Scan(doc, "returncode", "recording", "recordID", "meetingID", "state", "startTime", "metadata")
 	if err != nil {
 		return nil, false
 	}
 	st := s.cluster.FSM()
 	var out []fsm.Recording
 	for i, rec := range els {
-		if rec.name == "returncode" && rec.depth == 2 && rec.text != "SUCCESS" {
+		if rec.Name == "returncode" && rec.Depth == 2 && rec.Text != "SUCCESS" {
 			return nil, false
 		}
-		if rec.name != "recording" || rec.depth != 3 {
+		if rec.Name != "recording" || rec.Depth != 3 {
 			continue
 		}
 		r := fsm.Recording{BackendID: backend}
-		var meta *element
+		var meta *xmlscan.Element
 		for j := range els[:i] {
 			c := &els[j]
-			if c.depth != rec.depth+1 || c.start < rec.start || c.end > rec.end {
+			if c.Depth != rec.Depth+1 || c.Start < rec.Start || c.End > rec.End {
 				continue
 			}
-			switch c.name {
+			switch c.Name {
 			case "recordID":
-				r.RecordID = c.text
+				r.RecordID = c.Text
 			case "meetingID":
-				r.InternalID = c.text
+				r.InternalID = c.Text
 			case "state":
-				r.State = c.text
+				r.State = c.Text
 			case "startTime":
-				r.StartTime, _ = strconv.ParseInt(c.text, 10, 64)
+				r.StartTime, _ = strconv.ParseInt(c.Text, 10, 64)
 			case "metadata":
 				meta = c
 			}
@@ -80,26 +81,26 @@ func (s *Server) parseRecordings(backend string, doc []byte) ([]fsm.Recording, b
 		}
 		r.Frontend = fe
 		r.MeetingID = s.clientMeetingID(fe, r.InternalID)
-		r.Meta = capMeta(metadataOf(doc[rec.start:rec.end], meta, rec.start))
-		r.XML = string(rewriteMeetingIDs(doc[rec.start:rec.end], r.InternalID, r.MeetingID))
+		r.Meta = capMeta(metadataOf(doc[rec.Start:rec.End], meta, rec.Start))
+		r.XML = string(rewriteMeetingIDs(doc[rec.Start:rec.End], r.InternalID, r.MeetingID))
 		out = append(out, r)
 	}
 	return out, true
 }
 
 // metadataOf reads the children of <metadata> as name → text.
-func metadataOf(recDoc []byte, meta *element, offset int) map[string]string {
+func metadataOf(recDoc []byte, meta *xmlscan.Element, offset int) map[string]string {
 	if meta == nil {
 		return nil
 	}
-	els, err := scanXML(recDoc[meta.start-offset : meta.end-offset]) // every element
+	els, err := xmlscan.Scan(recDoc[meta.Start-offset : meta.End-offset]) // every element
 	if err != nil {
 		return nil
 	}
 	out := map[string]string{}
 	for _, e := range els {
-		if e.depth == 2 {
-			out[e.name] = e.text
+		if e.Depth == 2 {
+			out[e.Name] = e.Text
 		}
 	}
 	return out

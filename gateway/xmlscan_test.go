@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/conclave-lb/conclave/gateway/internal/xmlscan"
 )
 
 func fixture(t *testing.T, name string) []byte {
@@ -20,14 +22,14 @@ func fixture(t *testing.T, name string) []byte {
 // dropping other tenants' meetings and showing the client its own ID.
 func TestOwnMeetingsOnRealAnswer(t *testing.T) {
 	doc := fixture(t, "get_meetings.xml")
-	els, err := scanXML(doc, "meeting", "meetingID")
+	els, err := xmlscan.Scan(doc, "meeting", "meetingID")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var ids []string
 	for _, e := range els {
-		if e.name == "meetingID" && e.depth == 4 {
-			ids = append(ids, e.text)
+		if e.Name == "meetingID" && e.Depth == 4 {
+			ids = append(ids, e.Text)
 		}
 	}
 	if len(ids) < 1 {
@@ -58,11 +60,11 @@ func TestOwnMeetingsOnRealAnswer(t *testing.T) {
 
 func TestRewriteMeetingIDsOnlyExactMatch(t *testing.T) {
 	doc := fixture(t, "create_meeting.xml")
-	els, _ := scanXML(doc, "meetingID")
+	els, _ := xmlscan.Scan(doc, "meetingID")
 	if len(els) != 1 {
 		t.Fatalf("create fixture meetingIDs: %d", len(els))
 	}
-	got := string(rewriteMeetingIDs(doc, els[0].text, "mine"))
+	got := string(rewriteMeetingIDs(doc, els[0].Text, "mine"))
 	if !strings.Contains(got, "<meetingID>mine</meetingID>") || strings.Count(got, "<meetingID>") != 1 {
 		t.Fatalf("%s", got)
 	}

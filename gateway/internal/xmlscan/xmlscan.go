@@ -1,4 +1,7 @@
-package gateway
+// Package xmlscan reads BBB's XML answers as byte ranges: a small
+// tokenizer that lists where elements sit, so answers can be patched as
+// bytes instead of re-serialised (see Scan).
+package xmlscan
 
 import (
 	"bytes"
@@ -9,18 +12,18 @@ import (
 	"unicode/utf8"
 )
 
-// element is where one XML element sits in a document, so responses from
+// Element is where one XML element sits in a document, so responses from
 // backends can be cut and patched as bytes: everything we do not touch
 // reaches the client exactly as BBB wrote it (no lossy re-serialisation).
-type element struct {
-	name                     string
-	depth                    int // 1 = root
-	start, end               int // the whole element, tags included
-	contentStart, contentEnd int // between the tags
-	text                     string
+type Element struct {
+	Name                     string
+	Depth                    int // 1 = root
+	Start, End               int // the whole element, tags included
+	ContentStart, ContentEnd int // between the tags
+	Text                     string
 }
 
-// scanXML lists the elements of doc whose local name is in names (every
+// Scan lists the elements of doc whose local name is in names (every
 // element when names is empty). It is a small tokenizer of its own rather
 // than encoding/xml: the leader reads every backend's getMeetings answer each
 // second and every forwarded answer is scanned for meeting IDs, and
@@ -29,15 +32,15 @@ type element struct {
 // Malformed input (unclosed or mismatched tags, an unterminated construct)
 // is an error; text keeps unknown entities as written, like a non-strict
 // encoding/xml.Decoder.
-func scanXML(doc []byte, names ...string) ([]element, error) {
+func Scan(doc []byte, names ...string) ([]Element, error) {
 	type open struct {
 		name []byte // in doc: no copy for elements nobody asked for
-		el   element
+		el   Element
 		want bool
 		text []byte
 	}
 	var stack []open
-	var out []element
+	var out []Element
 	i := 0
 	for i < len(doc) {
 		lt := bytes.IndexByte(doc[i:], '<')
@@ -93,8 +96,8 @@ func scanXML(doc []byte, names ...string) ([]element, error) {
 			}
 			o := &stack[len(stack)-1]
 			if o.want {
-				o.el.contentEnd, o.el.end = i, i+n+1
-				o.el.text = string(o.text)
+				o.el.ContentEnd, o.el.End = i, i+n+1
+				o.el.Text = string(o.text)
 				out = append(out, o.el)
 			}
 			stack = stack[:len(stack)-1]
@@ -112,17 +115,17 @@ func scanXML(doc []byte, names ...string) ([]element, error) {
 				return out, errXMLSyntax("start tag without a name", i)
 			}
 			name := localName(rest[1:nameEnd])
-			el := element{depth: len(stack) + 1, start: i, contentStart: i + n}
+			el := Element{Depth: len(stack) + 1, Start: i, ContentStart: i + n}
 			want := len(names) == 0
 			for _, w := range names {
 				want = want || w == string(name)
 			}
 			if want {
-				el.name = string(name)
+				el.Name = string(name)
 			}
 			if rest[n-2] == '/' { // <empty/>
 				if want {
-					el.contentEnd, el.end = i+n, i+n
+					el.ContentEnd, el.End = i+n, i+n
 					out = append(out, el)
 				}
 			} else {
@@ -257,41 +260,41 @@ func appendNewlines(dst, text []byte) []byte {
 	}
 }
 
-// escapeText renders s as XML character data.
-func escapeText(s string) string {
+// EscapeText renders s as XML character data.
+func EscapeText(s string) string {
 	var b strings.Builder
 	_ = xml.EscapeText(&b, []byte(s))
 	return b.String()
 }
 
-// rewriteTexts replaces the content of every element named one of names
+// RewriteTexts replaces the content of every element named one of names
 // whose text fn maps to a new value. Elements fn declines are left as they were.
-func rewriteTexts(doc []byte, names []string, fn func(string) (string, bool)) []byte {
-	els, err := scanXML(doc, names...)
+func RewriteTexts(doc []byte, names []string, fn func(string) (string, bool)) []byte {
+	els, err := Scan(doc, names...)
 	if err != nil {
 		return doc
 	}
-	return rewriteElements(doc, els, names, fn)
+	return RewriteElements(doc, els, names, fn)
 }
 
-// rewriteElements is rewriteTexts on a document already scanned into els
+// RewriteElements is RewriteTexts on a document already scanned into els
 // (which may list more names than the ones to rewrite).
-func rewriteElements(doc []byte, els []element, names []string, fn func(string) (string, bool)) []byte {
+func RewriteElements(doc []byte, els []Element, names []string, fn func(string) (string, bool)) []byte {
 	var out []byte
 	last := 0
 	for _, e := range els {
 		// els are in closing order: an element holding one already rewritten
 		// (nested wanted names, only in a hostile answer) is left alone.
-		if e.contentStart < last || !slices.Contains(names, e.name) {
+		if e.ContentStart < last || !slices.Contains(names, e.Name) {
 			continue
 		}
-		v, ok := fn(e.text)
+		v, ok := fn(e.Text)
 		if !ok {
 			continue
 		}
-		out = append(out, doc[last:e.contentStart]...)
-		out = append(out, escapeText(v)...)
-		last = e.contentEnd
+		out = append(out, doc[last:e.ContentStart]...)
+		out = append(out, EscapeText(v)...)
+		last = e.ContentEnd
 	}
 	if out == nil {
 		return doc

@@ -1,0 +1,62 @@
+package gateway
+
+import (
+	"encoding/xml"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/conclave-lb/conclave/bbb"
+)
+
+func bbbFixtures(t testing.TB) map[string][]byte {
+	paths, _ := filepath.Glob(filepath.Join("..", "testdata", "bbb-responses", "*.xml"))
+	if len(paths) == 0 {
+		t.Fatal("no BBB response fixtures in testdata/bbb-responses")
+	}
+	out := map[string][]byte{}
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[filepath.Base(p)] = b
+	}
+	return out
+}
+
+// parseAnswer reads the same envelope as encoding/xml (the gateway's first
+// implementation) from every real answer, and refuses what is not a BBB
+// <response>.
+func TestParseAnswerMatchesEncodingXML(t *testing.T) {
+	for name, doc := range bbbFixtures(t) {
+		var want struct {
+			XMLName xml.Name `xml:"response"`
+			bbb.Envelope
+		}
+		werr := xml.Unmarshal(doc, &want)
+		got, _, gerr := parseAnswer(doc)
+		if (werr == nil) != (gerr == nil) || got != want.Envelope {
+			t.Fatalf("%s: got %+v (%v), want %+v (%v)", name, got, gerr, want, werr)
+		}
+	}
+	for _, doc := range []string{"<html><body>502</body></html>", "not xml", "<response><returncode>SUCCESS</returncode>"} {
+		if _, _, err := parseAnswer([]byte(doc)); err == nil {
+			t.Errorf("%q accepted", doc)
+		}
+	}
+}
+
+// A hostile answer nesting ID elements cannot make the rewrite cut the
+// document out of order.
+func TestShowMeetingIDsNestedIDElements(t *testing.T) {
+	doc := []byte("<response><returncode>SUCCESS</returncode><meetingName>fe~m<meetingID>fe~m</meetingID></meetingName></response>")
+	_, els, err := parseAnswer(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := string(showMeetingIDs(doc, els, "fe~m", "m"))
+	if want := "<response><returncode>SUCCESS</returncode><meetingName>fe~m<meetingID>m</meetingID></meetingName></response>"; got != want {
+		t.Fatalf("got %s", got)
+	}
+}
