@@ -9,6 +9,25 @@ import (
 // A tiny append-only binary codec: varints and length-prefixed strings.
 // Commands are on the hot path (every create is one) and live in the Raft
 // log forever, so they are kept compact and decoding never panics.
+//
+// The append-only rule, which keeps every release able to read every log:
+//
+//   - A command's encoding never changes: no field is removed, reordered or
+//     re-typed, and its type number is never reused (commands.go).
+//   - A later release may add a field to a command only at its END. Decoders
+//     ignore bytes left over after the fields they know (finish), so an
+//     older peer applies such a command as it knew it, and a newer decoder
+//     reading an older entry must treat a missing trailing field as its zero
+//     value: decode the new field only when bytes are left (d.more()).
+//   - Peers older than the release that began ignoring trailing bytes
+//     refused them, so a field may be appended only in a release that
+//     requires every peer to run at least this one.
+//   - A new kind of command gets a new type number; when older peers can
+//     ignore it without their state diverging in what they serve, it sets
+//     FlagSkippable. Otherwise an older peer stops at it (upgrade it).
+//
+// testdata/commands holds golden bytes of every command: they must keep
+// decoding to the same values (TestGoldenCommands).
 
 var errTruncated = errors.New("fsm: truncated command")
 
@@ -129,10 +148,10 @@ func (d *decoder) strs() []string {
 	return out
 }
 
-// finish fails if bytes are left over: a sign of a misread command.
-func (d *decoder) finish() error {
-	if d.err == nil && len(d.b) != 0 {
-		d.fail(errors.New("fsm: trailing bytes in command"))
-	}
-	return d.err
-}
+// more reports whether bytes are left: a field appended by a later
+// release is decoded only when present.
+func (d *decoder) more() bool { return d.err == nil && len(d.b) > 0 }
+
+// finish returns the first decoding error. Bytes left over are fields a
+// later release appended (see the append-only rule above): ignored.
+func (d *decoder) finish() error { return d.err }

@@ -251,6 +251,22 @@ func Encode(c Command) []byte {
 // ErrSkipped is returned by Decode for an unknown type flagged skippable.
 var ErrSkipped = errors.New("fsm: unknown skippable command")
 
+// UnknownCommandError is an encoded command of a type this release does
+// not know, without FlagSkippable. Index is the log entry that held it (0
+// when it was not read from the log).
+type UnknownCommandError struct {
+	Type  CmdType
+	Index uint64
+}
+
+func (e *UnknownCommandError) Error() string {
+	if e.Index == 0 {
+		return fmt.Sprintf("fsm: unknown command type %d (0x%02x): this release does not know it", byte(e.Type), byte(e.Type))
+	}
+	return fmt.Sprintf("fsm: log entry %d holds command type %d (0x%02x), which this release does not know and may not skip: upgrade this peer",
+		e.Index, byte(e.Type), byte(e.Type))
+}
+
 func newCommand(t CmdType) Command {
 	switch t {
 	case CmdAddBackend:
@@ -298,18 +314,22 @@ func newCommand(t CmdType) Command {
 }
 
 // Decode parses an encoded command. It never panics; an unknown type is an
-// error, or ErrSkipped when the type is flagged skippable.
-func Decode(b []byte) (Command, error) {
+// *UnknownCommandError, or ErrSkipped when the type is flagged skippable.
+// Bytes after the fields this release knows are ignored (codec.go).
+func Decode(b []byte) (Command, error) { return decodeKnown(b, nil) }
+
+// decodeKnown is Decode with some types treated as unknown (WithoutCommands).
+func decodeKnown(b []byte, unknown map[CmdType]bool) (Command, error) {
 	if len(b) == 0 {
 		return nil, errors.New("fsm: empty command")
 	}
 	t := CmdType(b[0])
 	c := newCommand(t)
-	if c == nil {
+	if c == nil || unknown[t] {
 		if t&FlagSkippable != 0 {
 			return nil, ErrSkipped
 		}
-		return nil, fmt.Errorf("fsm: unknown command type %d", t)
+		return nil, &UnknownCommandError{Type: t}
 	}
 	d := decoder{b: b[1:]}
 	c.decode(&d)

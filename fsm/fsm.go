@@ -20,18 +20,65 @@ type FSM struct {
 	// frontendList caches Frontends() for the single-tenant route, which
 	// tries every frontend's secret on each request.
 	frontendList atomic.Pointer[[]Frontend]
+	// unknown: types this FSM treats as unknown (WithoutCommands).
+	unknown map[CmdType]bool
+	// halted is set by the first log entry of a type this release does not
+	// know and may not skip; nothing is applied after it.
+	halted atomic.Pointer[UnknownCommandError]
+}
+
+// Option configures an FSM.
+type Option func(*FSM)
+
+// WithoutCommands makes the FSM not know the given command types, as a
+// release before them: for mixed-version tests, never in production.
+func WithoutCommands(types ...CmdType) Option {
+	return func(f *FSM) {
+		if f.unknown == nil {
+			f.unknown = map[CmdType]bool{}
+		}
+		for _, t := range types {
+			f.unknown[t] = true
+		}
+	}
 }
 
 // New returns an empty FSM.
-func New() *FSM { return &FSM{st: newState()} }
+func New(opts ...Option) *FSM {
+	f := &FSM{st: newState()}
+	for _, o := range opts {
+		o(f)
+	}
+	return f
+}
 
 // Apply decodes and applies one log entry. Malformed input is an error in
 // the result, never a panic; the state is unchanged then.
+//
+// A command of a type this release does not know:
+//   - with FlagSkippable, is skipped (Result.Skipped): the applied index
+//     moves on, the state does not change;
+//   - without it, halts the FSM: the result is an error, the applied index
+//     stays before the entry, and every later Apply is refused the same way.
+//     Halted returns the *UnknownCommandError (naming the type and the
+//     index); the peer must stop and be upgraded, never go on with a state
+//     that differs from its neighbours'. Snapshots must not be taken once
+//     halted (raftnode refuses them), so the entry is replayed after the
+//     upgrade.
 func (f *FSM) Apply(index uint64, data []byte) *Result {
-	c, err := Decode(data)
+	if h := f.halted.Load(); h != nil {
+		return fail(&Error{Code: CodeUnknownCommand, Msg: h.Error()})
+	}
+	c, err := decodeKnown(data, f.unknown)
 	if errors.Is(err, ErrSkipped) {
 		f.setApplied(index)
 		return &Result{Skipped: true}
+	}
+	var uc *UnknownCommandError
+	if errors.As(err, &uc) {
+		h := &UnknownCommandError{Type: uc.Type, Index: index}
+		f.halted.CompareAndSwap(nil, h)
+		return fail(&Error{Code: CodeUnknownCommand, Msg: h.Error()})
 	}
 	if err != nil {
 		f.setApplied(index)
@@ -39,6 +86,13 @@ func (f *FSM) Apply(index uint64, data []byte) *Result {
 	}
 	return f.ApplyCommand(index, c)
 }
+
+// Halted returns the log entry that stopped this FSM (a command type this
+// release does not know and may not skip), or nil.
+func (f *FSM) Halted() *UnknownCommandError { return f.halted.Load() }
+
+// Knows reports whether this FSM applies commands of type t.
+func (f *FSM) Knows(t CmdType) bool { return newCommand(t) != nil && !f.unknown[t] }
 
 // ApplyCommand applies a decoded command.
 func (f *FSM) ApplyCommand(index uint64, c Command) *Result {
@@ -277,6 +331,12 @@ type snapshotHeader struct {
 	ClusterKey []byte `json:"cluster_key,omitempty"`
 }
 
+// snapshotVersion is the format this release writes. Restore reads every
+// version from 1 up to it (a newer peer reads an older snapshot) and
+// refuses a newer one loudly. Fields added to records without a version
+// change must be optional (omitempty, absent = zero), as Recordings and
+// ClusterKey in the header were; testdata/snapshot-v1.jsonl must keep
+// restoring (TestGoldenSnapshot).
 const snapshotVersion = 1
 
 // WriteTo streams the snapshot as JSON lines: a header with counts, then
@@ -337,8 +397,11 @@ func (f *FSM) Restore(r io.Reader) error {
 	if err := dec.Decode(&hdr); err != nil {
 		return fmt.Errorf("fsm: snapshot header: %w", err)
 	}
-	if hdr.Version != snapshotVersion {
-		return fmt.Errorf("fsm: snapshot version %d, this build reads %d", hdr.Version, snapshotVersion)
+	if hdr.Version > snapshotVersion {
+		return fmt.Errorf("fsm: snapshot format version %d was written by a newer release (this one reads versions 1 to %d): upgrade this peer", hdr.Version, snapshotVersion)
+	}
+	if hdr.Version < 1 {
+		return fmt.Errorf("fsm: snapshot format version %d: not a Conclave snapshot", hdr.Version)
 	}
 	for _, n := range []int{hdr.Backends, hdr.Frontends, hdr.Meetings, hdr.Peers, hdr.Recordings} {
 		if n < 0 || n > maxSnapshotRecords {

@@ -88,8 +88,10 @@ const maxRecordingXML = 256 << 10
 func (s *State) putRecordings(c *PutRecordings) *Result {
 	for i := range c.Recordings {
 		r := c.Recordings[i]
-		if r.RecordID == "" || len(r.RecordID) > maxMeetingID || len(r.XML) > maxRecordingXML || !validMeta(r.Meta) {
-			continue // advisory data: skip what is malformed
+		// Advisory data: skip what is malformed. The metadata limits came
+		// later: checked before the log (Validate), not here.
+		if r.RecordID == "" || len(r.RecordID) > maxMeetingID || len(r.XML) > maxRecordingXML {
+			continue
 		}
 		s.Recordings[r.RecordID] = &r
 	}

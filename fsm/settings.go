@@ -29,9 +29,11 @@ type FrontendSettings struct {
 	CreateOverrideParams map[string]string `json:"create_override_params,omitempty"`
 }
 
-// Limits on settings, enforced when a command is applied (so a forged or
-// forwarded command cannot store more) and checked by the admin API before
-// anything is proposed to Raft. docs/API.md lists them.
+// Limits on settings. They came after the first release, so they are
+// checked before a command enters the log (Validate, FSM.Check, and the
+// admin API through CheckFrontendSettings / CheckBackendSettings), not when
+// it is applied: an entry an older release applied must apply the same way
+// in this one (see validate.go). docs/API.md lists them.
 const (
 	// MaxSettingsJSON bounds a settings patch and the merged settings, as JSON.
 	MaxSettingsJSON = 16 << 10
@@ -45,62 +47,82 @@ const (
 )
 
 // CheckFrontendSettings reports whether patch, merged into cur, gives
-// valid frontend settings within the limits: what applying it would say.
+// valid frontend settings within the limits.
 func CheckFrontendSettings(cur FrontendSettings, patch []byte) error {
 	var st FrontendSettings
-	if err := mergeSettings(cur, patch, &st); err != nil {
+	if err := mergeWithinLimits(cur, patch, &st); err != nil {
 		return err
 	}
-	return st.validate()
+	if err := st.validate(); err != nil {
+		return err
+	}
+	return st.limits()
 }
 
 // CheckBackendSettings is CheckFrontendSettings for a backend.
 func CheckBackendSettings(cur BackendSettings, patch []byte) error {
 	var st BackendSettings
-	if err := mergeSettings(cur, patch, &st); err != nil {
+	if err := mergeWithinLimits(cur, patch, &st); err != nil {
 		return err
 	}
 	return st.validate()
 }
 
-// mergeSettings applies an RFC 7396 JSON merge patch (null unsets) to the
-// current settings and decodes the result strictly into out, so unknown keys
-// and wrong types are errors. Deterministic: same inputs, same output.
-func mergeSettings(current any, patch []byte, out any) error {
+// mergeWithinLimits is mergeSettings with the size limits on the patch and
+// on the merged settings.
+func mergeWithinLimits(current any, patch []byte, out any) error {
 	if len(patch) > MaxSettingsJSON {
 		return invalid("settings: %d bytes of JSON, over the limit of %d", len(patch), MaxSettingsJSON)
 	}
+	n, err := mergeSettingsJSON(current, patch, out)
+	if err != nil {
+		return err
+	}
+	if n > MaxSettingsJSON {
+		return invalid("settings: %d bytes of JSON once merged, over the limit of %d", n, MaxSettingsJSON)
+	}
+	return nil
+}
+
+// mergeSettings applies an RFC 7396 JSON merge patch (null unsets) to the
+// current settings and decodes the result strictly into out, so unknown keys
+// and wrong types are errors. Deterministic: same inputs, same output. It
+// is what Apply runs: no size limits (they are checked before the log).
+func mergeSettings(current any, patch []byte, out any) error {
+	_, err := mergeSettingsJSON(current, patch, out)
+	return err
+}
+
+// mergeSettingsJSON is mergeSettings returning the merged JSON's size.
+func mergeSettingsJSON(current any, patch []byte, out any) (int, error) {
 	if len(bytes.TrimSpace(patch)) == 0 {
 		patch = []byte("{}")
 	}
 	var p any
 	if err := json.Unmarshal(patch, &p); err != nil {
-		return invalid("settings are not valid JSON: %v", err)
+		return 0, invalid("settings are not valid JSON: %v", err)
 	}
 	if _, ok := p.(map[string]any); !ok {
-		return invalid("settings must be a JSON object")
+		return 0, invalid("settings must be a JSON object")
 	}
 	curJSON, err := json.Marshal(current)
 	if err != nil {
-		return invalid("settings: %v", err)
+		return 0, invalid("settings: %v", err)
 	}
 	var cur any
 	if err := json.Unmarshal(curJSON, &cur); err != nil {
-		return invalid("settings: %v", err)
+		return 0, invalid("settings: %v", err)
 	}
 	merged, err := json.Marshal(mergePatch(cur, p))
 	if err != nil {
-		return invalid("settings: %v", err)
-	}
-	if len(merged) > MaxSettingsJSON {
-		return invalid("settings: %d bytes of JSON once merged, over the limit of %d", len(merged), MaxSettingsJSON)
+		return 0, invalid("settings: %v", err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(merged))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(out); err != nil {
-		return invalid("bad settings: %v", err)
+		return 0, invalid("bad settings: %v", err)
 	}
-	return nil
+	return len(merged), nil
 }
 
 func mergePatch(target, patch any) any {
@@ -136,16 +158,19 @@ func (s *FrontendSettings) validate() error {
 	if s.DefaultPresentation != nil && s.DefaultPresentation.URL == "" {
 		return invalid("default_presentation needs a url")
 	}
+	return validTags("required_tags", s.RequiredTags)
+}
+
+// limits checks the frontend settings' size limits (not applied: they came
+// later than the command, see MaxSettingsJSON).
+func (s *FrontendSettings) limits() error {
 	if s.DefaultPresentation != nil && len(s.DefaultPresentation.URL) > MaxSettingsValueLen {
 		return invalid("default_presentation.url: at most %d bytes", MaxSettingsValueLen)
 	}
 	if err := validParams("create_default_params", s.CreateDefaultParams); err != nil {
 		return err
 	}
-	if err := validParams("create_override_params", s.CreateOverrideParams); err != nil {
-		return err
-	}
-	return validTags("required_tags", s.RequiredTags)
+	return validParams("create_override_params", s.CreateOverrideParams)
 }
 
 // validParams checks a map of BBB parameters against the limits.
@@ -196,6 +221,9 @@ const (
 	CodeNotFound = "not_found"
 	CodeExists   = "exists"
 	CodeConflict = "conflict"
+	// CodeUnknownCommand: a log entry of a type this release does not know
+	// and may not skip; the peer stops (FSM.Halted).
+	CodeUnknownCommand = "unknown_command"
 )
 
 func invalid(format string, a ...any) *Error {
