@@ -9,6 +9,7 @@ import (
 
 	"github.com/conclave-lb/conclave/bbb"
 	"github.com/conclave-lb/conclave/fsm"
+	"github.com/conclave-lb/conclave/gateway/control"
 )
 
 // Timeouts for calls to backends. A node that hangs (accepts connections,
@@ -35,7 +36,7 @@ const (
 	// client waits for it.
 	backendSyncTimeout = 30 * time.Second
 	getMeetingsTimeout = backendReadTimeout // per backend, for the fan-out
-	maxBackendResponse = 16 << 20
+	maxBackendResponse = control.MaxBackendResponse
 )
 
 // callTimeout is the bound of one BBB call on a backend.

@@ -70,7 +70,7 @@ func BenchmarkPlacement(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				if _, err := s.place(&fe, nil); err != nil {
+				if _, err := s.ctl.Place(&fe, nil); err != nil {
 					b.Fatal(err)
 				}
 			}

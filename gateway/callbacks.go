@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/conclave-lb/conclave/auth"
 	"github.com/conclave-lb/conclave/fsm"
+	"github.com/conclave-lb/conclave/gateway/control"
 	"github.com/conclave-lb/conclave/gateway/internal/xmlscan"
 )
 
@@ -77,24 +77,7 @@ func callbackSig(key []byte, kind, frontend, internal, meetingID, backend, targe
 // clusterKey returns the cluster key, committing a new random one when the
 // state has none yet (the first committed wins on every peer).
 func (s *Server) clusterKey(ctx context.Context) []byte {
-	return s.drawClusterKey(ctx, s.cluster.Apply)
-}
-
-// drawClusterKey is clusterKey committing through apply (the prober's:
-// its term's).
-func (s *Server) drawClusterKey(ctx context.Context, apply applyFunc) []byte {
-	if k := s.cluster.FSM().ClusterKey(); k != nil {
-		return k
-	}
-	k := make([]byte, fsm.ClusterKeyLen)
-	if _, err := rand.Read(k); err != nil {
-		return nil
-	}
-	if _, err := apply(ctx, &fsm.SetClusterKey{Key: k}); err != nil {
-		s.log.Warn("could not commit the cluster key", "err", err)
-		return nil
-	}
-	return s.cluster.FSM().ClusterKey()
+	return control.DrawClusterKey(ctx, s.cluster.FSM(), s.cluster.Apply, s.log)
 }
 
 // relayTarget returns the client's URL carried by a relay URL (ours or

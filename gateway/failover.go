@@ -12,6 +12,7 @@ import (
 
 	"github.com/conclave-lb/conclave/bbb"
 	"github.com/conclave-lb/conclave/fsm"
+	"github.com/conclave-lb/conclave/gateway/control"
 	"github.com/conclave-lb/conclave/gateway/internal/xmlscan"
 )
 
@@ -30,12 +31,6 @@ const (
 	// recreateWait bounds how long a join waits for another peer's
 	// re-creation of its meeting, and how long a re-creation may take.
 	recreateWait = 5 * time.Second
-	// lostGrace: a meeting its live node does not list is lost only once
-	// it was created this long before the listing started (a create in
-	// flight is not listed yet) or was listed since its creation.
-	lostGrace = 5 * time.Second
-	// lostKeep: a lost meeting no one joined is forgotten after this.
-	lostKeep = time.Hour
 )
 
 const (
@@ -49,9 +44,7 @@ const (
 // backend is gone, or the cluster declared its node dead. A node held in
 // error only because its meeting list is too large to read still runs its
 // meetings.
-func backendDead(b *fsm.Backend) bool {
-	return b == nil || (b.NodeState == fsm.NodeError && b.LastError != tooLargeMessage)
-}
+func backendDead(b *fsm.Backend) bool { return control.BackendDead(b) }
 
 // meetingDown reports whether a meeting is not running where it is bound.
 func meetingDown(m *fsm.Meeting, b *fsm.Backend) bool {
@@ -194,7 +187,7 @@ func (r *bbbRequest) recreate(mid, internal string, m *fsm.Meeting) (*fsm.Meetin
 				exclude[k] = true
 			}
 			// The placement rules of a create, meta_server-tag included.
-			t, err := r.s.placeTagged(&r.frontend, exclude, serverTagsInQuery(cur.Create.Query))
+			t, err := r.s.ctl.PlaceTagged(&r.frontend, exclude, control.ServerTagsInQuery(cur.Create.Query))
 			if err != nil {
 				return nil, nil, r.fail(bbb.KeyServerUnavailable, "The meeting's server is down and no other server is available: "+err.Error())
 			}
@@ -319,47 +312,4 @@ func (s *Server) createAgain(fe *fsm.Frontend, b *fsm.Backend, m *fsm.Meeting, m
 		return false
 	}
 	return false
-}
-
-// markLost records meetings a live node does not know any more (the
-// prober's write, through its term's apply).
-func (s *Server) markLost(ctx context.Context, apply applyFunc, refs []fsm.MeetingRef) {
-	ctx, cancel := context.WithTimeout(ctx, claimTimeout)
-	defer cancel()
-	if _, err := apply(ctx, &fsm.MarkMeetingsLost{Meetings: refs, Now: now()}); err != nil {
-		s.log.Warn("could not mark meetings lost", "err", err)
-	}
-}
-
-// endStaleCopies ends, on backend b, the meetings it lists that the state
-// binds to another backend: copies left behind when a meeting moved while
-// b was declared dead (b was only cut off, or came back with its
-// meetings). Users still in such a copy rejoin, and land in the one the
-// cluster runs. Its end callback is refused by the relay (bound
-// elsewhere), so the moved meeting stays bound.
-func (s *Server) endStaleCopies(b *fsm.Backend, listed map[string]bool) {
-	st := s.cluster.FSM()
-	for id := range listed {
-		m, ok := st.Meeting(id)
-		if !ok || m.BackendID == b.ID {
-			continue
-		}
-		if o, ok := st.Backend(m.BackendID); !ok || backendDead(&o) || m.Down() {
-			continue // the moved meeting does not run yet: the copy is all there is
-		}
-		args := fasthttp.AcquireArgs()
-		args.Set("meetingID", id)
-		if m.Create != nil && m.Create.ModeratorPW != "" {
-			args.Set("password", m.Create.ModeratorPW)
-		}
-		bb := *b
-		go func() {
-			defer fasthttp.ReleaseArgs(args)
-			if _, err := s.callBackend(&bb, "end", args, nil, "", backendCallTimeout); err != nil {
-				s.log.Warn("could not end a stale copy of a moved meeting", "backend", bb.ID, "meeting", id, "err", err)
-				return
-			}
-			s.log.Info("ended a stale copy of a meeting that runs elsewhere", "backend", bb.ID, "meeting", id, "bound_to", m.BackendID)
-		}()
-	}
 }

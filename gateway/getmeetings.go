@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/conclave-lb/conclave/fsm"
+	"github.com/conclave-lb/conclave/gateway/control"
 	"github.com/conclave-lb/conclave/gateway/internal/xmlscan"
 	"github.com/conclave-lb/conclave/raftnode"
 )
@@ -67,7 +69,7 @@ func (r *bbbRequest) getMeetings() string {
 			defer wg.Done()
 			answer, err := r.s.callBackend(&b, "getMeetings", nil, nil, "", getMeetingsTimeout)
 			if err != nil {
-				if isTooLarge(err) {
+				if control.IsTooLarge(err) {
 					// Not a dead node: one that outgrew the limit. Say so
 					// every time (metric) and in the log (once a minute),
 					// and ask for this frontend's meetings one by one.
@@ -342,4 +344,9 @@ func (s *Server) warnEvery(key string, every time.Duration) bool {
 	}
 	warnLimiter.Store(key, now)
 	return true
+}
+
+func sortStrings(s []string) []string {
+	slices.Sort(s)
+	return s
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/conclave-lb/conclave/bbb"
 	"github.com/conclave-lb/conclave/fsm"
+	"github.com/conclave-lb/conclave/gateway/control"
 	"github.com/conclave-lb/conclave/raftnode"
 	"github.com/conclave-lb/conclave/test/fakebbb"
 	"github.com/conclave-lb/conclave/test/harness"
@@ -362,7 +363,7 @@ func TestGetMeetingsListsTooLargeNodeInError(t *testing.T) {
 	r.mc.MustApply(&fsm.SetBackendAdminState{ID: "big", State: fsm.AdminReady})
 	r.setReady("big")
 	r.mc.MustApply(&fsm.ClaimMeeting{InternalID: "fe1~big", Frontend: "fe1", MeetingID: "big", BackendID: "big"})
-	r.mc.MustApply(&fsm.ReportBackends{Reports: []fsm.BackendReport{{ID: "big", NodeState: fsm.NodeError, Error: tooLargeMessage}}})
+	r.mc.MustApply(&fsm.ReportBackends{Reports: []fsm.BackendReport{{ID: "big", NodeState: fsm.NodeError, Error: control.TooLargeMessage}}})
 	if a := r.client("fe1").Get(t, "getMeetings", ""); !strings.Contains(a.Raw, "<meetingID>big</meetingID>") {
 		t.Fatalf("the too large node's meeting is missing: %s", a.Raw)
 	}

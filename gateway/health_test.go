@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -112,32 +110,4 @@ func TestProberListsMeetingsEveryLoadEveryAndPingsBetween(t *testing.T) {
 	}
 	r.nodes[0].Close()
 	waitBackend(t, r.mc, r.ids[0], 2*time.Second, "error from failed pings", func(b fsm.Backend) bool { return b.NodeState == fsm.NodeError })
-}
-
-// A 200 answer that is not BBB's SUCCESS (a proxy's page, an error
-// envelope) fails the probe, listing or not.
-func TestProbeNeedsASuccessEnvelope(t *testing.T) {
-	var body atomic.Value
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Write([]byte(body.Load().(string)))
-	}))
-	defer srv.Close()
-	s := New(Config{}, NewMemCluster())
-	b := &fsm.Backend{ID: "x", URL: srv.URL + "/bigbluebutton/api/", Secret: "s"}
-	for _, tc := range []struct {
-		answer string
-		ok     bool
-	}{
-		{"<response><returncode>SUCCESS</returncode><running>false</running></response>", true},
-		{"<html><body>maintenance</body></html>", false},
-		{"<response><returncode>FAILED</returncode><messageKey>checksumError</messageKey></response>", false},
-		{"not xml <", false},
-	} {
-		body.Store(tc.answer)
-		for _, list := range []bool{false, true} {
-			if r := s.probe(b, time.Second, list); r.ok != tc.ok {
-				t.Errorf("list=%v on %q: ok=%v (%s), want %v", list, tc.answer, r.ok, r.err, tc.ok)
-			}
-		}
-	}
 }

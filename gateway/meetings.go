@@ -13,6 +13,7 @@ import (
 
 	"github.com/conclave-lb/conclave/bbb"
 	"github.com/conclave-lb/conclave/fsm"
+	"github.com/conclave-lb/conclave/gateway/control"
 	"github.com/conclave-lb/conclave/gateway/internal/xmlscan"
 	"github.com/conclave-lb/conclave/raftnode"
 )
@@ -62,12 +63,12 @@ func (r *bbbRequest) create() string {
 		}
 	}
 	tried := map[string]bool{}
-	tags := serverTagsOf(r.args) // after the frontend's default and override params
+	tags := control.ServerTagsOf(r.args) // after the frontend's default and override params
 	for attempt := 0; attempt < maxPlaceAttempts; attempt++ {
-		b, err := r.s.placeTagged(&r.frontend, tried, tags)
+		b, err := r.s.ctl.PlaceTagged(&r.frontend, tried, tags)
 		if err != nil {
 			r.s.metrics.placeFailures.WithLabelValues(placeFailureReason(err, attempt)).Inc()
-			if e, ok := err.(errServerTagUnavailable); ok {
+			if e, ok := err.(control.ErrServerTagUnavailable); ok {
 				return r.fail(bbb.KeyServerTagUnavailable, e.Error())
 			}
 			if attempt > 0 {
@@ -75,7 +76,7 @@ func (r *bbbRequest) create() string {
 			}
 			return r.fail(bbb.KeyNoBackendAvailable, err.Error())
 		}
-		r.s.pending.add(b.ID, 1)
+		r.s.ctl.AddPending(b.ID, 1)
 		ctx, cancel := context.WithTimeout(context.Background(), claimTimeout)
 		started := time.Now()
 		claim, err := r.s.cluster.Commit(ctx, &fsm.ClaimMeeting{
@@ -83,7 +84,7 @@ func (r *bbbRequest) create() string {
 		})
 		r.s.metrics.applyLatency.Observe(time.Since(started).Seconds())
 		cancel()
-		r.s.pending.add(b.ID, -1)
+		r.s.ctl.AddPending(b.ID, -1)
 		if err != nil {
 			r.s.metrics.placeFailures.WithLabelValues("no_quorum").Inc()
 			r.s.log.Warn("claim not committed", "meeting", mid, "frontend", r.frontend.Key, "err", err)
@@ -123,9 +124,9 @@ func placeFailureReason(err error, attempt int) string {
 	switch {
 	case attempt > 0:
 		return "backends_failed"
-	case err == errNoTaggedNode:
+	case err == control.ErrNoTaggedNode:
 		return "no_tagged_backend"
-	case errors.As(err, new(errServerTagUnavailable)):
+	case errors.As(err, new(control.ErrServerTagUnavailable)):
 		return "server_tag_unavailable"
 	}
 	return "no_backend"
@@ -492,7 +493,7 @@ func (r *bbbRequest) afterEnd(m *fsm.Meeting, b *fsm.Backend, env bbb.Envelope) 
 func (r *bbbRequest) afterMeetingInfo(m *fsm.Meeting, b *fsm.Backend, env bbb.Envelope) {
 	if !env.OK() && env.MessageKey == bbb.KeyNotFound {
 		if m.Create != nil {
-			go r.s.markLost(context.Background(), r.s.cluster.Commit, []fsm.MeetingRef{{InternalID: m.InternalID, BackendID: b.ID}})
+			go control.MarkLost(context.Background(), r.s.cluster.Commit, r.s.log, []fsm.MeetingRef{{InternalID: m.InternalID, BackendID: b.ID}})
 			return
 		}
 		go r.s.release(m.InternalID, b.ID)

@@ -8,7 +8,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -195,43 +194,6 @@ func (s *Server) syncRecordingsWith(parent context.Context, apply applyFunc, b *
 		}
 	}
 	return nil
-}
-
-// RunRecordingSync keeps the recordings index in line with every live
-// backend while this peer leads: the safety net for lost callbacks. Like
-// the prober it runs in each leadership term this peer wins, stops when
-// the term's leadership is lost and writes only as that term's leader. It
-// returns when ctx ends.
-func (s *Server) RunRecordingSync(ctx context.Context, every time.Duration) {
-	s.cluster.LeaderLoops(ctx, func(ctx context.Context, term uint64) {
-		s.recordingSyncTerm(ctx, every, term)
-	})
-	<-ctx.Done()
-}
-
-// recordingSyncTerm is the recordings sync for one leadership term.
-func (s *Server) recordingSyncTerm(ctx context.Context, every time.Duration, term uint64) {
-	apply := s.termApply(term)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		for _, b := range s.cluster.FSM().Backends() {
-			if ctx.Err() != nil {
-				return
-			}
-			if b.NodeState != fsm.NodeReady {
-				continue // a dead node's recordings stay listed with their last known URLs
-			}
-			if err := s.syncRecordingsWith(ctx, apply, &b, nil); err != nil {
-				s.log.Warn("recordings sync failed", "backend", b.ID, "err", err)
-			}
-		}
-	}
 }
 
 // internalMeetingList maps a client's comma list of meeting IDs.

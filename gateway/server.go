@@ -21,6 +21,8 @@ import (
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
 	"github.com/conclave-lb/conclave/auth"
+	"github.com/conclave-lb/conclave/fsm"
+	"github.com/conclave-lb/conclave/gateway/control"
 	"github.com/conclave-lb/conclave/internal/peertls"
 	"github.com/conclave-lb/conclave/raftnode"
 )
@@ -65,17 +67,16 @@ const DefaultMaxBodySize = 32 << 20
 
 // Server serves every HTTP route of a peer.
 type Server struct {
-	cfg        Config
-	cluster    Cluster
-	log        *slog.Logger
-	srv        *fasthttp.Server
-	peerSrv    *fasthttp.Server // peer routes over mutual TLS (nil without PeerTLS)
-	metrics    *metrics
-	promH      fasthttp.RequestHandler
-	bc         *fasthttp.Client  // calls to backends
-	pending    pendingPlacements // placements chosen, not yet committed
-	loadsCache agentLoadsCache
-	draining   atomic.Bool // set by Drain
+	cfg      Config
+	cluster  Cluster
+	log      *slog.Logger
+	srv      *fasthttp.Server
+	peerSrv  *fasthttp.Server // peer routes over mutual TLS (nil without PeerTLS)
+	metrics  *metrics
+	promH    fasthttp.RequestHandler
+	bc       *fasthttp.Client // calls to backends
+	ctl      *control.Control // prober, recordings sync, placement
+	draining atomic.Bool      // set by Drain
 	// lastConfirmed: when a checksum miss last made the replica consistent.
 	lastConfirmed atomic.Int64
 	guard         *guardMetrics
@@ -83,9 +84,6 @@ type Server struct {
 	gate          *bodyGate      // request bodies in flight
 	// beforeRoute, when set (tests only), runs before each request is routed.
 	beforeRoute func(*fasthttp.RequestCtx)
-	// afterProbes, when set (tests only), runs when a probe round has its
-	// answers, before it commits anything.
-	afterProbes func()
 
 	// listBarrier shares a follower's read-index waits between concurrent
 	// getMeetings (getmeetings.go).
@@ -106,6 +104,13 @@ func New(cfg Config, cluster Cluster) *Server {
 	}
 	s := &Server{cfg: cfg, cluster: cluster, log: cfg.Logger, bc: newBackendHTTPClient()}
 	s.metrics = newMetrics(cfg.Registry, cluster, cfg.Loads)
+	s.ctl = control.New(control.Config{
+		Logger: cfg.Logger, Loads: cfg.Loads, LoadWeights: cfg.LoadWeights,
+		TooLarge: func(id string) { s.metrics.tooLarge.WithLabelValues(id).Inc() },
+		SyncRecordings: func(ctx context.Context, apply control.ApplyFunc, b *fsm.Backend) error {
+			return s.syncRecordingsWith(ctx, apply, b, nil)
+		},
+	}, cluster, backendCaller{s})
 	s.guard = newGuardMetrics(cfg.Registry)
 	s.gate = newBodyGate(max(4*int64(cfg.MaxBodySize), minBodyBudget), maxBodiesPerClient)
 	s.trusted = cfg.TrustedProxies

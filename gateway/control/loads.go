@@ -1,4 +1,4 @@
-package gateway
+package control
 
 import (
 	"sync"
@@ -29,24 +29,24 @@ const AgentLoadFresh = 10 * time.Second
 // Every create reads them; they change every second or two, so an answer
 // up to agentLoadsReuse old is reused rather than rebuilt from the member
 // table. The map is shared: callers must not change it.
-func (s *Server) agentLoads() map[string]AgentLoad {
-	if s.cfg.Loads == nil {
+func (c *Control) agentLoads() map[string]AgentLoad {
+	if c.cfg.Loads == nil {
 		return nil
 	}
-	c := &s.loadsCache
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.loads != nil && time.Since(c.at) < agentLoadsReuse {
-		return c.loads
+	lc := &c.loadsCache
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	if lc.loads != nil && time.Since(lc.at) < agentLoadsReuse {
+		return lc.loads
 	}
-	all := s.cfg.Loads.AgentLoads()
+	all := c.cfg.Loads.AgentLoads()
 	out := make(map[string]AgentLoad, len(all))
 	for url, l := range all {
 		if l.Alive && l.BBBUp && time.Since(l.Updated) < AgentLoadFresh {
 			out[url] = l
 		}
 	}
-	c.loads, c.at = out, time.Now()
+	lc.loads, lc.at = out, time.Now()
 	return out
 }
 
@@ -60,10 +60,10 @@ type agentLoadsCache struct {
 
 // agentDead reports whether the backend's agent is known and not alive:
 // then one failed probe is enough to call the node dead.
-func (s *Server) agentDead(b *fsm.Backend) bool {
-	if s.cfg.Loads == nil {
+func (c *Control) agentDead(b *fsm.Backend) bool {
+	if c.cfg.Loads == nil {
 		return false
 	}
-	l, ok := s.cfg.Loads.AgentLoads()[b.URL]
+	l, ok := c.cfg.Loads.AgentLoads()[b.URL]
 	return ok && !l.Alive
 }

@@ -1,11 +1,10 @@
-package gateway
+package control
 
 import (
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -23,7 +22,7 @@ import (
 const staleAttendees = 777
 
 // recordingCluster is a raftnode.Node that remembers every command the
-// gateway got committed through it, by whichever write path.
+// control loops got committed through it, by whichever write path.
 type recordingCluster struct {
 	*raftnode.Node
 	mu        sync.Mutex
@@ -79,63 +78,58 @@ func (c *recordingCluster) reports() (all, stale int) {
 
 type loopPeer struct {
 	rc  *recordingCluster
-	srv *Server
+	ctl *Control
 }
 
-// startLoopCluster runs three peers in-process (Raft and the gateway on
-// its HTTP port, no TLS, loopback peer calls), p1 bootstrapping.
+// startLoopCluster runs three Raft peers in-process, p1 bootstrapping and
+// adding the others itself (a leader's Join is local: no HTTP), each with
+// its control loops over it.
 func startLoopCluster(t *testing.T) []*loopPeer {
 	t.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var peers []*loopPeer
-	var first string
 	for i := 0; i < 3; i++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		var join []string
-		if i > 0 {
-			join = []string{first}
-		} else {
-			first = ln.Addr().String()
-		}
-		node, err := raftnode.Open(raftnode.Config{ID: fmt.Sprintf("p%d", i+1), DataDir: t.TempDir(), RaftBind: harness.FreeAddr(t),
-			HTTPAdvertise: ln.Addr().String(), Bootstrap: i == 0, Join: join, Logger: quiet,
+		raftAddr := harness.FreeAddr(t)
+		node, err := raftnode.Open(raftnode.Config{ID: fmt.Sprintf("p%d", i+1), DataDir: t.TempDir(), RaftBind: raftAddr,
+			HTTPAdvertise: "127.0.0.1:1", Bootstrap: i == 0, Logger: quiet,
 			HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond})
 		if err != nil {
-			ln.Close()
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { node.Shutdown() })
 		p := &loopPeer{rc: &recordingCluster{Node: node}}
-		p.srv = New(Config{Logger: quiet}, p.rc)
-		go p.srv.Serve(ln)
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			p.srv.Shutdown(ctx)
-			node.Shutdown()
-		})
+		p.ctl = New(Config{Logger: quiet}, p.rc, httpCaller{})
 		peers = append(peers, p)
+		if i == 0 {
+			waitUntil(t, 10*time.Second, "p1 leads", func() bool { return node.IsLeader() })
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		err = peers[0].rc.Join(ctx, raftnode.JoinRequest{ID: node.ID(), RaftAddr: raftAddr})
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		ok := true
+	waitUntil(t, 30*time.Second, "every peer knows the leader", func() bool {
 		for _, p := range peers {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			infos, err := p.rc.Peers(ctx)
-			cancel()
-			if st := p.rc.Status(); err != nil || len(infos) != 3 || st.LeaderID == "" || !st.Ready {
-				ok = false
+			if id, _ := p.rc.Leader(); id == "" {
+				return false
 			}
 		}
-		if ok {
-			return peers
-		}
+		return true
+	})
+	return peers
+}
+
+func waitUntil(t *testing.T, within time.Duration, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !ok() {
 		if time.Now().After(deadline) {
-			t.Fatal("three peers with a leader: not within 30 s")
+			t.Fatalf("not within %v: %s", within, what)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -191,7 +185,7 @@ func TestProberDeposedMidRoundCommitsNothing(t *testing.T) {
 	roundsDone := make(chan string, 64)
 	for i, p := range peers {
 		id := fmt.Sprintf("p%d", i+1)
-		p.srv.afterProbes = func() {
+		p.ctl.afterProbes = func() {
 			select {
 			case roundsDone <- id:
 			default:
@@ -203,7 +197,7 @@ func TestProberDeposedMidRoundCommitsNothing(t *testing.T) {
 	hctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	for _, p := range peers {
-		go p.srv.RunHealth(hctx, cfg)
+		go p.ctl.RunHealth(hctx, cfg)
 	}
 
 	select {

@@ -1,4 +1,4 @@
-package gateway
+package control
 
 import (
 	"sync"
@@ -32,9 +32,9 @@ func (f *fakeLoads) set(url string, l AgentLoad) {
 // Placement follows the agents' fresh figures; stale, dead or BBB-down
 // reports are ignored.
 func TestPlacementUsesAgentLoad(t *testing.T) {
-	mc := NewMemCluster()
+	mc := newMemCluster()
 	loads := &fakeLoads{m: map[string]AgentLoad{}}
-	s := New(Config{Loads: loads}, mc)
+	s := newTestControl(Config{Loads: loads}, mc)
 	mc.MustApply(&fsm.AddFrontend{Key: "fe", Secret: "s"})
 	for _, id := range []string{"a", "b"} {
 		mc.MustApply(&fsm.AddBackend{ID: id, URL: "http://127.0.0.1:1/" + id + "/bigbluebutton/api/", Secret: "x"})
@@ -46,7 +46,7 @@ func TestPlacementUsesAgentLoad(t *testing.T) {
 	urlA, _ := mc.FSM().Backend("a")
 	loads.set(urlA.URL, AgentLoad{Meetings: 3, Attendees: 40, Alive: true, BBBUp: true, Updated: time.Now()})
 	forget := func() { s.loadsCache.mu.Lock(); s.loadsCache.loads = nil; s.loadsCache.mu.Unlock() } // reused for 200 ms
-	if b, _ := s.place(&fe, nil); b.ID != "b" {
+	if b, _ := s.Place(&fe, nil); b.ID != "b" {
 		t.Fatalf("placement ignored a's agent load: chose %s", b.ID)
 	}
 	for name, l := range map[string]AgentLoad{
@@ -56,7 +56,7 @@ func TestPlacementUsesAgentLoad(t *testing.T) {
 	} {
 		loads.set(urlA.URL, l)
 		forget()
-		if b, _ := s.place(&fe, nil); b.ID != "a" {
+		if b, _ := s.Place(&fe, nil); b.ID != "a" {
 			t.Fatalf("%s agent report was used: chose %s", name, b.ID)
 		}
 	}

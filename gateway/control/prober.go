@@ -1,4 +1,4 @@
-package gateway
+package control
 
 import (
 	"context"
@@ -40,6 +40,15 @@ var DefaultHealth = HealthConfig{
 	LoadEvery: 2 * time.Second, EndedGrace: 30 * time.Second,
 }
 
+const (
+	// lostGrace: a meeting its live node does not list is lost only once
+	// it was created this long before the listing started (a create in
+	// flight is not listed yet) or was listed since its creation.
+	lostGrace = 5 * time.Second
+	// lostKeep: a lost meeting no one joined is forgotten after this.
+	lostKeep = time.Hour
+)
+
 // maxConcurrentProbes bounds the answers held at once: with 1 000 backends
 // probed all together, their getMeetings answers (tens of kB each) took
 // over 100 MB of the leader's memory every second. A probe round still
@@ -55,7 +64,7 @@ type probeResult struct {
 	videos, voice       int // video streams, voice participants
 	meetingIDs          map[string]bool
 	err                 string
-	tooLarge            bool // the getMeetings answer exceeded maxBackendResponse
+	tooLarge            bool // the getMeetings answer exceeded MaxBackendResponse
 }
 
 // backendHealth is the prober's memory of one backend.
@@ -70,25 +79,17 @@ type backendHealth struct {
 	tooLarge string
 }
 
-// tooLargeMessage is the NodeState error reason for a node whose
+// TooLargeMessage is the NodeState error reason for a node whose
 // getMeetings answer is over the limit.
-var tooLargeMessage = fmt.Sprintf("getMeetings answer larger than %d MiB: Conclave cannot list this node's meetings; "+
-	"its meetings stay bound but it takes no new ones until its answer shrinks", maxBackendResponse>>20)
+var TooLargeMessage = fmt.Sprintf("getMeetings answer larger than %d MiB: Conclave cannot list this node's meetings; "+
+	"its meetings stay bound but it takes no new ones until its answer shrinks", MaxBackendResponse>>20)
 
-// isTooLarge reports whether err is a backend answer refused for its size.
-func isTooLarge(err error) bool { return errors.Is(err, fasthttp.ErrBodyTooLarge) }
+// MaxBackendResponse is the largest backend answer read (the gateway's
+// BBB client refuses larger ones: fasthttp.ErrBodyTooLarge).
+const MaxBackendResponse = 16 << 20
 
-// applyFunc commits a command. The leader loops get one bound to their
-// leadership term (termApply); request handlers use the Cluster's own.
-type applyFunc func(ctx context.Context, c fsm.Command) (*fsm.Result, error)
-
-// termApply commits as the leader of term, and only as that: once the
-// term's leadership is lost every write is refused, never forwarded.
-func (s *Server) termApply(term uint64) applyFunc {
-	return func(ctx context.Context, c fsm.Command) (*fsm.Result, error) {
-		return s.cluster.ApplyAsLeader(ctx, term, c)
-	}
-}
+// IsTooLarge reports whether err is a backend answer refused for its size.
+func IsTooLarge(err error) bool { return errors.Is(err, fasthttp.ErrBodyTooLarge) }
 
 // RunHealth probes every backend while this peer leads, and commits
 // NodeState changes (at once), load (at most every LoadEvery) and ended
@@ -97,16 +98,16 @@ func (s *Server) termApply(term uint64) applyFunc {
 // the moment that term's leadership is lost; it writes only as the leader
 // of its term, so a round a deposed leader finishes commits nothing. It
 // returns when ctx ends.
-func (s *Server) RunHealth(ctx context.Context, cfg HealthConfig) {
-	s.cluster.LeaderLoops(ctx, func(ctx context.Context, term uint64) {
-		s.proberTerm(ctx, cfg, term)
+func (c *Control) RunHealth(ctx context.Context, cfg HealthConfig) {
+	c.cluster.LeaderLoops(ctx, func(ctx context.Context, term uint64) {
+		c.proberTerm(ctx, cfg, term)
 	})
 	<-ctx.Done()
 }
 
 // proberTerm is the prober for one leadership term; ctx ends with it.
-func (s *Server) proberTerm(ctx context.Context, cfg HealthConfig, term uint64) {
-	apply := s.termApply(term)
+func (c *Control) proberTerm(ctx context.Context, cfg HealthConfig, term uint64) {
+	apply := c.termApply(term)
 	t := time.NewTicker(cfg.Interval)
 	defer t.Stop()
 	mem := map[string]*backendHealth{}
@@ -117,19 +118,19 @@ func (s *Server) proberTerm(ctx context.Context, cfg HealthConfig, term uint64) 
 			return
 		case <-t.C:
 		}
-		if s.cluster.FSM().ClusterKey() == nil {
-			s.drawClusterKey(ctx, apply) // the leader draws the cluster key once
+		if c.cluster.FSM().ClusterKey() == nil {
+			DrawClusterKey(ctx, c.cluster.FSM(), apply, c.log) // the leader draws the cluster key once
 		}
 		list := time.Since(lastList) >= cfg.LoadEvery
 		if list {
 			lastList = time.Now()
 		}
-		lastLoad = s.probeRound(ctx, cfg, apply, mem, lastLoad, list)
+		lastLoad = c.probeRound(ctx, cfg, apply, mem, lastLoad, list)
 	}
 }
 
-func (s *Server) probeRound(ctx context.Context, cfg HealthConfig, apply applyFunc, mem map[string]*backendHealth, lastLoad time.Time, list bool) time.Time {
-	backends := s.cluster.FSM().Backends()
+func (c *Control) probeRound(ctx context.Context, cfg HealthConfig, apply ApplyFunc, mem map[string]*backendHealth, lastLoad time.Time, list bool) time.Time {
+	backends := c.cluster.FSM().Backends()
 	results := make([]probeResult, len(backends))
 	var wg sync.WaitGroup
 	slots := make(chan struct{}, maxConcurrentProbes)
@@ -138,22 +139,22 @@ func (s *Server) probeRound(ctx context.Context, cfg HealthConfig, apply applyFu
 		slots <- struct{}{}
 		go func(i int) {
 			defer func() { <-slots; wg.Done() }()
-			results[i] = s.probe(&backends[i], cfg.Timeout, list)
+			results[i] = c.probe(&backends[i], cfg.Timeout, list)
 		}(i)
 	}
 	wg.Wait()
-	if s.afterProbes != nil {
-		s.afterProbes()
+	if c.afterProbes != nil {
+		c.afterProbes()
 	}
 	if ctx.Err() != nil {
 		// The term ended while the probes were out: what they found is
 		// the next leader's to find again.
-		s.log.Info("leadership lost during a probe round: its reports are dropped")
+		c.log.Info("leadership lost during a probe round: its reports are dropped")
 		return lastLoad
 	}
 
 	now := time.Now()
-	loads := s.agentLoads()
+	loads := c.agentLoads()
 	var reports []fsm.BackendReport
 	var streams []fsm.StreamReport // video and voice, as placement weighs them
 	streamsChanged := false
@@ -172,13 +173,13 @@ func (s *Server) probeRound(ctx context.Context, cfg HealthConfig, apply applyFu
 		switch {
 		case r.tooLarge:
 			if h.tooLarge == "" {
-				s.log.Error("backend's getMeetings answer is over the size limit: holding it in NodeState error; its meetings stay bound",
-					"backend", b.ID, "limit_bytes", maxBackendResponse)
+				c.log.Error("backend's getMeetings answer is over the size limit: holding it in NodeState error; its meetings stay bound",
+					"backend", b.ID, "limit_bytes", MaxBackendResponse)
 			}
 			h.tooLarge = r.err
 		case r.listed:
 			if h.tooLarge != "" {
-				s.log.Info("backend's getMeetings answer fits again", "backend", b.ID)
+				c.log.Info("backend's getMeetings answer fits again", "backend", b.ID)
 			}
 			h.tooLarge = ""
 		}
@@ -188,14 +189,14 @@ func (s *Server) probeRound(ctx context.Context, cfg HealthConfig, apply applyFu
 				state = fsm.NodeReady
 			}
 			if r.listed {
-				e, l := h.endedMeetings(s.cluster.FSM(), b.ID, r.meetingIDs, r.started, now, cfg.EndedGrace)
+				e, l := h.endedMeetings(c.cluster.FSM(), b.ID, r.meetingIDs, r.started, now, cfg.EndedGrace)
 				ended, lost = append(ended, e...), append(lost, l...)
-				s.endStaleCopies(b, r.meetingIDs)
+				c.endStaleCopies(b, r.meetingIDs)
 			}
 		} else {
 			h.goods, h.fails = 0, h.fails+1
 			// Gossip and probe agree the node is gone: no need to wait.
-			if h.fails >= cfg.FailAfter || s.agentDead(b) {
+			if h.fails >= cfg.FailAfter || c.agentDead(b) {
 				state = fsm.NodeError
 			}
 		}
@@ -227,7 +228,7 @@ func (s *Server) probeRound(ctx context.Context, cfg HealthConfig, apply applyFu
 		streams = append(streams, str)
 		if state != b.NodeState {
 			stateChanged = true
-			s.log.Info("backend state changed", "backend", b.ID, "from", b.NodeState, "to", state, "err", r.err)
+			c.log.Info("backend state changed", "backend", b.ID, "from", b.NodeState, "to", state, "err", r.err)
 		}
 		if rep.Meetings != int64(b.Meetings) || rep.Attendees != int64(b.Attendees) || rep.Error != b.LastError {
 			loadChanged = true
@@ -240,27 +241,27 @@ func (s *Server) probeRound(ctx context.Context, cfg HealthConfig, apply applyFu
 		}
 	}
 	if stateChanged || (loadChanged && now.Sub(lastLoad) >= cfg.LoadEvery) || now.Sub(lastLoad) >= 6*cfg.LoadEvery {
-		cctx, cancel := context.WithTimeout(ctx, claimTimeout)
+		cctx, cancel := context.WithTimeout(ctx, commitTimeout)
 		if _, err := apply(cctx, &fsm.ReportBackends{Reports: reports, Now: now.UnixNano()}); err != nil {
-			s.log.Warn("could not commit backend reports", "err", err)
+			c.log.Warn("could not commit backend reports", "err", err)
 		} else {
 			lastLoad = now
 			if streamsChanged {
 				if _, err := apply(cctx, &fsm.ReportStreams{Reports: streams}); err != nil {
-					s.log.Warn("could not commit video and voice counts", "err", err)
+					c.log.Warn("could not commit video and voice counts", "err", err)
 				}
 			}
 		}
 		cancel()
 	}
 	if len(lost) > 0 {
-		s.log.Info("meetings lost by their node (not listed any more): a join creates them again", "count", len(lost))
-		s.markLost(ctx, apply, lost)
+		c.log.Info("meetings lost by their node (not listed any more): a join creates them again", "count", len(lost))
+		MarkLost(ctx, apply, c.log, lost)
 	}
 	if len(ended) > 0 {
-		cctx, cancel := context.WithTimeout(ctx, claimTimeout)
+		cctx, cancel := context.WithTimeout(ctx, commitTimeout)
 		if _, err := apply(cctx, &fsm.ReleaseMeetings{Meetings: ended}); err != nil {
-			s.log.Warn("could not release ended meetings", "err", err)
+			c.log.Warn("could not release ended meetings", "err", err)
 		}
 		cancel()
 	}
@@ -337,7 +338,7 @@ const pingMeetingID = "conclave-health-check"
 // secret right. With list the call is getMeetings, whose answer carries the
 // node's load and meetings; without, a small isMeetingRunning on
 // pingMeetingID.
-func (s *Server) probe(b *fsm.Backend, timeout time.Duration, list bool) probeResult {
+func (c *Control) probe(b *fsm.Backend, timeout time.Duration, list bool) probeResult {
 	call := "getMeetings"
 	var args *fasthttp.Args
 	if !list {
@@ -347,13 +348,15 @@ func (s *Server) probe(b *fsm.Backend, timeout time.Duration, list bool) probeRe
 		args.Set("meetingID", pingMeetingID)
 	}
 	start := time.Now()
-	answer, err := s.callBackend(b, call, args, nil, "", timeout)
+	answer, err := c.caller.CallBackend(b, call, args, timeout)
 	r := probeResult{started: start, latency: time.Since(start)}
 	if err != nil {
 		r.err = err.Error()
-		if isTooLarge(err) {
-			s.metrics.tooLarge.WithLabelValues(b.ID).Inc()
-			r.tooLarge, r.err = true, tooLargeMessage
+		if IsTooLarge(err) {
+			if c.cfg.TooLarge != nil {
+				c.cfg.TooLarge(b.ID)
+			}
+			r.tooLarge, r.err = true, TooLargeMessage
 		}
 		return r
 	}

@@ -1,4 +1,4 @@
-package gateway
+package control
 
 import (
 	"strings"
@@ -17,37 +17,37 @@ const ServerTagParam = "meta_server-tag"
 // noneTag in a server-tag list stands for the nodes that carry no tag.
 const noneTag = "none"
 
-// serverTags is a create's meta_server-tag, parsed as Scalelite does:
+// ServerTags is a create's meta_server-tag, parsed as Scalelite does:
 // a list of tags (separated by commas; Scalelite's semicolons work too),
 // optional unless the value ends in "!", when they are required. A value
 // that is empty or "!" alone is the same as no parameter.
-type serverTags struct {
+type ServerTags struct {
 	tags     []string // empty: the create expresses no preference
 	required bool
 	raw      string // the tags as the client gave them, "!" stripped (for messages)
 }
 
 // parseServerTags reads a meta_server-tag value.
-func parseServerTags(v string) serverTags {
+func parseServerTags(v string) ServerTags {
 	v = strings.TrimSpace(v)
 	required := strings.HasSuffix(v, "!")
 	v = strings.TrimSpace(strings.TrimSuffix(v, "!"))
-	var st serverTags
+	var st ServerTags
 	for _, t := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ';' }) {
 		if t = strings.TrimSpace(t); t != "" {
 			st.tags = append(st.tags, t)
 		}
 	}
 	if len(st.tags) == 0 {
-		return serverTags{} // Scalelite: "" and "!" are the same as no tag
+		return ServerTags{} // Scalelite: "" and "!" are the same as no tag
 	}
 	st.required, st.raw = required, v
 	return st
 }
 
-// serverTagsOf finds meta_server-tag (any case) among create's parameters.
-func serverTagsOf(args *fasthttp.Args) serverTags {
-	var st serverTags
+// ServerTagsOf finds meta_server-tag (any case) among create's parameters.
+func ServerTagsOf(args *fasthttp.Args) ServerTags {
+	var st ServerTags
 	found := false
 	args.VisitAll(func(k, v []byte) {
 		if !found && len(k) == len(ServerTagParam) && strings.EqualFold(string(k), ServerTagParam) {
@@ -58,11 +58,11 @@ func serverTagsOf(args *fasthttp.Args) serverTags {
 }
 
 // any reports whether the create names server tags at all.
-func (st serverTags) any() bool { return len(st.tags) > 0 }
+func (st ServerTags) any() bool { return len(st.tags) > 0 }
 
 // matches reports whether backend b is one the tags ask for: it carries one
 // of them, or carries no tag at all when the list says "none".
-func (st serverTags) matches(b *fsm.Backend) bool {
+func (st ServerTags) matches(b *fsm.Backend) bool {
 	for _, t := range st.tags {
 		if t == noneTag {
 			if len(b.Settings.Tags) == 0 {
@@ -79,12 +79,12 @@ func (st serverTags) matches(b *fsm.Backend) bool {
 	return false
 }
 
-// serverTagsInQuery reads meta_server-tag from a create's stored query
+// ServerTagsInQuery reads meta_server-tag from a create's stored query
 // (fsm.CreateParams.Query), for placing a meeting again on a node of the
 // kind its create asked for.
-func serverTagsInQuery(query string) serverTags {
+func ServerTagsInQuery(query string) ServerTags {
 	args := fasthttp.AcquireArgs()
 	defer fasthttp.ReleaseArgs(args)
 	args.Parse(query)
-	return serverTagsOf(args)
+	return ServerTagsOf(args)
 }

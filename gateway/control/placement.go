@@ -1,4 +1,4 @@
-package gateway
+package control
 
 import (
 	"errors"
@@ -77,15 +77,15 @@ func ParseLoadWeights(s string) (LoadWeights, error) {
 }
 
 var (
-	errNoBackend    = errors.New("no backend is available for new meetings")
-	errNoTaggedNode = errors.New("no available backend carries every tag this frontend requires")
+	ErrNoBackend    = errors.New("no backend is available for new meetings")
+	ErrNoTaggedNode = errors.New("no available backend carries every tag this frontend requires")
 )
 
-// errServerTagUnavailable is a create whose required meta_server-tag no
+// ErrServerTagUnavailable is a create whose required meta_server-tag no
 // available backend matches; it is answered with Scalelite's messageKey.
-type errServerTagUnavailable struct{ tags string }
+type ErrServerTagUnavailable struct{ tags string }
 
-func (e errServerTagUnavailable) Error() string {
+func (e ErrServerTagUnavailable) Error() string {
 	return "There is no available server with the required tag=" + e.tags + "."
 }
 
@@ -135,11 +135,11 @@ func (w LoadWeights) backendLoad(l nodeLoad, bound, pending int, loadFactor floa
 }
 
 // loadWeights are the configured weights (the defaults when unset).
-func (s *Server) loadWeights() LoadWeights {
-	if s.cfg.LoadWeights == (LoadWeights{}) {
+func (c *Control) loadWeights() LoadWeights {
+	if c.cfg.LoadWeights == (LoadWeights{}) {
 		return DefaultLoadWeights
 	}
-	return s.cfg.LoadWeights
+	return c.cfg.LoadWeights
 }
 
 // hasTags reports whether the backend carries every required tag.
@@ -152,26 +152,30 @@ func hasTags(b *fsm.Backend, required []string) bool {
 	return true
 }
 
-// place picks the backend for a new meeting of frontend fe that names no
-// server tags: see placeTagged.
-func (s *Server) place(fe *fsm.Frontend, exclude map[string]bool) (*fsm.Backend, error) {
-	return s.placeTagged(fe, exclude, serverTags{})
+// Place picks the backend for a new meeting of frontend fe that names no
+// server tags: see PlaceTagged.
+func (c *Control) Place(fe *fsm.Frontend, exclude map[string]bool) (*fsm.Backend, error) {
+	return c.PlaceTagged(fe, exclude, ServerTags{})
 }
 
-// placeTagged picks the backend for a new meeting of frontend fe:
+// AddPending counts d placements on backend id as chosen by this peer and
+// not yet committed (-d once the claim is answered).
+func (c *Control) AddPending(id string, d int) { c.pending.add(id, d) }
+
+// PlaceTagged picks the backend for a new meeting of frontend fe:
 // placeable (AdminState and NodeState ready), carrying every tag the
 // frontend requires, not in exclude, least loaded; ties go to the lower ID
 // so choices are stable. A create's meta_server-tag (st) narrows that
 // choice as Scalelite does: the least loaded of the allowed backends that
 // match one of its tags ("none": a backend without tags); when none
-// matches, required tags fail with errServerTagUnavailable and optional
+// matches, required tags fail with ErrServerTagUnavailable and optional
 // ones fall back to every allowed backend. Without st, tags on a backend
 // do not reserve it (b3scale).
-func (s *Server) placeTagged(fe *fsm.Frontend, exclude map[string]bool, st serverTags) (*fsm.Backend, error) {
-	state := s.cluster.FSM()
-	loads := s.agentLoads()
-	pending := s.pending.snapshot()
-	w := s.loadWeights()
+func (c *Control) PlaceTagged(fe *fsm.Frontend, exclude map[string]bool, st ServerTags) (*fsm.Backend, error) {
+	state := c.cluster.FSM()
+	loads := c.agentLoads()
+	pending := c.pending.snapshot()
+	w := c.loadWeights()
 	var best, bestTagged fsm.Backend
 	found, foundTagged, anyPlaceable := false, false, false
 	bestLoad, bestTaggedLoad := 0.0, 0.0
@@ -200,16 +204,11 @@ func (s *Server) placeTagged(fe *fsm.Frontend, exclude map[string]bool, st serve
 	case foundTagged:
 		return &bestTagged, nil
 	case st.required && (found || anyPlaceable):
-		return nil, errServerTagUnavailable{tags: st.raw}
+		return nil, ErrServerTagUnavailable{tags: st.raw}
 	case !found && anyPlaceable && len(fe.Settings.RequiredTags) > 0:
-		return nil, errNoTaggedNode
+		return nil, ErrNoTaggedNode
 	case !found:
-		return nil, errNoBackend
+		return nil, ErrNoBackend
 	}
 	return &best, nil
-}
-
-func sortStrings(s []string) []string {
-	slices.Sort(s)
-	return s
 }
