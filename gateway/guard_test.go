@@ -439,7 +439,8 @@ func TestAdminBodyBounded(t *testing.T) {
 }
 
 // TestSettingsLimits: the admin API names the limit (400) and nothing is
-// proposed; the FSM refuses the same commands when they come forged.
+// proposed; the same commands, forged, are refused at the FSM's gate
+// before the log (fsm.FSM.Check, which the leader runs).
 func TestSettingsLimits(t *testing.T) {
 	mc := NewMemCluster()
 	s := New(Config{}, mc)
@@ -462,7 +463,7 @@ func TestSettingsLimits(t *testing.T) {
 		if r.StatusCode() != 400 || json.Unmarshal(r.Body(), &e) != nil || e.Code != "invalid" || !strings.Contains(e.Error, c.want) {
 			t.Errorf("case %d: %d %s", i, r.StatusCode(), r.Body())
 		}
-		// The same settings, forged into a command, are refused by the state.
+		// The same settings, forged into a command, are refused before the log.
 		res, _ := mc.Apply(t.Context(), &fsm.AddFrontend{Key: fmt.Sprintf("forged%d", i), Secret: "s", Settings: json.RawMessage(c.settings)})
 		if res.Error == nil || !strings.Contains(res.Error.Error(), c.want) {
 			t.Errorf("case %d forged: %v", i, res.Error)
@@ -487,9 +488,10 @@ func TestSettingsLimits(t *testing.T) {
 	if r.StatusCode() != 400 || !strings.Contains(string(r.Body()), "16384") {
 		t.Fatalf("backend settings over the limit: %d %s", r.StatusCode(), r.Body())
 	}
-	// Recording metadata over the limits is not indexed.
+	// Recording metadata over the limits is not indexed (refused before
+	// the log).
 	meta := map[string]string{"k": strings.Repeat("v", fsm.MaxSettingsValueLen+1)}
-	mc.MustApply(&fsm.PutRecordings{Recordings: []fsm.Recording{{RecordID: "r1", Frontend: "fe", BackendID: "b", XML: "<recording/>", Meta: meta}}})
+	mc.Apply(t.Context(), &fsm.PutRecordings{Recordings: []fsm.Recording{{RecordID: "r1", Frontend: "fe", BackendID: "b", XML: "<recording/>", Meta: meta}}})
 	if _, ok := mc.FSM().Recording("r1"); ok {
 		t.Fatal("a recording with oversized metadata was stored")
 	}

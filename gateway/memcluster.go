@@ -36,11 +36,22 @@ func NewMemCluster() *MemCluster { return &MemCluster{f: fsm.New()} }
 
 func (m *MemCluster) FSM() *fsm.FSM { return m.f }
 
+// Apply passes the FSM's gate first (fsm.FSM.Check), as a Raft leader
+// does before the log: a command it refuses is answered in the result and
+// never applied.
 func (m *MemCluster) Apply(_ context.Context, c fsm.Command) (*fsm.Result, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	data := fsm.Encode(c)
+	if _, err := m.f.Check(data); err != nil {
+		var fe *fsm.Error
+		if !errors.As(err, &fe) {
+			fe = &fsm.Error{Code: fsm.CodeInvalid, Msg: err.Error()}
+		}
+		return &fsm.Result{Error: fe}, nil
+	}
 	m.idx++
-	return m.f.Apply(m.idx, fsm.Encode(c)), nil
+	return m.f.Apply(m.idx, data), nil
 }
 
 func (m *MemCluster) Commit(ctx context.Context, c fsm.Command) (*fsm.Result, error) {
