@@ -143,18 +143,14 @@ func checkPatch(patch []byte, frontend bool) error {
 // this FSM knows and pass Validate; a settings patch must also keep the
 // settings it changes, as they stand now, within the limits. Bytes a later
 // release appended to a known command pass (they are ignored). A type this
-// release does not know is refused, unless it is skippable: then it passes
-// unchecked (nil Command), as during a rolling upgrade an older leader logs
-// a newer peer's additive command, which it will skip and newer peers apply.
+// release does not know is refused, skippable or not: the leader cannot
+// check it. During a rolling upgrade, a newer peer's new commands fail with
+// that error until the leader runs the newer release too.
 func (f *FSM) Check(data []byte) (Command, error) {
 	c, err := decodeKnown(data, f.unknown)
-	if errors.Is(err, ErrSkipped) {
-		return nil, nil
-	}
-	var uc *UnknownCommandError
-	if errors.As(err, &uc) {
+	if len(data) > 0 && (errors.Is(err, ErrSkipped) || errors.As(err, new(*UnknownCommandError))) {
 		return nil, &Error{Code: CodeInvalid, Msg: fmt.Sprintf(
-			"command type %d (0x%02x) is unknown to the leader, which runs an older release: refused before the log (upgrade the leader)", byte(uc.Type), byte(uc.Type))}
+			"command type %d (0x%02x) is unknown to the leader (an older release?): refused before the log", data[0], data[0])}
 	}
 	if err != nil {
 		return nil, invalid("%v", err)

@@ -62,7 +62,19 @@ type applyResponse struct {
 // applyLocal appends to the log on the leader. Concurrent callers are
 // group-committed by raft: entries waiting in its apply channel go to the
 // log store in one batch, one fsync for all.
+//
+// Every command passes the FSM's gate first (fsm.FSM.Check), its own and
+// forwarded bytes alike: one that does not decode, has a type this release
+// does not know, or fails a check that does not depend on the state never
+// enters the log; the caller gets the error in the result (index 0).
 func (n *Node) applyLocal(ctx context.Context, data []byte) (*fsm.Result, uint64, error) {
+	if _, err := n.fsm.Check(data); err != nil {
+		var fe *fsm.Error
+		if !errors.As(err, &fe) {
+			fe = &fsm.Error{Code: fsm.CodeInvalid, Msg: err.Error()}
+		}
+		return &fsm.Result{Error: fe}, 0, nil
+	}
 	timeout := time.Until(deadline(ctx))
 	f := n.raft.Apply(data, timeout)
 	if err := f.Error(); err != nil {

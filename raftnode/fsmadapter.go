@@ -1,6 +1,7 @@
 package raftnode
 
 import (
+	"fmt"
 	"io"
 	"sync"
 
@@ -15,6 +16,10 @@ type raftFSM struct {
 	f       *fsm.FSM
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced after every apply
+	// onHalt is told once when the FSM halts on a command type it does not
+	// know; onSkip of every skipped one (halt.go). Either may be nil.
+	onHalt func(*fsm.UnknownCommandError)
+	onSkip func(t fsm.CmdType, index uint64)
 }
 
 func newRaftFSM(f *fsm.FSM) *raftFSM {
@@ -41,7 +46,14 @@ func (r *raftFSM) apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand {
 		return nil
 	}
-	return r.f.Apply(l.Index, l.Data)
+	res := r.f.Apply(l.Index, l.Data)
+	if res.Skipped && r.onSkip != nil {
+		r.onSkip(fsm.CmdType(l.Data[0]), l.Index)
+	}
+	if h := r.f.Halted(); h != nil && r.onHalt != nil {
+		r.onHalt(h) // once is the callee's business: later entries come here too
+	}
+	return res
 }
 
 func (r *raftFSM) notify() {
@@ -58,7 +70,12 @@ func (r *raftFSM) waitCh() <-chan struct{} {
 	return r.changed
 }
 
+// Snapshot is refused once the FSM has halted: a snapshot would cover the
+// entry it could not apply, and the upgraded peer would never replay it.
 func (r *raftFSM) Snapshot() (raft.FSMSnapshot, error) {
+	if h := r.f.Halted(); h != nil {
+		return nil, fmt.Errorf("no snapshot of a halted FSM: %w", h)
+	}
 	return &fsmSnapshot{s: r.f.Snapshot()}, nil
 }
 

@@ -49,6 +49,12 @@ type Config struct {
 	ElectionTimeout  time.Duration
 	// SnapshotThreshold: log entries between automatic snapshots.
 	SnapshotThreshold uint64
+	// OnHalt, when set, is called once if the FSM meets a log entry of a
+	// command type this release does not know and may not skip (halt.go);
+	// the node then shuts itself down, and Halted reports the error too.
+	OnHalt func(error)
+	// FSMOptions build the FSM (fsm.WithoutCommands: mixed-version tests).
+	FSMOptions []fsm.Option
 }
 
 // Errors callers distinguish.
@@ -85,6 +91,10 @@ type Node struct {
 	obsCh       chan raft.Observation
 	// OnLeaderChange, when set before Start, is called on every change.
 	leaderChanges atomic.Uint64
+	// FSM halts and skips (halt.go).
+	haltCh  chan struct{}
+	haltErr atomic.Pointer[fsm.UnknownCommandError]
+	skips   skipCounter
 	// lead runs the leader-only loops of each won term (leadership.go).
 	lead leadership
 }
@@ -107,8 +117,10 @@ func Open(cfg Config) (*Node, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("raftnode: data dir: %w", err)
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, fsm: fsm.New(), stop: make(chan struct{})}
+	n := &Node{cfg: cfg, log: cfg.Logger, fsm: fsm.New(cfg.FSMOptions...), stop: make(chan struct{})}
 	n.rfsm = newRaftFSM(n.fsm)
+	n.rfsm.onHalt, n.rfsm.onSkip = n.halt, n.skip
+	n.haltCh = make(chan struct{})
 	n.client = newPeerClient(cfg.PeerToken, cfg.TLS)
 
 	rc := raft.DefaultConfig()
