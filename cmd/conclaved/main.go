@@ -186,11 +186,18 @@ func run(o options) error {
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	var exitErr error
 	select {
 	case sig := <-sigs:
 		logger.Info("shutting down", "signal", sig.String())
 	case err := <-serveErr:
 		logger.Error("HTTP server stopped", "err", err)
+	case <-node.Halted():
+		// The log holds a command this release does not know and may not
+		// skip: going on would serve a state that differs from the other
+		// peers'. raftnode logged it and stops Raft; exit non-zero with it.
+		exitErr = node.HaltError()
+		logger.Error("stopping: this peer cannot apply the replicated log", "err", exitErr)
 	}
 	// A graceful stop serves until the last moment: /readyz turns 503 and
 	// answers close their connections while leadership moves away; only
@@ -209,7 +216,7 @@ func run(o options) error {
 		logger.Warn("raft shutdown", "err", err)
 	}
 	logger.Info("stopped")
-	return nil
+	return exitErr
 }
 
 // callbackBase is the URL backends use to reach this peer for BBB's
