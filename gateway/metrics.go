@@ -129,7 +129,12 @@ var (
 	descLogEntries       = prometheus.NewDesc("conclave_raft_log_entries_total", "Entries written to the Raft log store; entries/writes is the group-commit batch size.", nil, nil)
 	descPeers            = prometheus.NewDesc("conclave_raft_peers", "Voters in the Raft configuration.", nil, nil)
 	descGossipMembers    = prometheus.NewDesc("conclave_gossip_members", "Members of the gossip cluster (peers and agents) this peer sees alive.", nil, nil)
+	descFSMSkipped       = prometheus.NewDesc("conclave_fsm_commands_skipped_total", "Log entries of a command type this release does not know, flagged skippable, skipped by the local replica, by type number.", []string{"type"}, nil)
 )
+
+// SkipCounter counts the log entries the replica skipped by command type
+// (raftnode.Node.SkippedCommands). Optional: MemCluster lacks it.
+type SkipCounter interface{ SkippedCommands() map[string]uint64 }
 
 // MemberCounter is implemented by a LoadSource that can count gossip members.
 type MemberCounter interface{ NumMembers() int }
@@ -137,7 +142,7 @@ type MemberCounter interface{ NumMembers() int }
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBackendMeetings, descBackendAttendees, descBackendBound, descBackendLatency,
 		descNodeState, descAdminState, descFrontends, descMeetings, descApplied, descLeader, descRaftState, descTerm,
-		descLastIndex, descCommitIndex, descLeaderChanges, descLogWrites, descLogEntries, descPeers, descGossipMembers} {
+		descLastIndex, descCommitIndex, descLeaderChanges, descLogWrites, descLogEntries, descPeers, descGossipMembers, descFSMSkipped} {
 		ch <- d
 	}
 }
@@ -177,6 +182,11 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descLeader, prometheus.GaugeValue, boolGauge(c.cluster.IsLeader()))
 	if c.members != nil {
 		ch <- prometheus.MustNewConstMetric(descGossipMembers, prometheus.GaugeValue, float64(c.members.NumMembers()))
+	}
+	if sc, ok := c.cluster.(SkipCounter); ok {
+		for t, n := range sc.SkippedCommands() {
+			ch <- prometheus.MustNewConstMetric(descFSMSkipped, prometheus.CounterValue, float64(n), t)
+		}
 	}
 	rs, ok := c.cluster.(RaftStatsSource)
 	if !ok {
