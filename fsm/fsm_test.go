@@ -203,9 +203,9 @@ func TestBadCommandsAreErrors(t *testing.T) {
 	f := New()
 	good := Encode(&AddBackend{ID: "b1", URL: "https://x/bigbluebutton/api/", Secret: "s"})
 	cases := map[string][]byte{
-		"empty":        {},
-		"truncated":    good[:len(good)-3],
-		"huge length":  {byte(CmdSetPeer), 0xff, 0xff, 0xff, 0xff, 0x0f},
+		"empty":       {},
+		"truncated":   good[:len(good)-3],
+		"huge length": {byte(CmdSetPeer), 0xff, 0xff, 0xff, 0xff, 0x0f},
 	}
 	for name, data := range cases {
 		res := f.Apply(1, data)
