@@ -6,6 +6,7 @@ import (
 )
 
 func TestHostPortCanonical(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]string{
 		"https://BBB1.example.org/bigbluebutton/api/":      "bbb1.example.org:443",
 		"http://bbb1.example.org/bigbluebutton/api/":       "bbb1.example.org:80",
@@ -27,6 +28,7 @@ func TestHostPortCanonical(t *testing.T) {
 // A token names host AND port: a bare host, or another port on the same
 // host, does not match.
 func TestAgentMayChangeNeedsHostAndPort(t *testing.T) {
+	t.Parallel()
 	u := "http://node1.example.org:8090/bigbluebutton/api/"
 	for sub, want := range map[string]bool{
 		"node1.example.org:8090": true,
@@ -46,6 +48,7 @@ func TestAgentMayChangeNeedsHostAndPort(t *testing.T) {
 }
 
 func TestAgentLoadKeyPerHostPortAndSecret(t *testing.T) {
+	t.Parallel()
 	a := AgentLoadKey("s1", "bbb1:443")
 	if len(a) != 32 || bytes.Equal(a, AgentLoadKey("s1", "bbb1:444")) || bytes.Equal(a, AgentLoadKey("s2", "bbb1:443")) ||
 		!bytes.Equal(a, AgentLoadKey("s1", "bbb1:443")) {

@@ -6,6 +6,7 @@ import (
 )
 
 func TestMintVerify(t *testing.T) {
+	t.Parallel()
 	tok, err := Mint("s3cret", "ops", []string{ScopeAgent}, time.Hour)
 	if err != nil {
 		t.Fatal(err)

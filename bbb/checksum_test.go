@@ -7,6 +7,7 @@ import (
 )
 
 func TestReferenceVector(t *testing.T) {
+	t.Parallel()
 	q := "name=Test+Meeting&meetingID=abc123&attendeePW=111222&moderatorPW=333444"
 	secret := "639259d4-9dd8-4b25-bf01-95f9567eaf4b"
 	got := Checksum(SHA1, "create", q, secret)
@@ -28,6 +29,7 @@ func TestReferenceVector(t *testing.T) {
 }
 
 func TestAllAlgorithmsAndEncodings(t *testing.T) {
+	t.Parallel()
 	for _, q := range []string{"name=A+B&meetingID=m1", "name=A%20B&meetingID=m1", ""} {
 		for _, a := range []Algorithm{SHA1, SHA256, SHA384, SHA512} {
 			signed := SignQuery(a, "create", q, "s3cret")
@@ -47,6 +49,7 @@ func TestAllAlgorithmsAndEncodings(t *testing.T) {
 }
 
 func TestSplitChecksum(t *testing.T) {
+	t.Parallel()
 	cases := []struct{ in, rest, sum string }{
 		{"a=1&checksum=x&b=2", "a=1&b=2", "x"},
 		{"checksum=x", "", "x"},
@@ -69,6 +72,7 @@ func TestSplitChecksum(t *testing.T) {
 }
 
 func TestFailedXML(t *testing.T) {
+	t.Parallel()
 	b := FailedXML(KeyChecksumError, "a<b")
 	var e struct {
 		XMLName xml.Name `xml:"response"`

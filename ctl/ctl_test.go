@@ -458,8 +458,10 @@ func TestDefaultsAndVersion(t *testing.T) {
 }
 
 // TestClient uses the typed client directly, as an agent would.
+// TestClient calls the client directly, which reads no environment, so
+// unlike the CLI tests it needs no cleanEnv and runs in parallel.
 func TestClient(t *testing.T) {
-	cleanEnv(t)
+	t.Parallel()
 	f := newFakeAPI(t)
 	c := NewClient(f.URL(), "")
 	ctx := context.Background()
@@ -518,6 +520,7 @@ func TestClient(t *testing.T) {
 }
 
 func TestCompact(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]string{
 		"":     "{}",
 		"null": "{}",

@@ -9,6 +9,7 @@ import (
 // The first cluster key committed wins, it survives a snapshot, and a
 // key of the wrong size is refused.
 func TestClusterKeyFirstWinsAndSnapshots(t *testing.T) {
+	t.Parallel()
 	f := New()
 	if f.ClusterKey() != nil {
 		t.Fatal("a new state has a cluster key")

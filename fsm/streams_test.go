@@ -3,6 +3,7 @@ package fsm
 import "testing"
 
 func TestReportStreams(t *testing.T) {
+	t.Parallel()
 	s := New()
 	mustApply(t, s, &AddBackend{ID: "a", URL: "http://a.example/bigbluebutton/api/", Secret: "x"})
 	c := &ReportStreams{Reports: []StreamReport{{ID: "a", Videos: 7, Voice: 3}, {ID: "gone", Videos: 1}, {ID: "a", Videos: -5, Voice: 2}}}

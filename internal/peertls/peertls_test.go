@@ -50,6 +50,7 @@ func (a ca) config(t *testing.T, name string) *Config {
 }
 
 func TestLoadChecksTheFilesFit(t *testing.T) {
+	t.Parallel()
 	a, b := newCA(t), newCA(t)
 	dir := t.TempDir()
 	write := func(name string, data []byte) string {
@@ -122,6 +123,7 @@ func echoOver(c net.Conn) (string, error) {
 }
 
 func TestListenNeedsACertificateFromTheCA(t *testing.T) {
+	t.Parallel()
 	a, other := newCA(t), newCA(t)
 	server := a.config(t, "server")
 	raw, err := net.Listen("tcp", "127.0.0.1:0")
@@ -174,6 +176,8 @@ func TestListenNeedsACertificateFromTheCA(t *testing.T) {
 
 // A connection that never speaks is dropped after the handshake timeout,
 // and meanwhile does not hold up other connections.
+// Not parallel: it lowers the package's handshakeTimeout, which Listen
+// reads. (The parallel tests only start once the sequential ones are done.)
 func TestSilentConnectionsDoNotBlock(t *testing.T) {
 	old := handshakeTimeout
 	handshakeTimeout = 300 * time.Millisecond
@@ -205,6 +209,7 @@ func TestSilentConnectionsDoNotBlock(t *testing.T) {
 // Split serves plain HTTP and mutual TLS on one port; the first byte is
 // read off the accept loop, so a silent connection delays no one.
 func TestSplitPlainAndTLS(t *testing.T) {
+	t.Parallel()
 	a := newCA(t)
 	raw, _ := net.Listen("tcp", "127.0.0.1:0")
 	plain, secure := Split(raw, a.config(t, "server"), quiet)

@@ -28,6 +28,7 @@ func parseCert(t *testing.T, p []byte) *x509.Certificate {
 }
 
 func TestCAAndPeerCertificate(t *testing.T) {
+	t.Parallel()
 	caPEM, caKey, err := NewCA(DefaultCADays)
 	if err != nil {
 		t.Fatal(err)
@@ -98,6 +99,7 @@ func TestCAAndPeerCertificate(t *testing.T) {
 }
 
 func TestNewCertRejects(t *testing.T) {
+	t.Parallel()
 	caPEM, caKey, _ := NewCA(1)
 	otherPEM, _, _ := NewCA(1)
 	for name, f := range map[string]func() error{
@@ -120,6 +122,7 @@ func TestNewCertRejects(t *testing.T) {
 }
 
 func TestWriteFilesNeverOverwrites(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "tls")
 	caPath, caKeyPath, err := WriteCA(dir, 30)
 	if err != nil {
