@@ -165,7 +165,7 @@ func (s *Server) validTarget(target string) (*url.URL, bool) {
 	}
 	for _, p := range s.cluster.FSM().Peers() {
 		for _, addr := range []string{p.HTTPAddr, p.RaftAddr, p.GossipAddr} {
-			if addr != "" && sameHostPort(hp, addr) {
+			if addr != "" && auth.SameHostPort(hp, addr) {
 				return nil, false
 			}
 		}

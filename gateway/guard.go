@@ -22,6 +22,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/conclave-lb/conclave/bbb"
+	"github.com/conclave-lb/conclave/gateway/admin"
 )
 
 // Request-path limits.
@@ -29,9 +30,6 @@ const (
 	// readBufferSize bounds the request line plus headers. BBB behind
 	// nginx takes 8 KB; the official PHP client's create URLs reach 5 KB.
 	readBufferSize = 20 << 10
-	// maxAdminBody bounds an admin API body (JSON: a backend, a frontend
-	// and its settings, a join request).
-	maxAdminBody = 64 << 10
 	// maxBodiesPerClient bounds the requests with a body one client
 	// address may have in flight (being read or held) at once; it may also
 	// hold at most half of the byte budget (newBodyGate).
@@ -88,7 +86,7 @@ func (s *Server) recoverRequest(ctx *fasthttp.RequestCtx) {
 		ctx.SetBody(bbb.FailedXML(keyInternalError, "An internal error occurred. The request was not completed; please retry."))
 		return
 	}
-	writeError(ctx, fasthttp.StatusInternalServerError, "internal", "internal error: the request was not completed")
+	admin.WriteError(ctx, fasthttp.StatusInternalServerError, "internal", "internal error: the request was not completed")
 }
 
 func isBBBPath(path []byte) bool {
@@ -445,7 +443,7 @@ func (s *Server) noBody(ctx *fasthttp.RequestCtx) bool {
 		return true
 	}
 	s.refuse(ctx, reasonTooLarge)
-	writeError(ctx, fasthttp.StatusRequestEntityTooLarge, "too_large", "this route takes no request body")
+	admin.WriteError(ctx, fasthttp.StatusRequestEntityTooLarge, "too_large", "this route takes no request body")
 	return false
 }
 
@@ -453,7 +451,7 @@ func (s *Server) noBody(ctx *fasthttp.RequestCtx) bool {
 // flight: 503 with Retry-After (admin API, peer calls).
 func writeBusy(ctx *fasthttp.RequestCtx) {
 	ctx.Response.Header.Set("Retry-After", retryAfter)
-	writeError(ctx, fasthttp.StatusServiceUnavailable, "busy", "too many requests with a body in flight from this address; retry in "+retryAfter+" s")
+	admin.WriteError(ctx, fasthttp.StatusServiceUnavailable, "busy", "too many requests with a body in flight from this address; retry in "+retryAfter+" s")
 }
 
 // writeBodyRefused answers a body readBody refused, as JSON (admin API and
@@ -461,10 +459,10 @@ func writeBusy(ctx *fasthttp.RequestCtx) {
 func writeBodyRefused(ctx *fasthttp.RequestCtx, res bodyResult, limit int) {
 	switch res {
 	case bodyTooLarge:
-		writeError(ctx, fasthttp.StatusRequestEntityTooLarge, "too_large", "request body over the limit of "+strconv.Itoa(limit)+" bytes")
+		admin.WriteError(ctx, fasthttp.StatusRequestEntityTooLarge, "too_large", "request body over the limit of "+strconv.Itoa(limit)+" bytes")
 	case bodyBusy:
 		writeBusy(ctx)
 	default:
-		writeError(ctx, fasthttp.StatusBadRequest, "invalid", "the request body could not be read")
+		admin.WriteError(ctx, fasthttp.StatusBadRequest, "invalid", "the request body could not be read")
 	}
 }

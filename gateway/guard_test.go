@@ -22,6 +22,7 @@ import (
 	"github.com/conclave-lb/conclave/adminapi"
 	"github.com/conclave-lb/conclave/bbb"
 	"github.com/conclave-lb/conclave/fsm"
+	"github.com/conclave-lb/conclave/gateway/admin"
 )
 
 func guardCounter(c prometheus.Counter) float64 {
@@ -418,7 +419,7 @@ func TestBodiesPerClientCapped(t *testing.T) {
 	}
 }
 
-// TestAdminBodyBounded: admin bodies are read within maxAdminBody (413
+// TestAdminBodyBounded: admin bodies are read within admin.MaxBody (413
 // over it), and not at all for a caller the token check refuses.
 func TestAdminBodyBounded(t *testing.T) {
 	s := New(Config{JWTSecret: "jwt"}, NewMemCluster())
@@ -429,11 +430,11 @@ func TestAdminBodyBounded(t *testing.T) {
 	}
 	open := New(Config{}, NewMemCluster())
 	addr = startServer(t, open)
-	big := `{"key":"k","secret":"s","settings":{"create_default_params":{"x":"` + strings.Repeat("a", maxAdminBody) + `"}}}`
+	big := `{"key":"k","secret":"s","settings":{"create_default_params":{"x":"` + strings.Repeat("a", admin.MaxBody) + `"}}}`
 	resp, c = rawRequest(t, addr, "POST", "/api/v1/frontends", map[string]string{"Content-Type": "application/json"}, len(big), []byte(big))
 	c.Close()
 	var e adminapi.Error
-	if resp.StatusCode() != 413 || json.Unmarshal(resp.Body(), &e) != nil || !strings.Contains(e.Error, fmt.Sprint(maxAdminBody)) {
+	if resp.StatusCode() != 413 || json.Unmarshal(resp.Body(), &e) != nil || !strings.Contains(e.Error, fmt.Sprint(admin.MaxBody)) {
 		t.Fatalf("oversized admin body: %d %s", resp.StatusCode(), resp.Body())
 	}
 }

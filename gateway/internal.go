@@ -4,6 +4,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/conclave-lb/conclave/auth"
+	"github.com/conclave-lb/conclave/gateway/admin"
 	"github.com/conclave-lb/conclave/raftnode"
 )
 
@@ -14,11 +15,11 @@ import (
 // secret that certificate is the credential.
 func (s *Server) serveInternal(ctx *fasthttp.RequestCtx, op string) {
 	if s.cfg.PeerTLS != nil && !ctx.IsTLS() {
-		writeError(ctx, fasthttp.StatusForbidden, "forbidden", "peer calls need mutual TLS with a certificate from the cluster CA")
+		admin.WriteError(ctx, fasthttp.StatusForbidden, "forbidden", "peer calls need mutual TLS with a certificate from the cluster CA")
 		return
 	}
 	if !ctx.IsPost() {
-		writeError(ctx, fasthttp.StatusMethodNotAllowed, "invalid", "peer calls are POST")
+		admin.WriteError(ctx, fasthttp.StatusMethodNotAllowed, "invalid", "peer calls are POST")
 		return
 	}
 	if !(ctx.IsTLS() && s.cfg.JWTSecret == "") {

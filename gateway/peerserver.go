@@ -7,6 +7,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/conclave-lb/conclave/gateway/admin"
 	"github.com/conclave-lb/conclave/internal/peertls"
 )
 
@@ -41,7 +42,7 @@ func (s *Server) newPeerServer() *fasthttp.Server {
 // through Handle like any request (draining, recovery), others get 404.
 func (s *Server) handlePeer(ctx *fasthttp.RequestCtx) {
 	if !bytes.HasPrefix(ctx.Path(), prefixInternal) {
-		writeError(ctx, fasthttp.StatusNotFound, "not_found", "only peer-to-peer routes are served over peer TLS")
+		admin.WriteError(ctx, fasthttp.StatusNotFound, "not_found", "only peer-to-peer routes are served over peer TLS")
 		return
 	}
 	s.Handle(ctx)

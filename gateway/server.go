@@ -22,6 +22,7 @@ import (
 
 	"github.com/conclave-lb/conclave/auth"
 	"github.com/conclave-lb/conclave/fsm"
+	"github.com/conclave-lb/conclave/gateway/admin"
 	"github.com/conclave-lb/conclave/gateway/control"
 	"github.com/conclave-lb/conclave/internal/peertls"
 	"github.com/conclave-lb/conclave/raftnode"
@@ -76,6 +77,7 @@ type Server struct {
 	promH    fasthttp.RequestHandler
 	bc       *fasthttp.Client // calls to backends
 	ctl      *control.Control // prober, recordings sync, placement
+	admin    *admin.Handler   // the admin API (/api/v1)
 	draining atomic.Bool      // set by Drain
 	// lastConfirmed: when a checksum miss last made the replica consistent.
 	lastConfirmed atomic.Int64
@@ -111,6 +113,7 @@ func New(cfg Config, cluster Cluster) *Server {
 			return s.syncRecordingsWith(ctx, apply, b, nil)
 		},
 	}, cluster, backendCaller{s})
+	s.admin = admin.New(admin.Config{JWTSecret: cfg.JWTSecret}, cluster, adminRequests{s})
 	s.guard = newGuardMetrics(cfg.Registry)
 	s.gate = newBodyGate(max(4*int64(cfg.MaxBodySize), minBodyBudget), maxBodiesPerClient)
 	s.trusted = cfg.TrustedProxies
@@ -209,7 +212,7 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 	case bytes.HasPrefix(path, prefixInternal):
 		s.serveInternal(ctx, string(path[len(prefixInternal):]))
 	case bytes.HasPrefix(path, prefixAdmin):
-		s.serveAdmin(ctx)
+		s.admin.Serve(ctx)
 	case string(path) == "/" || string(path) == "/status":
 		s.serveStatus(ctx)
 	case bytes.HasPrefix(path, []byte("/debug/pprof/")):

@@ -1,9 +1,7 @@
-package gateway
+package admin
 
 import (
 	"encoding/base64"
-	"net"
-	"strings"
 
 	"github.com/conclave-lb/conclave/adminapi"
 	"github.com/conclave-lb/conclave/auth"
@@ -20,8 +18,8 @@ func isLoadKeyRoute(parts []string, method string) bool {
 }
 
 func (a *adminRequest) agentLoadKey() {
-	if a.s.cfg.JWTSecret == "" {
-		writeError(a.ctx, 409, "unauthenticated", "this cluster has no JWT secret: agents' load is gossiped unsigned")
+	if a.h.cfg.JWTSecret == "" {
+		WriteError(a.ctx, 409, "unauthenticated", "this cluster has no JWT secret: agents' load is gossiped unsigned")
 		return
 	}
 	var req adminapi.LoadKeyRequest
@@ -34,11 +32,11 @@ func (a *adminRequest) agentLoadKey() {
 	}
 	hp, err := auth.HostPort(norm)
 	if err != nil {
-		writeError(a.ctx, 400, "invalid", "cannot tell the URL's host:port")
+		WriteError(a.ctx, 400, "invalid", "cannot tell the URL's host:port")
 		return
 	}
 	a.ctx.Response.Header.Set("Cache-Control", "no-store")
-	writeJSON(a.ctx, 200, adminapi.LoadKeyAnswer{Key: base64.StdEncoding.EncodeToString(auth.AgentLoadKey(a.s.cfg.JWTSecret, hp)), HostPort: hp})
+	WriteJSON(a.ctx, 200, adminapi.LoadKeyAnswer{Key: base64.StdEncoding.EncodeToString(auth.AgentLoadKey(a.h.cfg.JWTSecret, hp)), HostPort: hp})
 }
 
 // isPeerAddress refuses (answering 400 itself) a backend URL whose
@@ -49,36 +47,13 @@ func (a *adminRequest) isPeerAddress(backendURL string) bool {
 	if err != nil {
 		return false
 	}
-	for _, p := range a.s.cluster.FSM().Peers() {
+	for _, p := range a.h.cluster.FSM().Peers() {
 		for _, addr := range []string{p.HTTPAddr, p.RaftAddr, p.GossipAddr} {
-			if addr != "" && sameHostPort(hp, addr) {
-				writeError(a.ctx, 400, "invalid", "the URL's host:port is Conclave peer "+p.ID+"'s own address, not a BBB server")
+			if addr != "" && auth.SameHostPort(hp, addr) {
+				WriteError(a.ctx, 400, "invalid", "the URL's host:port is Conclave peer "+p.ID+"'s own address, not a BBB server")
 				return true
 			}
 		}
 	}
 	return false
-}
-
-// sameHostPort compares a canonical host:port with a peer address; two
-// loopback or unspecified hosts count as one.
-func sameHostPort(hp, addr string) bool {
-	c, err := auth.CanonicalHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if c == hp {
-		return true
-	}
-	h1, p1, _ := net.SplitHostPort(hp)
-	h2, p2, _ := net.SplitHostPort(c)
-	return p1 == p2 && localHost(h1) && localHost(h2)
-}
-
-func localHost(h string) bool {
-	if strings.EqualFold(h, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(h)
-	return ip != nil && (ip.IsLoopback() || ip.IsUnspecified())
 }

@@ -1,4 +1,10 @@
-package gateway
+// Package admin is Conclave's admin REST API (/api/v1: status, peers,
+// backends, frontends, meetings, recordings, snapshots, the agents' load
+// key). It answers in the JSON shapes of package adminapi, and depends
+// only on the small interfaces it defines: Cluster for the replicated core
+// and Requests for the gateway's request plumbing (authorization, bodies
+// read within their bound).
+package admin
 
 import (
 	"bytes"
@@ -22,10 +28,11 @@ import (
 // adminTimeout bounds an admin request (a write may wait for an election).
 const adminTimeout = 15 * time.Second
 
-func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
+// WriteJSON answers v as JSON with status.
+func WriteJSON(ctx *fasthttp.RequestCtx, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
-		writeError(ctx, fasthttp.StatusInternalServerError, "internal", "encoding the answer failed")
+		WriteError(ctx, fasthttp.StatusInternalServerError, "internal", "encoding the answer failed")
 		return
 	}
 	ctx.SetStatusCode(status)
@@ -33,40 +40,12 @@ func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
 	ctx.SetBody(b)
 }
 
-func writeError(ctx *fasthttp.RequestCtx, status int, code, msg string) {
+// WriteError answers an adminapi.Error.
+func WriteError(ctx *fasthttp.RequestCtx, status int, code, msg string) {
 	b, _ := json.Marshal(adminapi.Error{Error: msg, Code: code})
 	ctx.SetStatusCode(status)
 	ctx.SetContentType("application/json")
 	ctx.SetBody(b)
-}
-
-// authorize checks the bearer token for scope, writing 401/403 itself.
-// With no JWT secret configured only loopback callers get in (as admin).
-func (s *Server) authorize(ctx *fasthttp.RequestCtx, scope string) (*auth.Claims, bool) {
-	if s.cfg.JWTSecret == "" {
-		if ip := s.clientIP(ctx); ip != nil && ip.IsLoopback() {
-			return &auth.Claims{Scope: auth.ScopeAdmin}, true
-		}
-		writeError(ctx, fasthttp.StatusForbidden, "forbidden", "admin API is closed: no JWT secret set and the caller is not on loopback")
-		return nil, false
-	}
-	h := string(ctx.Request.Header.Peek("Authorization"))
-	tok, ok := strings.CutPrefix(h, "Bearer ")
-	if !ok || tok == "" {
-		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="conclave"`)
-		writeError(ctx, fasthttp.StatusUnauthorized, "unauthorized", "a bearer token is required")
-		return nil, false
-	}
-	c, err := auth.Verify(s.cfg.JWTSecret, tok)
-	if err != nil {
-		writeError(ctx, fasthttp.StatusUnauthorized, "unauthorized", "invalid token")
-		return nil, false
-	}
-	if !c.HasScope(scope) {
-		writeError(ctx, fasthttp.StatusForbidden, "forbidden", "token lacks scope "+scope)
-		return nil, false
-	}
-	return c, true
 }
 
 // viewBackend is a backend as the admin API shows it: no secret.
@@ -102,8 +81,63 @@ func viewMeeting(m fsm.Meeting) adminapi.Meeting {
 		RecreatedAt: m.RecreatedAt, Recreations: m.Recreations}
 }
 
-// serveAdmin routes /api/v1/... (except the internal peer calls).
-func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
+// Cluster is what the admin API needs of the replicated core.
+// *raftnode.Node implements it.
+type Cluster interface {
+	// FSM is the local replica.
+	FSM() *fsm.FSM
+	// Apply commits a command (forwarded to the leader when needed) and
+	// returns once the local replica has applied it too.
+	Apply(ctx context.Context, c fsm.Command) (*fsm.Result, error)
+	// ConsistentRead waits until the local replica holds every write
+	// acknowledged before the call.
+	ConsistentRead(ctx context.Context) error
+	Join(ctx context.Context, req raftnode.JoinRequest) error
+	Remove(ctx context.Context, id string) error
+	Peers(ctx context.Context) ([]raftnode.PeerInfo, error)
+	Status() raftnode.Status
+	Snapshot() error
+}
+
+// Requests is the request plumbing the gateway lends the admin API.
+type Requests interface {
+	// Authorize checks the bearer token for scope, answering 401/403 itself.
+	Authorize(ctx *fasthttp.RequestCtx, scope string) (*auth.Claims, bool)
+	// HasBody reports whether the request declares a body (never reading it).
+	HasBody(ctx *fasthttp.RequestCtx) bool
+	// ReadBody reads the body within limit, holding a place in the
+	// gateway's body gate until release; when it cannot, it answers the
+	// refusal itself and ok is false.
+	ReadBody(ctx *fasthttp.RequestCtx, limit int) (body []byte, release func(), ok bool)
+	// RefuseUnread answers a caller refused before its body was read: the
+	// body is drained, not kept, and the refusal counted.
+	RefuseUnread(ctx *fasthttp.RequestCtx)
+}
+
+// Config configures the admin API.
+type Config struct {
+	// JWTSecret derives the agents' load keys ("" : none are handed out).
+	JWTSecret string
+}
+
+// Handler serves the admin API.
+type Handler struct {
+	cfg     Config
+	cluster Cluster
+	req     Requests
+}
+
+// New makes the admin API over a cluster.
+func New(cfg Config, cluster Cluster, req Requests) *Handler {
+	return &Handler{cfg: cfg, cluster: cluster, req: req}
+}
+
+// MaxBody bounds an admin API body (JSON: a backend, a frontend with its
+// settings, a peer).
+const MaxBody = 64 << 10
+
+// Serve routes /api/v1/... (except the internal peer calls).
+func (h *Handler) Serve(ctx *fasthttp.RequestCtx) {
 	// The raw path: a backend named by its URL arrives path-escaped, and
 	// fasthttp's Path() would already have turned its %2F into separators.
 	raw, _, _ := strings.Cut(string(ctx.URI().PathOriginal()), "?")
@@ -121,34 +155,31 @@ func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 		isLoadKeyRoute(parts, method) {
 		scope = auth.ScopeAgent
 	}
-	claims, ok := s.authorize(ctx, scope)
+	claims, ok := h.req.Authorize(ctx, scope)
 	if !ok {
-		if hasBody(ctx) {
-			s.refuse(ctx, reasonUnsigned) // the body of a refused caller is never read
+		if h.req.HasBody(ctx) {
+			h.req.RefuseUnread(ctx) // the body of a refused caller is never read
 		}
 		return
 	}
-	// The body is read only now, within maxAdminBody, and at most
-	// maxBodiesPerClient at once per caller.
+	// The body is read only now, within MaxBody, and at most a few at once
+	// per caller (the gateway's gate).
 	var body []byte
-	if hasBody(ctx) && method != "GET" && method != "HEAD" {
-		var hold bodyHold
-		var res bodyResult
-		body, hold, res = s.readBody(ctx, maxAdminBody, true)
-		if res != bodyOK {
-			writeBodyRefused(ctx, res, maxAdminBody)
+	if h.req.HasBody(ctx) && method != "GET" && method != "HEAD" {
+		var release func()
+		if body, release, ok = h.req.ReadBody(ctx, MaxBody); !ok {
 			return
 		}
-		defer s.gate.release(&hold)
+		defer release()
 	}
-	rctx, cancel := requestContext(adminTimeout)
+	rctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
 	defer cancel()
-	a := &adminRequest{s: s, ctx: ctx, rctx: rctx, claims: claims, method: method, parts: parts, body: body}
+	a := &adminRequest{h: h, ctx: ctx, rctx: rctx, claims: claims, method: method, parts: parts, body: body}
 	a.route()
 }
 
 type adminRequest struct {
-	s      *Server
+	h      *Handler
 	ctx    *fasthttp.RequestCtx
 	rctx   context.Context
 	claims *auth.Claims
@@ -162,7 +193,7 @@ func (a *adminRequest) route() {
 	n := len(p)
 	switch {
 	case p[0] == "status" && n == 1 && m == "GET":
-		writeJSON(a.ctx, 200, viewStatus(a.s.cluster.Status()))
+		WriteJSON(a.ctx, 200, viewStatus(a.h.cluster.Status()))
 	case p[0] == "peers" && n == 1 && m == "GET":
 		a.listPeers()
 	case p[0] == "peers" && n == 1 && m == "POST":
@@ -176,7 +207,7 @@ func (a *adminRequest) route() {
 	case p[0] == "backends" && n == 1 && m == "POST":
 		a.addBackend()
 	case p[0] == "backends" && n == 2 && m == "GET":
-		a.withBackend(p[1], func(b fsm.Backend) { writeJSON(a.ctx, 200, viewBackend(b, a.s.cluster.FSM().MeetingCount(b.ID))) })
+		a.withBackend(p[1], func(b fsm.Backend) { WriteJSON(a.ctx, 200, viewBackend(b, a.h.cluster.FSM().MeetingCount(b.ID))) })
 	case p[0] == "backends" && n == 2 && m == "PATCH":
 		a.withBackend(p[1], a.patchBackend)
 	case p[0] == "backends" && n == 2 && m == "DELETE":
@@ -202,20 +233,20 @@ func (a *adminRequest) route() {
 	case p[0] == "recordings" && n == 1 && m == "GET":
 		a.listRecordings(string(a.ctx.QueryArgs().Peek("frontend")))
 	case p[0] == "meetings" && n == 1 && m == "GET":
-		ms := a.s.cluster.FSM().Meetings(string(a.ctx.QueryArgs().Peek("frontend")))
+		ms := a.h.cluster.FSM().Meetings(string(a.ctx.QueryArgs().Peek("frontend")))
 		out := make([]adminapi.Meeting, len(ms))
 		for i := range ms {
 			out[i] = viewMeeting(ms[i])
 		}
-		writeJSON(a.ctx, 200, out)
+		WriteJSON(a.ctx, 200, out)
 	case p[0] == "snapshot" && n == 1 && m == "POST":
-		if err := a.s.cluster.Snapshot(); err != nil {
-			writeError(a.ctx, 500, "internal", "snapshot: "+err.Error())
+		if err := a.h.cluster.Snapshot(); err != nil {
+			WriteError(a.ctx, 500, "internal", "snapshot: "+err.Error())
 			return
 		}
-		writeJSON(a.ctx, 200, map[string]bool{"ok": true})
+		WriteJSON(a.ctx, 200, map[string]bool{"ok": true})
 	default:
-		writeError(a.ctx, fasthttp.StatusNotFound, "not_found", "no route "+m+" /api/v1/"+strings.Join(p, "/"))
+		WriteError(a.ctx, fasthttp.StatusNotFound, "not_found", "no route "+m+" /api/v1/"+strings.Join(p, "/"))
 	}
 }
 
@@ -226,7 +257,7 @@ func (a *adminRequest) decodeBody(v any) bool {
 	dec := json.NewDecoder(bytes.NewReader(a.body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		writeError(a.ctx, 400, "invalid", "bad JSON body: "+err.Error())
+		WriteError(a.ctx, 400, "invalid", "bad JSON body: "+err.Error())
 		return false
 	}
 	return true
@@ -241,19 +272,19 @@ func (a *adminRequest) fail(err error) {
 		if status == 0 {
 			status = 400
 		}
-		writeError(a.ctx, status, fe.Code, fe.Msg)
+		WriteError(a.ctx, status, fe.Code, fe.Msg)
 	case raftnode.IsNotFound(err):
-		writeError(a.ctx, 404, "not_found", err.Error())
+		WriteError(a.ctx, 404, "not_found", err.Error())
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, raftnode.ErrNoLeader):
-		writeError(a.ctx, 503, "unavailable", "the cluster did not commit in time (no quorum?): "+err.Error())
+		WriteError(a.ctx, 503, "unavailable", "the cluster did not commit in time (no quorum?): "+err.Error())
 	default:
-		writeError(a.ctx, 500, "internal", err.Error())
+		WriteError(a.ctx, 500, "internal", err.Error())
 	}
 }
 
 // apply commits c and returns the FSM's result, answering errors itself.
 func (a *adminRequest) apply(c fsm.Command) (*fsm.Result, bool) {
-	res, err := a.s.cluster.Apply(a.rctx, c)
+	res, err := a.h.cluster.Apply(a.rctx, c)
 	if err == nil {
 		err = raftnode.ResultError(res)
 	}
@@ -265,7 +296,7 @@ func (a *adminRequest) apply(c fsm.Command) (*fsm.Result, bool) {
 }
 
 func (a *adminRequest) listPeers() {
-	peers, err := a.s.cluster.Peers(a.rctx)
+	peers, err := a.h.cluster.Peers(a.rctx)
 	if err != nil {
 		a.fail(err)
 		return
@@ -275,7 +306,7 @@ func (a *adminRequest) listPeers() {
 		out[i] = adminapi.Peer{ID: p.ID, RaftAddr: p.RaftAddr, HTTPAddr: p.HTTPAddr, Voter: p.Voter, Leader: p.Leader, State: p.State,
 			LastContact: p.LastContact, AppliedIndex: p.AppliedIndex, Reachable: p.Reachable, Error: p.Error}
 	}
-	writeJSON(a.ctx, 200, out)
+	WriteJSON(a.ctx, 200, out)
 }
 
 func (a *adminRequest) joinPeer() {
@@ -284,45 +315,45 @@ func (a *adminRequest) joinPeer() {
 		return
 	}
 	if body.ID == "" || body.RaftAddr == "" {
-		writeError(a.ctx, 400, "invalid", "id and raft_addr are required")
+		WriteError(a.ctx, 400, "invalid", "id and raft_addr are required")
 		return
 	}
 	req := raftnode.JoinRequest{ID: body.ID, RaftAddr: body.RaftAddr, HTTPAddr: body.HTTPAddr, GossipAddr: body.GossipAddr}
-	if err := a.s.cluster.Join(a.rctx, req); err != nil {
+	if err := a.h.cluster.Join(a.rctx, req); err != nil {
 		a.fail(err)
 		return
 	}
-	writeJSON(a.ctx, 200, map[string]bool{"ok": true})
+	WriteJSON(a.ctx, 200, map[string]bool{"ok": true})
 }
 
 func (a *adminRequest) removePeer(id string) {
-	if err := a.s.cluster.Remove(a.rctx, id); err != nil {
+	if err := a.h.cluster.Remove(a.rctx, id); err != nil {
 		a.fail(err)
 		return
 	}
-	writeJSON(a.ctx, 200, map[string]bool{"ok": true})
+	WriteJSON(a.ctx, 200, map[string]bool{"ok": true})
 }
 
 func (a *adminRequest) listBackends() {
-	counts := a.s.cluster.FSM().MeetingCounts()
-	bs := a.s.cluster.FSM().Backends()
+	counts := a.h.cluster.FSM().MeetingCounts()
+	bs := a.h.cluster.FSM().Backends()
 	out := make([]adminapi.Backend, len(bs))
 	for i, b := range bs {
 		out[i] = viewBackend(b, counts[b.ID])
 	}
-	writeJSON(a.ctx, 200, out)
+	WriteJSON(a.ctx, 200, out)
 }
 
 // withBackend resolves ref (ID, URL or host), answering 404 itself. A miss
 // is confirmed with a consistent read: the backend may have been added a
 // moment ago through another peer.
 func (a *adminRequest) withBackend(ref string, fn func(fsm.Backend)) {
-	b, ok := a.s.cluster.FSM().FindBackend(ref)
-	if !ok && a.s.cluster.ConsistentRead(a.rctx) == nil {
-		b, ok = a.s.cluster.FSM().FindBackend(ref)
+	b, ok := a.h.cluster.FSM().FindBackend(ref)
+	if !ok && a.h.cluster.ConsistentRead(a.rctx) == nil {
+		b, ok = a.h.cluster.FSM().FindBackend(ref)
 	}
 	if !ok {
-		writeError(a.ctx, 404, "not_found", "no backend "+ref+" (name it by ID, URL or host)")
+		WriteError(a.ctx, 404, "not_found", "no backend "+ref+" (name it by ID, URL or host)")
 		return
 	}
 	fn(b)
@@ -337,7 +368,7 @@ func (a *adminRequest) ownedURL(raw, denied string) (string, bool) {
 		return "", false
 	}
 	if !a.agentOwns(norm) {
-		writeError(a.ctx, 403, "forbidden", denied)
+		WriteError(a.ctx, 403, "forbidden", denied)
 		return "", false
 	}
 	return norm, true
@@ -373,16 +404,16 @@ func (a *adminRequest) addBackend() {
 	if !ok {
 		return
 	}
-	writeJSON(a.ctx, 201, viewBackend(*res.Backend, a.s.cluster.FSM().MeetingCount(res.Backend.ID)))
+	WriteJSON(a.ctx, 201, viewBackend(*res.Backend, a.h.cluster.FSM().MeetingCount(res.Backend.ID)))
 }
 
 func (a *adminRequest) patchBackend(b fsm.Backend) {
 	if !a.agentOwns(b.URL) {
-		writeError(a.ctx, 403, "forbidden", "an agent token may only change its own node")
+		WriteError(a.ctx, 403, "forbidden", "an agent token may only change its own node")
 		return
 	}
 	if !json.Valid(a.body) {
-		writeError(a.ctx, 400, "invalid", "settings patch is not valid JSON")
+		WriteError(a.ctx, 400, "invalid", "settings patch is not valid JSON")
 		return
 	}
 	if !a.checked(fsm.CheckBackendSettings(b.Settings, a.body)) {
@@ -396,7 +427,7 @@ func (a *adminRequest) applyBackend(c fsm.Command, status int) {
 	if !ok {
 		return
 	}
-	writeJSON(a.ctx, status, viewBackend(*res.Backend, a.s.cluster.FSM().MeetingCount(res.Backend.ID)))
+	WriteJSON(a.ctx, status, viewBackend(*res.Backend, a.h.cluster.FSM().MeetingCount(res.Backend.ID)))
 }
 
 func (a *adminRequest) deleteBackend(b fsm.Backend) {
@@ -407,32 +438,32 @@ func (a *adminRequest) deleteBackend(b fsm.Backend) {
 	}
 	bound := 0
 	if !res.Removed {
-		bound = a.s.cluster.FSM().MeetingCount(res.Backend.ID)
+		bound = a.h.cluster.FSM().MeetingCount(res.Backend.ID)
 	}
-	writeJSON(a.ctx, 200, adminapi.BackendRemoval{Removed: res.Removed, Backend: viewBackend(*res.Backend, bound)})
+	WriteJSON(a.ctx, 200, adminapi.BackendRemoval{Removed: res.Removed, Backend: viewBackend(*res.Backend, bound)})
 }
 
 func (a *adminRequest) viewFrontend(f fsm.Frontend) adminapi.Frontend {
-	n := len(a.s.cluster.FSM().Meetings(f.Key))
+	n := len(a.h.cluster.FSM().Meetings(f.Key))
 	return adminapi.Frontend{Key: f.Key, Secret: f.Secret, Settings: rawJSON(f.Settings), CreatedAt: f.CreatedAt, Meetings: n}
 }
 
 func (a *adminRequest) listFrontends() {
-	fs := a.s.cluster.FSM().Frontends()
+	fs := a.h.cluster.FSM().Frontends()
 	out := make([]adminapi.Frontend, len(fs))
 	for i, f := range fs {
 		out[i] = a.viewFrontend(f)
 	}
-	writeJSON(a.ctx, 200, out)
+	WriteJSON(a.ctx, 200, out)
 }
 
 func (a *adminRequest) getFrontend(key string) {
-	f, ok := a.s.cluster.FSM().Frontend(key)
+	f, ok := a.h.cluster.FSM().Frontend(key)
 	if !ok {
-		writeError(a.ctx, 404, "not_found", "no frontend "+key)
+		WriteError(a.ctx, 404, "not_found", "no frontend "+key)
 		return
 	}
-	writeJSON(a.ctx, 200, a.viewFrontend(f))
+	WriteJSON(a.ctx, 200, a.viewFrontend(f))
 }
 
 func (a *adminRequest) addFrontend() {
@@ -448,7 +479,7 @@ func (a *adminRequest) addFrontend() {
 
 // patchFrontend changes a frontend's settings (a JSON merge patch).
 func (a *adminRequest) patchFrontend(key string) {
-	if f, ok := a.s.cluster.FSM().Frontend(key); ok && !a.checked(fsm.CheckFrontendSettings(f.Settings, a.body)) {
+	if f, ok := a.h.cluster.FSM().Frontend(key); ok && !a.checked(fsm.CheckFrontendSettings(f.Settings, a.body)) {
 		return
 	}
 	a.applyFrontend(&fsm.SetFrontendSettings{Key: key, Patch: a.body}, 200)
@@ -470,14 +501,14 @@ func (a *adminRequest) applyFrontend(c fsm.Command, status int) {
 	if !ok {
 		return
 	}
-	writeJSON(a.ctx, status, a.viewFrontend(*res.Frontend))
+	WriteJSON(a.ctx, status, a.viewFrontend(*res.Frontend))
 }
 
 func (a *adminRequest) deleteFrontend(key string) {
 	if _, ok := a.apply(&fsm.RemoveFrontend{Key: key}); !ok {
 		return
 	}
-	writeJSON(a.ctx, 200, map[string]bool{"removed": true})
+	WriteJSON(a.ctx, 200, map[string]bool{"removed": true})
 }
 
 // newID makes a short random ID for a new backend.
@@ -488,12 +519,12 @@ func newID(prefix string) string {
 }
 
 func (a *adminRequest) listRecordings(frontend string) {
-	st := a.s.cluster.FSM()
+	st := a.h.cluster.FSM()
 	out := []adminapi.Recording{}
 	for _, r := range st.RecordingsOf(frontend, nil) {
 		_, present := st.Backend(r.BackendID)
 		out = append(out, adminapi.Recording{RecordID: r.RecordID, Frontend: r.Frontend, MeetingID: r.MeetingID, BackendID: r.BackendID,
 			BackendPresent: present, State: r.State, StartTime: r.StartTime, Meta: r.Meta})
 	}
-	writeJSON(a.ctx, 200, out)
+	WriteJSON(a.ctx, 200, out)
 }
