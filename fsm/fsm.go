@@ -339,6 +339,9 @@ type snapshotHeader struct {
 // restoring (TestGoldenSnapshot).
 const snapshotVersion = 1
 
+// ErrNewerSnapshot: Restore met a snapshot format this release cannot read.
+var ErrNewerSnapshot = errors.New("fsm: snapshot from a newer release")
+
 // WriteTo streams the snapshot as JSON lines: a header with counts, then
 // one object per record in sorted order (deterministic bytes for equal states).
 func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
@@ -398,7 +401,7 @@ func (f *FSM) Restore(r io.Reader) error {
 		return fmt.Errorf("fsm: snapshot header: %w", err)
 	}
 	if hdr.Version > snapshotVersion {
-		return fmt.Errorf("fsm: snapshot format version %d was written by a newer release (this one reads versions 1 to %d): upgrade this peer", hdr.Version, snapshotVersion)
+		return fmt.Errorf("%w: format version %d was written by a newer release (this one reads versions 1 to %d): upgrade this peer", ErrNewerSnapshot, hdr.Version, snapshotVersion)
 	}
 	if hdr.Version < 1 {
 		return fmt.Errorf("fsm: snapshot format version %d: not a Conclave snapshot", hdr.Version)

@@ -1,6 +1,7 @@
 package raftnode
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -18,7 +19,7 @@ type raftFSM struct {
 	changed chan struct{} // closed and replaced after every apply
 	// onHalt is told once when the FSM halts on a command type it does not
 	// know; onSkip of every skipped one (halt.go). Either may be nil.
-	onHalt func(*fsm.UnknownCommandError)
+	onHalt func(error)
 	onSkip func(t fsm.CmdType, index uint64)
 }
 
@@ -51,7 +52,7 @@ func (r *raftFSM) apply(l *raft.Log) any {
 		r.onSkip(fsm.CmdType(l.Data[0]), l.Index)
 	}
 	if h := r.f.Halted(); h != nil && r.onHalt != nil {
-		r.onHalt(h) // once is the callee's business: later entries come here too
+		r.onHalt(h) // the first call counts: later entries come here too
 	}
 	return res
 }
@@ -83,6 +84,9 @@ func (r *raftFSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	err := r.f.Restore(rc)
 	r.notify()
+	if errors.Is(err, fsm.ErrNewerSnapshot) && r.onHalt != nil {
+		r.onHalt(err) // raft would ask the leader for it again and again
+	}
 	return err
 }
 

@@ -14,37 +14,46 @@ import (
 // the node logs the error, tells Config.OnHalt (conclaved exits non-zero
 // with the message), and shuts down. Raft is refused snapshots from then
 // on, so the entry is still in the log when the peer, upgraded, replays it.
+// A snapshot whose format is newer than this release reads halts it too.
 //
 // A skippable type it does not know is skipped, counted per type
 // (SkippedCommands; conclave_fsm_commands_skipped_total) and logged, at
 // most once a minute per type.
 
-// halt runs on raft's FSM goroutine, once.
-func (n *Node) halt(h *fsm.UnknownCommandError) {
-	if !n.haltErr.CompareAndSwap(nil, h) {
-		return
-	}
-	n.log.Error("stopping: the log holds a command this release does not know", "err", h.Error(),
-		"type", int(h.Type), "index", h.Index)
-	close(n.haltCh)
-	go func() {
-		if n.cfg.OnHalt != nil {
-			n.cfg.OnHalt(h)
-		}
-		_ = n.Shutdown() // not on the FSM goroutine: raft's shutdown waits for it
-	}()
+// halt runs on raft's FSM goroutine; the first call counts. err is an
+// *fsm.UnknownCommandError, or a snapshot from a newer release
+// (fsm.ErrNewerSnapshot) that the leader sent.
+func (n *Node) halt(err error) {
+	n.haltOnce.Do(func() {
+		n.haltMu.Lock()
+		n.haltErr = err
+		n.haltMu.Unlock()
+		n.log.Error("stopping: this release cannot apply the replicated log", "err", err)
+		close(n.haltCh)
+		go func() {
+			if n.cfg.OnHalt != nil {
+				n.cfg.OnHalt(err)
+			}
+			select { // a restore inside raft.NewRaft: Open fails with it
+			case <-n.opened:
+			case <-n.stop:
+				return
+			}
+			_ = n.Shutdown() // not on the FSM goroutine: raft's shutdown waits for it
+		}()
+	})
 }
 
 // Halted is closed when the FSM met a command type this release does not
-// know and may not skip; HaltError says which and where.
+// know and may not skip (or a snapshot of a newer release); HaltError says
+// which and where.
 func (n *Node) Halted() <-chan struct{} { return n.haltCh }
 
 // HaltError is why the node halted (nil while it has not).
 func (n *Node) HaltError() error {
-	if h := n.haltErr.Load(); h != nil {
-		return h
-	}
-	return nil
+	n.haltMu.Lock()
+	defer n.haltMu.Unlock()
+	return n.haltErr
 }
 
 // skipCounter counts skipped commands by type and rate-limits their logs.

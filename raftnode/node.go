@@ -92,9 +92,12 @@ type Node struct {
 	// OnLeaderChange, when set before Start, is called on every change.
 	leaderChanges atomic.Uint64
 	// FSM halts and skips (halt.go).
-	haltCh  chan struct{}
-	haltErr atomic.Pointer[fsm.UnknownCommandError]
-	skips   skipCounter
+	haltCh   chan struct{}
+	haltOnce sync.Once
+	haltMu   sync.Mutex
+	haltErr  error
+	opened   chan struct{} // closed when Open returns the node
+	skips    skipCounter
 	// lead runs the leader-only loops of each won term (leadership.go).
 	lead leadership
 }
@@ -120,7 +123,7 @@ func Open(cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, log: cfg.Logger, fsm: fsm.New(cfg.FSMOptions...), stop: make(chan struct{})}
 	n.rfsm = newRaftFSM(n.fsm)
 	n.rfsm.onHalt, n.rfsm.onSkip = n.halt, n.skip
-	n.haltCh = make(chan struct{})
+	n.haltCh, n.opened = make(chan struct{}), make(chan struct{})
 	n.client = newPeerClient(cfg.PeerToken, cfg.TLS)
 
 	rc := raft.DefaultConfig()
@@ -179,6 +182,10 @@ func Open(cfg Config) (*Node, error) {
 	n.raft, err = raft.NewRaft(rc, n.rfsm, logs, n.store, n.snaps, n.transport)
 	if err != nil {
 		n.closeStores()
+		close(n.stop)
+		if h := n.HaltError(); h != nil {
+			err = h // a snapshot of a newer release: say so, not raft's summary
+		}
 		return nil, fmt.Errorf("raftnode: %w", err)
 	}
 	if cfg.Bootstrap && !hasState {
@@ -208,6 +215,7 @@ func Open(cfg Config) (*Node, error) {
 		n.wg.Add(1)
 		go n.joinLoop()
 	}
+	close(n.opened)
 	return n, nil
 }
 

@@ -1,10 +1,12 @@
 package raftnode
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
+	"hash/crc64"
 	"io"
 	"log/slog"
 	"net/http"
@@ -346,4 +348,48 @@ func TestUpgradeFromV1(t *testing.T) {
 	}
 	// It takes writes as before.
 	mustCommit(t, n, &fsm.AddFrontend{Key: "after-upgrade", Secret: "s"})
+}
+
+// TestSnapshotOfANewerReleaseIsRefused: a data directory whose snapshot has
+// a format version newer than this release reads does not open, and says
+// why and what to do.
+func TestSnapshotOfANewerReleaseIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS(filepath.Join(upgradeDir, "data"))); err != nil {
+		t.Fatal(err)
+	}
+	snaps, _ := filepath.Glob(filepath.Join(dir, "snapshots", "*"))
+	if len(snaps) != 1 {
+		t.Fatalf("snapshots: %v", snaps)
+	}
+	state, err := os.ReadFile(filepath.Join(snaps[0], "state.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	state = bytes.Replace(state, []byte(`{"version":1,`), []byte(`{"version":9,`), 1)
+	var meta map[string]any
+	metaJSON, _ := os.ReadFile(filepath.Join(snaps[0], "meta.json"))
+	if err := json.Unmarshal(metaJSON, &meta); err != nil {
+		t.Fatal(err)
+	}
+	h := crc64.New(crc64.MakeTable(crc64.ECMA))
+	h.Write(state)
+	meta["CRC"] = h.Sum(nil)
+	metaJSON, _ = json.Marshal(meta)
+	if err := os.WriteFile(filepath.Join(snaps[0], "state.bin"), state, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(snaps[0], "meta.json"), metaJSON, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n, err := Open(Config{ID: "p1", DataDir: dir, RaftBind: harness.FreeAddr(t), HTTPAdvertise: "127.0.0.1:1", Logger: quietLog})
+	if err == nil {
+		n.Shutdown()
+		t.Fatal("opened a snapshot of a newer release")
+	}
+	for _, want := range []string{"written by a newer release", "upgrade this peer"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%v: lacks %q", err, want)
+		}
+	}
 }
