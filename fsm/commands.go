@@ -10,7 +10,8 @@ type CmdType byte
 
 // FlagSkippable marks a command type that peers which do not know it may
 // skip. New, purely additive command types set it so peers can be upgraded
-// one at a time; a type without it that a peer does not know is an error.
+// one at a time; a type without it that a peer does not know stops that
+// peer (FSM.Apply, "upgrade this peer"), never a silent divergence.
 const FlagSkippable CmdType = 0x80
 
 // Command types. Numbers are part of the log format: never reuse one.

@@ -393,3 +393,20 @@ func TestSnapshotOfANewerReleaseIsRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestSkipsAreCountedAndLogsRateLimited: every skip counts; the log says it
+// once a minute per type.
+func TestSkipsAreCountedAndLogsRateLimited(t *testing.T) {
+	var buf bytes.Buffer
+	n := &Node{log: slog.New(slog.NewTextHandler(&buf, nil))}
+	for i := uint64(1); i <= 5; i++ {
+		n.skip(fsm.CmdReportStreams, i)
+	}
+	n.skip(fsm.FlagSkippable|99, 6)
+	if got := n.SkippedCommands(); got["158"] != 5 || got["227"] != 1 || len(got) != 2 {
+		t.Fatalf("counts %v", got)
+	}
+	if lines := strings.Count(buf.String(), "skipped a command"); lines != 2 {
+		t.Fatalf("%d log lines, want one per type:\n%s", lines, buf.String())
+	}
+}
