@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/conclave-lb/conclave/auth"
+	"github.com/conclave-lb/conclave/internal/testwait"
 	"github.com/conclave-lb/conclave/test/fakebbb"
 	"github.com/conclave-lb/conclave/test/harness"
 )
@@ -63,17 +64,18 @@ func backendByHost(t *testing.T, c *harness.Cluster, host string) (ctlBackend, b
 	return ctlBackend{}, false
 }
 
+// within waits (testwait) until ok holds, checking every 50 ms, and
+// returns how long it took.
 func within(t *testing.T, d time.Duration, what string, ok func() bool) time.Duration {
 	t.Helper()
 	start := time.Now()
-	for time.Since(start) < d {
-		if ok() {
-			return time.Since(start)
+	testwait.EventuallyEvery(t, d, 50*time.Millisecond, func() error {
+		if !ok() {
+			return fmt.Errorf("%s: not yet", what)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within %v", what, d)
-	return 0
+		return nil
+	})
+	return time.Since(start)
 }
 
 func TestAgentsRegisterReportLoadAndFail(t *testing.T) {
@@ -166,10 +168,13 @@ func TestGossipKeyAndTokenGuardRegistration(t *testing.T) {
 		_, ok := backendByHost(t, c, good.host)
 		return ok
 	})
-	time.Sleep(3 * time.Second) // the others had the same time and more
-	for _, n := range []*fakeNode{noKey, wrongKey, badToken} {
-		if _, ok := backendByHost(t, c, n.host); ok {
-			t.Errorf("agent of %s registered without the gossip key or a valid token", n.props)
+	// The others had the same time; for 3 s more none registers.
+	testwait.AssertUntilEvery(t, 3*time.Second, 200*time.Millisecond, func() error {
+		for _, n := range []*fakeNode{noKey, wrongKey, badToken} {
+			if _, ok := backendByHost(t, c, n.host); ok {
+				return fmt.Errorf("agent of %s registered without the gossip key or a valid token", n.props)
+			}
 		}
-	}
+		return nil
+	})
 }

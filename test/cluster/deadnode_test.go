@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/conclave-lb/conclave/internal/testwait"
 	"github.com/conclave-lb/conclave/test/harness"
 )
 
@@ -96,14 +97,10 @@ func (c *bbbCluster) hangNode(t *testing.T, i int) {
 	t.Helper()
 	c.nodes[i].Close()
 	var ln net.Listener
-	var err error
-	for try := 0; try < 50; try++ {
-		if ln, err = net.Listen("tcp", c.hosts[i]); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
+	if err := testwait.Until(time.Second, func() (err error) {
+		ln, err = net.Listen("tcp", c.hosts[i])
+		return err
+	}); err != nil {
 		t.Fatalf("hang node %d: %v", i, err)
 	}
 	var mu sync.Mutex

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/conclave-lb/conclave/bbb"
+	"github.com/conclave-lb/conclave/internal/testwait"
 	"github.com/conclave-lb/conclave/test/fakebbb"
 	"github.com/conclave-lb/conclave/test/harness"
 )
@@ -112,24 +113,23 @@ func TestFailoverDeadNode(t *testing.T) {
 	if dead < 0 || other == "" {
 		t.Fatalf("placement: lecture-0 on node %d, with %v", dead, c.nodes[dead].MeetingIDs())
 	}
-	time.Sleep(500 * time.Millisecond) // the create parameters are committed in the background
+	testwait.Sleep(500 * time.Millisecond) // the create parameters are committed in the background (nothing shows it)
 
 	killed := time.Now()
 	c.nodes[dead].Close()
 	var first time.Duration
 	var via string
-	for i := 0; ; i++ {
+	i := 0
+	testwait.Eventually(t, 30*time.Second, func() error {
 		p := c.Peers[i%3]
+		i++
 		host, _, err := c.failoverJoin(p, "meetingID=lecture-0&fullName=Ann&password=ap0")
 		if err == nil && host != "" && host != c.hosts[dead] {
 			first, via = time.Since(killed), p.ID
-			break
+			return nil
 		}
-		if time.Since(killed) > 30*time.Second {
-			t.Fatalf("no join was sent to a live node within 30 s of the node's death (last: %q %v)", host, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return fmt.Errorf("no join was sent to a live node since the node's death (last: %q %v)", host, err)
+	})
 	t.Logf("FAILOVER: node killed -> first user redirected to a live node: %v (through %s)", first.Round(time.Millisecond), via)
 
 	live := c.runningOn("moodle~lecture-0", dead)
@@ -220,7 +220,7 @@ func TestFailoverNodeRestartedEmpty(t *testing.T) {
 		t.Fatal(a.Raw)
 	}
 	n := c.runningOn("moodle~seminar", -1)
-	time.Sleep(500 * time.Millisecond) // parameters committed; a few seconds old at most (the old 30 s grace never ended)
+	testwait.Sleep(500 * time.Millisecond) // parameters committed; a few seconds old at most (the old 30 s grace never ended)
 	c.nodes[n].Close()
 	restarted := fakebbb.New(c.secrets[n])
 	if _, err := restarted.Start(c.hosts[n]); err != nil {
@@ -261,7 +261,7 @@ func TestFailoverJoinErrorsAndCallbacks(t *testing.T) {
 	if a := cl.Get(t, "create", "meetingID=talk&attendeePW=ap&moderatorPW=mp&record=true"); a.ReturnCode != "SUCCESS" {
 		t.Fatal(a.Raw)
 	}
-	time.Sleep(300 * time.Millisecond)
+	testwait.Sleep(300 * time.Millisecond)
 	for _, p := range c.Peers {
 		for q, key := range map[string]string{
 			"meetingID=nosuch&fullName=Ann&password=ap": bbb.KeyInvalidMeetingID,
@@ -290,7 +290,7 @@ func TestFailoverJoinErrorsAndCallbacks(t *testing.T) {
 	}
 	ended := time.Now()
 	var released, indexed time.Duration
-	for released == 0 || indexed == 0 {
+	testwait.Eventually(t, 10*time.Second, func() error {
 		if _, ok := c.boundMeetings(t, c.Peers[1])["moodle~talk"]; !ok && released == 0 {
 			released = time.Since(ended)
 		}
@@ -303,11 +303,11 @@ func TestFailoverJoinErrorsAndCallbacks(t *testing.T) {
 		if len(recs) > 0 && indexed == 0 {
 			indexed = time.Since(ended)
 		}
-		if time.Since(ended) > 10*time.Second {
-			t.Fatalf("after 10 s: released %v, indexed %v (the sync runs every 30 s)", released, indexed)
+		if released == 0 || indexed == 0 {
+			return fmt.Errorf("released %v, indexed %v (the sync runs every 30 s)", released, indexed)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	t.Logf("CALLBACKS: meeting ended on its node -> released from the state %v, recording indexed %v", released.Round(time.Millisecond), indexed.Round(time.Millisecond))
 }
 
@@ -320,21 +320,20 @@ func TestFailoverHungNode(t *testing.T) {
 		t.Fatal(a.Raw)
 	}
 	hung := c.runningOn("moodle~workshop", -1)
-	time.Sleep(500 * time.Millisecond)
+	testwait.Sleep(500 * time.Millisecond) // the create parameters are committed in the background
 	hungAt := time.Now()
 	c.nodes[hung].Hang()
 	t.Cleanup(func() { c.nodes[hung].Resume() })
-	for i := 0; ; i++ {
+	i := 0
+	testwait.Eventually(t, 30*time.Second, func() error {
 		host, _, err := c.failoverJoin(c.Peers[i%3], "meetingID=workshop&fullName=Ann&password=ap")
+		i++
 		if err == nil && host != "" && host != c.hosts[hung] {
 			t.Logf("FAILOVER: node hung -> first user redirected to a live node: %v", time.Since(hungAt).Round(time.Millisecond))
-			break
+			return nil
 		}
-		if time.Since(hungAt) > 30*time.Second {
-			t.Fatalf("no join sent to a live node within 30 s of the node hanging (last %q %v)", host, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return fmt.Errorf("no join sent to a live node since the node hung (last %q %v)", host, err)
+	})
 	live := 1 - hung
 	direct := harness.BBBClient{Base: "http://" + c.hosts[live] + "/bigbluebutton/api", Secret: c.secrets[live]}
 	if info := direct.Get(t, "getMeetingInfo", "meetingID=moodle~workshop"); !strings.Contains(info.Raw, "<attendeePW>ap</attendeePW>") || !strings.Contains(info.Raw, "<group>g1</group>") {

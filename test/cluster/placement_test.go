@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/conclave-lb/conclave/internal/testwait"
 	"github.com/conclave-lb/conclave/test/harness"
 )
 
@@ -138,10 +139,12 @@ func TestPlacementAgentLoadFactor(t *testing.T) {
 	if _, err := c.Ctl(c.Peers[0], "set", "backend", "-j", `{"load_factor":2}`, heavy.host); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2 * time.Second)
-	if h, _ := backendByHost(t, c, heavy.host); h.LoadFactor != 2 {
-		t.Fatalf("the running agent overwrote the operator's load factor: %v", h.LoadFactor)
-	}
+	testwait.AssertUntilEvery(t, 2*time.Second, 200*time.Millisecond, func() error {
+		if h, _ := backendByHost(t, c, heavy.host); h.LoadFactor != 2 {
+			return fmt.Errorf("the running agent overwrote the operator's load factor: %v", h.LoadFactor)
+		}
+		return nil
+	})
 }
 
 // TestPlacementDefaultPresentationForce: b3scale's force option replaces

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/conclave-lb/conclave/auth"
 	"github.com/conclave-lb/conclave/discovery"
+	"github.com/conclave-lb/conclave/internal/testwait"
 	"github.com/conclave-lb/conclave/test/harness"
 )
 
@@ -110,22 +112,25 @@ func TestForgedGossipLoadIgnored(t *testing.T) {
 		}
 		return nil
 	})
-	time.Sleep(3 * time.Second) // past the prober's load commit (2 s)
-
-	// The state does not carry the forged figures ...
-	b, ok := backendByHost(t, c.Cluster, c.hosts[0])
-	if !ok {
-		t.Fatal("victim backend gone")
-	}
-	var raw []map[string]any
-	if err := c.API(c.Peers[0], "GET", "/api/v1/backends", nil, &raw); err != nil {
-		t.Fatal(err)
-	}
-	for _, x := range raw {
-		if a, _ := x["attendees"].(float64); a >= 1000 {
-			t.Fatalf("forged load reached the state: %v", x)
+	// The state does not carry the forged figures, for 3 s: past the
+	// prober's load commit (2 s) ...
+	var b ctlBackend
+	testwait.AssertUntilEvery(t, 3*time.Second, 200*time.Millisecond, func() error {
+		var ok bool
+		if b, ok = backendByHost(t, c.Cluster, c.hosts[0]); !ok {
+			return errors.New("victim backend gone")
 		}
-	}
+		var raw []map[string]any
+		if err := c.API(c.Peers[0], "GET", "/api/v1/backends", nil, &raw); err != nil {
+			return err
+		}
+		for _, x := range raw {
+			if a, _ := x["attendees"].(float64); a >= 1000 {
+				return fmt.Errorf("forged load reached the state: %v", x)
+			}
+		}
+		return nil
+	})
 	// ... and placement still sends new meetings to the victim.
 	before := c.nodes[0].MeetingCount()
 	for i := 0; i < 6; i++ {
@@ -221,10 +226,12 @@ func TestTenantCallbackRelayRefused(t *testing.T) {
 			t.Fatalf("the answer varies: %q vs %q", a, answers[0])
 		}
 	}
-	time.Sleep(time.Second) // a relay would be on its way by now
-	if h := append(ok200.got(), no401.got()...); len(h) != 0 {
-		t.Fatalf("forged relays reached their targets: %v", h)
-	}
+	testwait.AssertUntil(t, time.Second, func() error { // a relay would be on its way by then
+		if h := append(ok200.got(), no401.got()...); len(h) != 0 {
+			return fmt.Errorf("forged relays reached their targets: %v", h)
+		}
+		return nil
+	})
 	for _, p := range c.Peers {
 		if v, _ := metricValue(scrape(t, p), `conclave_callback_relays_total{kind="end",result="refused"}`); v < 6 {
 			t.Fatalf("peer %s counted %v refused relays", p.ID, v)
@@ -322,12 +329,14 @@ func TestAgentTokenHostPortAndPeerAddresses(t *testing.T) {
 		}
 		return nil
 	})
-	time.Sleep(2 * time.Second)
-	for _, p := range c.Peers {
-		if v, _ := metricValue(scrape(t, p), `conclave_gossip_reports_rejected_total{reason="bad_signature"}`); v != 0 {
-			t.Fatalf("peer %s rejected %v signed reports", p.ID, v)
+	testwait.AssertUntilEvery(t, 2*time.Second, 250*time.Millisecond, func() error {
+		for _, p := range c.Peers {
+			if v, _ := metricValue(scrape(t, p), `conclave_gossip_reports_rejected_total{reason="bad_signature"}`); v != 0 {
+				return fmt.Errorf("peer %s rejected %v signed reports", p.ID, v)
+			}
 		}
-	}
+		return nil
+	})
 	b, _ := os.ReadFile(logPath)
 	if tok := mint(n.host); strings.Contains(string(b), tok) {
 		t.Fatal("agent token in the agent's log")
