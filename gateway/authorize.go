@@ -8,6 +8,7 @@ import (
 
 	"github.com/conclave-lb/conclave/auth"
 	"github.com/conclave-lb/conclave/gateway/admin"
+	"github.com/conclave-lb/conclave/gateway/internal/guard"
 )
 
 // authorize checks the bearer token for scope, writing 401/403 itself.
@@ -48,15 +49,17 @@ func (r adminRequests) Authorize(ctx *fasthttp.RequestCtx, scope string) (*auth.
 	return r.s.authorize(ctx, scope)
 }
 
-func (adminRequests) HasBody(ctx *fasthttp.RequestCtx) bool { return hasBody(ctx) }
+func (adminRequests) HasBody(ctx *fasthttp.RequestCtx) bool { return guard.HasBody(ctx) }
 
 func (r adminRequests) ReadBody(ctx *fasthttp.RequestCtx, limit int) ([]byte, func(), bool) {
-	body, hold, res := r.s.readBody(ctx, limit, true)
-	if res != bodyOK {
-		writeBodyRefused(ctx, res, limit)
+	body, hold, res := r.s.guard.ReadBody(ctx, limit, true)
+	if res != guard.BodyOK {
+		guard.WriteBodyRefused(ctx, res, limit)
 		return nil, nil, false
 	}
-	return body, func() { r.s.gate.release(&hold) }, true
+	return body, func() { r.s.guard.Release(&hold) }, true
 }
 
-func (r adminRequests) RefuseUnread(ctx *fasthttp.RequestCtx) { r.s.refuse(ctx, reasonUnsigned) }
+func (r adminRequests) RefuseUnread(ctx *fasthttp.RequestCtx) {
+	r.s.guard.Refuse(ctx, guard.ReasonUnsigned)
+}

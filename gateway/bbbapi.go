@@ -15,6 +15,7 @@ import (
 
 	"github.com/conclave-lb/conclave/bbb"
 	"github.com/conclave-lb/conclave/fsm"
+	"github.com/conclave-lb/conclave/gateway/internal/guard"
 )
 
 // bbbRequest is one BBB API call on its way through the gateway.
@@ -37,7 +38,7 @@ type bbbRequest struct {
 	// body is the request body, read (bounded) once the checksum passed;
 	// hold is its place in the server's body gate.
 	body []byte
-	hold bodyHold
+	hold guard.Hold
 }
 
 var bbbRequestPool = sync.Pool{New: func() any { return new(bbbRequest) }}
@@ -80,11 +81,11 @@ func (s *Server) serveBBB(ctx *fasthttp.RequestCtx, key string, rest []byte) {
 	returned := false
 	defer func() {
 		if !returned {
-			s.gate.release(&r.hold)
+			s.guard.Release(&r.hold)
 		}
 	}()
 	result := r.serve(key)
-	s.gate.release(&r.hold)
+	s.guard.Release(&r.hold)
 	if r.args != nil {
 		fasthttp.ReleaseArgs(r.args) // everything built from it has been copied by now
 	}
@@ -135,10 +136,10 @@ func (r *bbbRequest) serve(key string) string {
 			return r.fail(bbb.KeyServerUnavailable, "This server cannot confirm its configuration now. Please retry.")
 		}
 		if !ok {
-			if hasBody(ctx) {
+			if guard.HasBody(ctx) {
 				// Not a byte of the body is read for an unsigned request; the
 				// connection closes after the answer.
-				r.s.refuse(ctx, reasonUnsigned)
+				r.s.guard.Refuse(ctx, guard.ReasonUnsigned)
 			}
 			return r.fail(bbb.KeyChecksumError, bbb.MsgChecksumError)
 		}
@@ -152,7 +153,7 @@ func (r *bbbRequest) serve(key string) string {
 		// tenant, so an ambiguous one is refused rather than half scoped.
 		return r.fail(bbb.KeyValidationError, "Duplicate "+key+" parameter: give it once.")
 	}
-	if ctx.IsPost() && hasBody(ctx) {
+	if ctx.IsPost() && guard.HasBody(ctx) {
 		if res, ok := r.readBody(); !ok {
 			return res
 		}
@@ -257,15 +258,15 @@ func isXMLContent(ctx *fasthttp.RequestCtx) bool {
 // as bbb-web answers its errors).
 func (r *bbbRequest) readBody() (string, bool) {
 	limit := r.s.cfg.MaxBodySize
-	body, hold, res := r.s.readBody(r.ctx, limit, true)
+	body, hold, res := r.s.guard.ReadBody(r.ctx, limit, true)
 	switch res {
-	case bodyOK:
+	case guard.BodyOK:
 		r.body, r.hold = body, hold
 		return "", true
-	case bodyTooLarge:
+	case guard.BodyTooLarge:
 		return r.fail(bbb.KeyValidationError, "The request body is larger than this server accepts ("+strconv.Itoa(limit)+" bytes)."), false
-	case bodyBusy:
-		r.ctx.Response.Header.Set("Retry-After", retryAfter)
+	case guard.BodyBusy:
+		r.ctx.Response.Header.Set("Retry-After", guard.RetryAfter)
 		return r.fail(bbb.KeyServerUnavailable, "Too many requests with a body in progress from your address. Please retry in a few seconds."), false
 	}
 	return r.fail(bbb.KeyValidationError, "The request body could not be read."), false

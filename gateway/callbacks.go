@@ -468,3 +468,6 @@ func (s *Server) deliver(j relayJob) {
 	}
 	s.metrics.callbacks.WithLabelValues(j.kind, "failed").Inc()
 }
+
+// maxCallbackBody bounds the body of a BBB callback relayed by the peer.
+const maxCallbackBody = 64 << 10

@@ -45,7 +45,7 @@ func FuzzGetRecordingsPaging(f *testing.F) {
 		ctx.Init(&req, &net.TCPAddr{IP: net.IPv4(10, 0, 0, 1)}, nil)
 		s.Handle(&ctx)
 		body := string(ctx.Response.Body())
-		if guardCounter(s.guard.panics) != 0 {
+		if guardCounter(s.guard.Panics) != 0 {
 			t.Fatalf("offset=%q limit=%q: a handler panicked: %s", offset, limit, body)
 		}
 		if ctx.Response.StatusCode() != 200 || !strings.Contains(body, "<returncode>") {
@@ -94,7 +94,7 @@ func FuzzAdminAPI(f *testing.F) {
 		ctx.Init(&req, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}, nil)
 		s.Handle(&ctx)
 		status, answer := ctx.Response.StatusCode(), ctx.Response.Body()
-		if guardCounter(s.guard.panics) != 0 {
+		if guardCounter(s.guard.Panics) != 0 {
 			t.Fatalf("%s %q %q: a handler panicked: %d %s", req.Header.Method(), path, body, status, answer)
 		}
 		if ct := string(ctx.Response.Header.ContentType()); ct != "application/json" {

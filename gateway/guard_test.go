@@ -23,6 +23,7 @@ import (
 	"github.com/conclave-lb/conclave/bbb"
 	"github.com/conclave-lb/conclave/fsm"
 	"github.com/conclave-lb/conclave/gateway/admin"
+	"github.com/conclave-lb/conclave/gateway/internal/guard"
 )
 
 func guardCounter(c prometheus.Counter) float64 {
@@ -119,7 +120,7 @@ func TestPanicAnsweredAndCounted(t *testing.T) {
 	if r.StatusCode() != 500 || json.Unmarshal(r.Body(), &e) != nil || e.Code != "internal" {
 		t.Fatalf("admin route: %d %s", r.StatusCode(), r.Body())
 	}
-	if n := guardCounter(s.guard.panics); n != 2 {
+	if n := guardCounter(s.guard.Panics); n != 2 {
 		t.Fatalf("conclave_panics_total = %v, want 2", n)
 	}
 	out := logs.String()
@@ -134,72 +135,10 @@ func TestPanicAnsweredAndCounted(t *testing.T) {
 	}
 }
 
-func TestParseTrustedProxies(t *testing.T) {
-	ps, err := ParseTrustedProxies(" 10.0.0.0/8, 192.168.1.7 ,::1,2001:db8::/32,,::ffff:172.16.0.0/108")
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []string{"10.0.0.0/8", "192.168.1.7/32", "::1/128", "2001:db8::/32", "172.16.0.0/12"}
-	if len(ps) != len(want) {
-		t.Fatalf("%v", ps)
-	}
-	for i, p := range ps {
-		if p.String() != want[i] {
-			t.Errorf("%d: %s, want %s", i, p, want[i])
-		}
-	}
-	for _, bad := range []string{"10.0.0.0/33", "proxy.example.org", "10.0.0.1/8/2", "1.2.3"} {
-		if _, err := ParseTrustedProxies(bad); err == nil || !strings.Contains(err.Error(), bad) {
-			t.Errorf("%q: %v", bad, err)
-		}
-	}
-}
-
-func TestClientAddrTrustsOnlyTrustedProxies(t *testing.T) {
-	trusted, _ := ParseTrustedProxies("10.0.0.0/8")
-	behind := New(Config{ReverseProxy: true, TrustedProxies: trusted}, NewMemCluster())
-	loopOnly := New(Config{ReverseProxy: true}, NewMemCluster())
-	direct := New(Config{}, NewMemCluster())
-	cases := []struct {
-		s      *Server
-		remote string
-		xff    []string
-		want   string
-	}{
-		{direct, "10.0.0.5", []string{"1.2.3.4"}, "10.0.0.5"},                                   // not in proxy mode
-		{behind, "198.51.100.7", []string{"127.0.0.1"}, "198.51.100.7"},                         // direct caller: ignored
-		{behind, "10.0.0.5", []string{"1.2.3.4"}, "1.2.3.4"},                                    // from the proxy
-		{behind, "10.0.0.5", []string{"127.0.0.1, 1.2.3.4, 10.0.0.7"}, "1.2.3.4"},               // right-most untrusted
-		{behind, "10.0.0.5", []string{"127.0.0.1", "1.2.3.4"}, "1.2.3.4"},                       // two header lines
-		{behind, "10.0.0.5", []string{"10.0.0.9, 10.1.1.1"}, "10.0.0.9"},                        // all trusted: left-most
-		{behind, "10.0.0.5", []string{"1.2.3.4, bogus"}, "10.0.0.5"},                            // garbage from the proxy's side
-		{behind, "10.0.0.5", []string{"bogus, 1.2.3.4"}, "1.2.3.4"},                             // garbage to the left is the client's
-		{behind, "10.0.0.5", []string{"[2001:db8::1]:443"}, "2001:db8::1"},                      // with a port
-		{behind, "::ffff:10.0.0.5", []string{"::ffff:203.0.113.1"}, "203.0.113.1"},              // mapped IPv4
-		{behind, "10.0.0.5", nil, "10.0.0.5"},                                                   // no header
-		{loopOnly, "127.0.0.1", []string{"203.0.113.9"}, "203.0.113.9"},                         // default: loopback proxy
-		{loopOnly, "192.0.2.1", []string{"127.0.0.1"}, "192.0.2.1"},                             // default: nobody else
-		{loopOnly, "::1", []string{"203.0.113.9, ::1"}, "203.0.113.9"},                          // IPv6 loopback proxy
-		{behind, "10.0.0.5", []string{" 127.0.0.1 ,, 198.51.100.1 ,10.2.2.2 "}, "198.51.100.1"}, // spacing, empty entries
-	}
-	for _, c := range cases {
-		var ctx fasthttp.RequestCtx
-		var req fasthttp.Request
-		req.SetRequestURI("/")
-		for _, h := range c.xff {
-			req.Header.Add("X-Forwarded-For", h)
-		}
-		ctx.Init(&req, &net.TCPAddr{IP: net.ParseIP(c.remote), Port: 5000}, nil)
-		if got := c.s.clientAddr(&ctx); got != netip.MustParseAddr(c.want) {
-			t.Errorf("remote %s, X-Forwarded-For %q: %s, want %s", c.remote, c.xff, got, c.want)
-		}
-	}
-}
-
 // TestForwardedLoopbackGetsNoAdmin: issue 13's replay in process: a direct
 // caller claiming X-Forwarded-For: 127.0.0.1 does not get loopback rights.
 func TestForwardedLoopbackGetsNoAdmin(t *testing.T) {
-	trusted, _ := ParseTrustedProxies("10.9.9.9")
+	trusted, _ := guard.ParseTrustedProxies("10.9.9.9")
 	for _, s := range []*Server{New(Config{ReverseProxy: true}, NewMemCluster()), New(Config{ReverseProxy: true, TrustedProxies: trusted}, NewMemCluster())} {
 		var ctx fasthttp.RequestCtx
 		var req fasthttp.Request
@@ -310,7 +249,7 @@ func TestBodyReadOnlyAfterChecksum(t *testing.T) {
 	if !strings.Contains(string(resp.Body()), "checksumError") || !closedAfterAnswer(c) {
 		t.Fatalf("unsigned create with a body: %d %s", resp.StatusCode(), resp.Body())
 	}
-	if n := guardCounter(s.guard.refused.WithLabelValues(reasonUnsigned)); n != 1 {
+	if n := guardCounter(s.guard.Refused.WithLabelValues(guard.ReasonUnsigned)); n != 1 {
 		t.Fatalf("refused{unsigned} = %v", n)
 	}
 	// A client that sends its whole body before reading (Go's, most) gets
@@ -363,7 +302,7 @@ func TestBodyReadOnlyAfterChecksum(t *testing.T) {
 	}
 }
 
-// TestBodiesPerClientCapped: a client with maxBodiesPerClient bodies in
+// TestBodiesPerClientCapped: a client with guard.MaxBodiesPerClient bodies in
 // flight is told to retry at once; others are not affected.
 func TestBodiesPerClientCapped(t *testing.T) {
 	r := newRig(t, 1)
@@ -371,7 +310,7 @@ func TestBodiesPerClientCapped(t *testing.T) {
 	addr := startServer(t, s)
 	// Bodies announced but not sent: each holds its place while the server waits.
 	var conns []net.Conn
-	for i := 0; i < maxBodiesPerClient; i++ {
+	for i := 0; i < guard.MaxBodiesPerClient; i++ {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
@@ -382,13 +321,13 @@ func TestBodiesPerClientCapped(t *testing.T) {
 			signedURI("create", fmt.Sprintf("meetingID=slow%d&name=x", i), "fe1-secret"), strings.Repeat(" ", 9000))
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for s.gate.inFlight(netip.MustParseAddr("127.0.0.1")) < maxBodiesPerClient {
+	for s.guard.InFlight(netip.MustParseAddr("127.0.0.1")) < guard.MaxBodiesPerClient {
 		if time.Now().After(deadline) {
 			t.Fatal("the slow bodies did not take their places")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	large := []byte("<modules>" + strings.Repeat(" ", smallBody) + "</modules>")
+	large := []byte("<modules>" + strings.Repeat(" ", guard.SmallBody) + "</modules>")
 	resp, c := rawRequest(t, addr, "POST", signedURI("create", "meetingID=m9&name=x", "fe1-secret"),
 		map[string]string{"Content-Type": "application/xml"}, len(large), large)
 	c.Close()
@@ -411,7 +350,7 @@ func TestBodiesPerClientCapped(t *testing.T) {
 		c.Close()
 	}
 	deadline = time.Now().Add(5 * time.Second)
-	for s.gate.inFlight(netip.MustParseAddr("127.0.0.1")) > 0 {
+	for s.guard.InFlight(netip.MustParseAddr("127.0.0.1")) > 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("places not released when the clients went away")
 		}
@@ -514,55 +453,6 @@ func TestCapMetaKeepsRecordingsIndexable(t *testing.T) {
 	}
 }
 
-func TestBodyGateBounds(t *testing.T) {
-	g := newBodyGate(100, 3)
-	a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
-	h1, ok1 := g.acquire(a, 30)
-	h2, ok2 := g.acquire(a, 20)
-	if !ok1 || !ok2 {
-		t.Fatal("within the bounds")
-	}
-	if _, ok := g.acquire(a, 1); ok { // over half the budget for one client
-		t.Fatal("one client took more than half the budget")
-	}
-	hb, okb := g.acquire(b, 40)
-	if !okb {
-		t.Fatal("another client refused")
-	}
-	if _, ok := g.acquire(netip.MustParseAddr("192.0.2.3"), 11); ok { // 101 in all
-		t.Fatal("over the global budget")
-	}
-	g.release(&h1)
-	g.release(&h1) // twice: a no-op
-	if _, ok := g.acquire(a, 30); !ok {
-		t.Fatal("released bytes not reusable")
-	}
-	g.release(&h2)
-	g.release(&hb)
-	c := newBodyGate(1<<30, 2)
-	c.acquire(a, smallBody+1)
-	c.acquire(a, smallBody+1)
-	if _, ok := c.acquire(a, smallBody+1); ok {
-		t.Fatal("over the per-client count")
-	}
-	// Small bodies count against the bytes only: a client's parallel
-	// admin writes or slides lists are not refused by the count.
-	var small []bodyHold
-	for i := 0; i < 3*maxBodiesPerClient; i++ {
-		h, ok := c.acquire(a, smallBody)
-		if !ok {
-			t.Fatalf("small body %d refused", i)
-		}
-		small = append(small, h)
-	}
-	for i := range small {
-		c.release(&small[i])
-	}
-	if c.bytes != 2*(smallBody+1) || c.inFlight(a) != 2 {
-		t.Fatalf("after releasing the small bodies: %d bytes, %d large in flight", c.bytes, c.inFlight(a))
-	}
-}
-
 // TestRoutesWithoutBodiesDoNotReadThem: /metrics and pprof (whose adaptor
 // would read any body whole) refuse one unread; a callback's body is read
 // within maxCallbackBody.
@@ -619,10 +509,8 @@ func TestPanicGivesBackTheBodysPlace(t *testing.T) {
 	if resp.StatusCode() != 500 || !strings.Contains(string(resp.Body()), "internalError") {
 		t.Fatalf("%d %s", resp.StatusCode(), resp.Body())
 	}
-	s.gate.mu.Lock()
-	held, bytes := len(s.gate.perClient), s.gate.bytes
-	s.gate.mu.Unlock()
-	if held != 0 || bytes != 0 || guardCounter(s.guard.panics) != 1 {
-		t.Fatalf("after the panic: %d clients, %d bytes held, %v panics", held, bytes, guardCounter(s.guard.panics))
+	held, bytes := s.guard.Held()
+	if held != 0 || bytes != 0 || guardCounter(s.guard.Panics) != 1 {
+		t.Fatalf("after the panic: %d clients, %d bytes held, %v panics", held, bytes, guardCounter(s.guard.Panics))
 	}
 }

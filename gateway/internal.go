@@ -5,6 +5,7 @@ import (
 
 	"github.com/conclave-lb/conclave/auth"
 	"github.com/conclave-lb/conclave/gateway/admin"
+	"github.com/conclave-lb/conclave/gateway/internal/guard"
 	"github.com/conclave-lb/conclave/raftnode"
 )
 
@@ -29,9 +30,9 @@ func (s *Server) serveInternal(ctx *fasthttp.RequestCtx, op string) {
 	}
 	// Read within its bound, after the token: peers' calls are small, and
 	// not gated per address (one peer forwards many creates at once).
-	body, _, res := s.readBody(ctx, raftnode.MaxInternalBody, false)
-	if res != bodyOK {
-		writeBodyRefused(ctx, res, raftnode.MaxInternalBody)
+	body, _, res := s.guard.ReadBody(ctx, raftnode.MaxInternalBody, false)
+	if res != guard.BodyOK {
+		guard.WriteBodyRefused(ctx, res, raftnode.MaxInternalBody)
 		return
 	}
 	rctx, cancel := requestContext(15e9)

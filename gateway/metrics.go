@@ -206,26 +206,3 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descLogWrites, prometheus.CounterValue, float64(writes))
 	ch <- prometheus.MustNewConstMetric(descLogEntries, prometheus.CounterValue, float64(entries))
 }
-
-// guardMetrics count what the HTTP path's defences did: panics recovered
-// and requests refused before their body was read.
-type guardMetrics struct {
-	panics  prometheus.Counter
-	refused *prometheus.CounterVec
-}
-
-func newGuardMetrics(reg *prometheus.Registry) *guardMetrics {
-	g := &guardMetrics{
-		panics: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "conclave_panics_total", Help: "Panics recovered while serving an HTTP request (the request got an error answer; the peer kept serving).",
-		}),
-		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "conclave_requests_refused_total", Help: "Requests refused before their body was read, by reason (too_large, busy, unsigned).",
-		}, []string{"reason"}),
-	}
-	reg.MustRegister(g.panics, g.refused)
-	for _, r := range []string{reasonTooLarge, reasonBusy, reasonUnsigned} {
-		g.refused.WithLabelValues(r)
-	}
-	return g
-}

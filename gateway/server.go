@@ -24,6 +24,7 @@ import (
 	"github.com/conclave-lb/conclave/fsm"
 	"github.com/conclave-lb/conclave/gateway/admin"
 	"github.com/conclave-lb/conclave/gateway/control"
+	"github.com/conclave-lb/conclave/gateway/internal/guard"
 	"github.com/conclave-lb/conclave/internal/peertls"
 	"github.com/conclave-lb/conclave/raftnode"
 )
@@ -81,9 +82,7 @@ type Server struct {
 	draining atomic.Bool      // set by Drain
 	// lastConfirmed: when a checksum miss last made the replica consistent.
 	lastConfirmed atomic.Int64
-	guard         *guardMetrics
-	trusted       []netip.Prefix // proxies whose X-Forwarded-For is believed
-	gate          *bodyGate      // request bodies in flight
+	guard         *guard.Guard // body gate, trusted proxies, refusals and panics counted
 	// beforeRoute, when set (tests only), runs before each request is routed.
 	beforeRoute func(*fasthttp.RequestCtx)
 
@@ -114,16 +113,8 @@ func New(cfg Config, cluster Cluster) *Server {
 		},
 	}, cluster, backendCaller{s})
 	s.admin = admin.New(admin.Config{JWTSecret: cfg.JWTSecret}, cluster, adminRequests{s})
-	s.guard = newGuardMetrics(cfg.Registry)
-	s.gate = newBodyGate(max(4*int64(cfg.MaxBodySize), minBodyBudget), maxBodiesPerClient)
-	s.trusted = cfg.TrustedProxies
-	switch {
-	case cfg.ReverseProxy && len(s.trusted) == 0:
-		s.trusted = loopbackProxies
-		cfg.Logger.Warn("reverse-proxy mode without CONCLAVE_TRUSTED_PROXIES: X-Forwarded-For is believed only from loopback proxies")
-	case !cfg.ReverseProxy && len(s.trusted) > 0:
-		cfg.Logger.Warn("CONCLAVE_TRUSTED_PROXIES is ignored: reverse-proxy mode (CONCLAVE_REVERSE_PROXY_MODE) is off")
-	}
+	s.guard = guard.New(guard.Config{ReverseProxy: cfg.ReverseProxy, TrustedProxies: cfg.TrustedProxies,
+		MaxBodySize: cfg.MaxBodySize, Registry: cfg.Registry, Logger: cfg.Logger})
 	s.promH = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}))
 	s.srv = &fasthttp.Server{
 		Handler:            s.Handle,
@@ -131,10 +122,10 @@ func New(cfg Config, cluster Cluster) *Server {
 		MaxRequestBodySize: cfg.MaxBodySize,
 		// Handlers see a request before its body is read: the checksum or
 		// token is checked first, then the body is read within its bound
-		// (readBody). Only the first 8 KiB arrive with the headers.
+		// (guard.ReadBody). Only the first 8 KiB arrive with the headers.
 		StreamRequestBody:            true,
 		DisablePreParseMultipartForm: true,
-		ReadBufferSize:               readBufferSize,
+		ReadBufferSize:               guard.ReadBufferSize,
 		ReadTimeout:                  60 * time.Second,
 		WriteTimeout:                 60 * time.Second,
 		IdleTimeout:                  120 * time.Second,
@@ -208,7 +199,7 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 	case bytes.HasPrefix(path, []byte(callbackPrefix)):
 		// BBB's callbacks carry a small form body (signed_parameters): read
 		// within a bound before the handler parses it.
-		s.withBody(ctx, maxCallbackBody, func() { s.serveCallback(ctx, string(path[len(callbackPrefix):])) })
+		s.guard.WithBody(ctx, maxCallbackBody, func() { s.serveCallback(ctx, string(path[len(callbackPrefix):])) })
 	case bytes.HasPrefix(path, prefixInternal):
 		s.serveInternal(ctx, string(path[len(prefixInternal):]))
 	case bytes.HasPrefix(path, prefixAdmin):
@@ -217,11 +208,11 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 		s.serveStatus(ctx)
 	case bytes.HasPrefix(path, []byte("/debug/pprof/")):
 		// Go's profiler, for operators: admin scope (or loopback without a secret).
-		if _, ok := s.authorize(ctx, auth.ScopeAdmin); ok && s.noBody(ctx) {
+		if _, ok := s.authorize(ctx, auth.ScopeAdmin); ok && s.guard.NoBody(ctx) {
 			pprofHandler(ctx)
 		}
 	case string(path) == "/metrics":
-		if s.noBody(ctx) { // the adaptor would read any body whole
+		if s.guard.NoBody(ctx) { // the adaptor would read any body whole
 			s.promH(ctx)
 		}
 	case string(path) == "/healthz":
@@ -247,10 +238,14 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 // clientIP is the caller's address (clientAddr): X-Forwarded-For only
 // from a trusted proxy.
 func (s *Server) clientIP(ctx *fasthttp.RequestCtx) net.IP {
-	return net.IP(s.clientAddr(ctx).AsSlice())
+	return net.IP(s.guard.ClientAddr(ctx).AsSlice())
 }
 
 // requestContext bounds work done for one request.
 func requestContext(timeout time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), timeout)
 }
+
+// ParseTrustedProxies reads a comma-separated list of CIDRs (a plain
+// address counts as /32 or /128), for Config.TrustedProxies.
+func ParseTrustedProxies(list string) ([]netip.Prefix, error) { return guard.ParseTrustedProxies(list) }

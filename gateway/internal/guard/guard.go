@@ -1,4 +1,7 @@
-package gateway
+// Package guard holds the HTTP path's defences, shared by every route of
+// a peer: the body gate, X-Forwarded-For from trusted proxies only, the
+// lingering close of refused connections, and their metrics.
+package guard
 
 // The HTTP path's defences: no panic stops the peer, X-Forwarded-For is
 // believed only from trusted proxies, and a request body is read only after
@@ -10,88 +13,47 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 
-	"github.com/conclave-lb/conclave/bbb"
 	"github.com/conclave-lb/conclave/gateway/admin"
 )
 
 // Request-path limits.
 const (
-	// readBufferSize bounds the request line plus headers. BBB behind
+	// ReadBufferSize bounds the request line plus headers. BBB behind
 	// nginx takes 8 KB; the official PHP client's create URLs reach 5 KB.
-	readBufferSize = 20 << 10
-	// maxBodiesPerClient bounds the requests with a body one client
+	ReadBufferSize = 20 << 10
+	// MaxBodiesPerClient bounds the requests with a body one client
 	// address may have in flight (being read or held) at once; it may also
 	// hold at most half of the byte budget (newBodyGate).
-	maxBodiesPerClient = 8
-	// smallBody: bodies up to this size (admin JSON, an LMS's XML slides
+	MaxBodiesPerClient = 8
+	// SmallBody: bodies up to this size (admin JSON, an LMS's XML slides
 	// list) count against the byte budgets only, so a client's parallel
 	// small writes are not refused; larger ones count against
-	// maxBodiesPerClient too.
-	smallBody = 64 << 10
-	// minBodyBudget is the least global budget of body bytes in flight.
-	minBodyBudget = 16 << 20
-	// retryAfter is the Retry-After (seconds) of a request refused as busy.
-	retryAfter = "2"
+	// MaxBodiesPerClient too.
+	SmallBody = 64 << 10
+	// MinBodyBudget is the least global budget of body bytes in flight.
+	MinBodyBudget = 16 << 20
+	// RetryAfter is the Retry-After (seconds) of a request refused as busy.
+	RetryAfter = "2"
 )
 
 // Reasons a request was refused before its body was read (metric label).
 const (
-	reasonTooLarge = "too_large"
-	reasonBusy     = "busy"
-	reasonUnsigned = "unsigned"
+	ReasonTooLarge = "too_large"
+	ReasonBusy     = "busy"
+	ReasonUnsigned = "unsigned"
 )
-
-// keyInternalError is the messageKey of a BBB call that failed inside the
-// gateway. bbb-web has no key of its own for this: an unexpected exception
-// there ends in Grails' "500" URL mapping (an error page, HTTP 500).
-const keyInternalError = "internalError"
-
-// recoverRequest is deferred by Handle: a panic in any handler becomes an
-// error answer, one log line with the stack, and a count in
-// conclave_panics_total, and the peer goes on serving.
-func (s *Server) recoverRequest(ctx *fasthttp.RequestCtx) {
-	v := recover()
-	if v == nil {
-		return
-	}
-	s.guard.panics.Inc()
-	// Never the query or the body: they carry checksums and passwords.
-	s.log.Error("panic while serving a request; answered with an error, peer keeps serving",
-		"panic", fmt.Sprint(v), "method", string(ctx.Method()), "path", string(ctx.Path()),
-		"stack", string(debug.Stack()))
-	ctx.Response.Reset()
-	// The handler may have left the request body half read: do not reuse
-	// the connection.
-	ctx.SetConnectionClose()
-	if isBBBPath(ctx.Path()) {
-		// bbb-web answers an unexpected exception with HTTP 500 (its "500"
-		// URL mapping), not 200 with a FAILED envelope: a 500 tells the
-		// client and any proxy that the server failed, not the request, and
-		// is what clients already see from BBB in that case. The body is
-		// still BBB's XML envelope, so a client that parses it anyway reads
-		// returncode FAILED and a messageKey instead of an HTML page.
-		ctx.SetStatusCode(fasthttp.StatusInternalServerError)
-		ctx.SetContentType("text/xml; charset=utf-8")
-		ctx.SetBody(bbb.FailedXML(keyInternalError, "An internal error occurred. The request was not completed; please retry."))
-		return
-	}
-	admin.WriteError(ctx, fasthttp.StatusInternalServerError, "internal", "internal error: the request was not completed")
-}
-
-func isBBBPath(path []byte) bool {
-	return bytes.HasPrefix(path, prefixBBB) || bytes.HasPrefix(path, prefixTenant)
-}
 
 // ParseTrustedProxies reads a comma-separated list of CIDRs; a plain
 // address counts as /32 (IPv4) or /128 (IPv6).
@@ -127,8 +89,8 @@ func ParseTrustedProxies(list string) ([]netip.Prefix, error) {
 // proxies are configured: a proxy on the same host.
 var loopbackProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 
-func (s *Server) trustedProxy(a netip.Addr) bool {
-	for _, p := range s.trusted {
+func (g *Guard) trustedProxy(a netip.Addr) bool {
+	for _, p := range g.trusted {
 		if p.Contains(a) {
 			return true
 		}
@@ -142,14 +104,14 @@ func remoteAddr(ctx *fasthttp.RequestCtx) netip.Addr {
 	return a.Unmap()
 }
 
-// clientAddr is the caller's address. X-Forwarded-For is believed only in
+// ClientAddr is the caller's address. X-Forwarded-For is believed only in
 // reverse-proxy mode and only when the connection comes from a trusted
 // proxy; then, as nginx's real_ip_recursive does, the answer is the
 // right-most address that is not itself a trusted proxy (entries to its
 // left were written by the client and prove nothing).
-func (s *Server) clientAddr(ctx *fasthttp.RequestCtx) netip.Addr {
+func (g *Guard) ClientAddr(ctx *fasthttp.RequestCtx) netip.Addr {
 	cur := remoteAddr(ctx)
-	if !s.cfg.ReverseProxy || !s.trustedProxy(cur) {
+	if !g.cfg.ReverseProxy || !g.trustedProxy(cur) {
 		return cur
 	}
 	hdrs := ctx.Request.Header.PeekAll("X-Forwarded-For")
@@ -169,7 +131,7 @@ func (s *Server) clientAddr(ctx *fasthttp.RequestCtx) netip.Addr {
 				return cur
 			}
 			cur = a
-			if !s.trustedProxy(a) {
+			if !g.trustedProxy(a) {
 				return a
 			}
 		}
@@ -215,20 +177,20 @@ func newBodyGate(maxBytes int64, perClient int) *bodyGate {
 	return &bodyGate{perClient: map[netip.Addr]clientBodies{}, maxBytes: maxBytes, maxClient: perClient, maxClientBytes: maxBytes / 2}
 }
 
-// bodyHold is a place taken in the gate; the zero value holds nothing.
-type bodyHold struct {
+// Hold is a place taken in the gate; the zero value holds nothing.
+type Hold struct {
 	addr netip.Addr
 	n    int64
 	held bool
 }
 
-func (g *bodyGate) acquire(addr netip.Addr, n int64) (bodyHold, bool) {
+func (g *bodyGate) acquire(addr netip.Addr, n int64) (Hold, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	c := g.perClient[addr]
-	large := n > smallBody
+	large := n > SmallBody
 	if large && c.n >= g.maxClient || c.bytes+n > g.maxClientBytes || g.bytes+n > g.maxBytes {
-		return bodyHold{}, false
+		return Hold{}, false
 	}
 	if large {
 		c.n++
@@ -236,7 +198,7 @@ func (g *bodyGate) acquire(addr netip.Addr, n int64) (bodyHold, bool) {
 	c.bytes += n
 	g.perClient[addr] = c
 	g.bytes += n
-	return bodyHold{addr: addr, n: n, held: true}, true
+	return Hold{addr: addr, n: n, held: true}, true
 }
 
 // inFlight is how many large bodies addr has in flight.
@@ -246,14 +208,14 @@ func (g *bodyGate) inFlight(addr netip.Addr) int {
 	return g.perClient[addr].n
 }
 
-func (g *bodyGate) release(h *bodyHold) {
+func (g *bodyGate) release(h *Hold) {
 	if !h.held {
 		return
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	c := g.perClient[h.addr]
-	if h.n > smallBody {
+	if h.n > SmallBody {
 		c.n--
 	}
 	if c.bytes -= h.n; c.bytes <= 0 && c.n <= 0 {
@@ -262,25 +224,25 @@ func (g *bodyGate) release(h *bodyHold) {
 		g.perClient[h.addr] = c
 	}
 	g.bytes -= h.n
-	*h = bodyHold{}
+	*h = Hold{}
 }
 
-// bodyResult says why readBody gave no body.
-type bodyResult int
+// Result says why readBody gave no body.
+type Result int
 
 const (
-	bodyOK       bodyResult = iota
-	bodyTooLarge            // over the limit (declared, or counted while reading)
-	bodyBusy                // the client, or all clients together, have too many bodies in flight
-	bodyBroken              // the client stopped sending, or sent a malformed chunked body
+	BodyOK       Result = iota
+	BodyTooLarge        // over the limit (declared, or counted while reading)
+	BodyBusy            // the client, or all clients together, have too many bodies in flight
+	BodyBroken          // the client stopped sending, or sent a malformed chunked body
 )
 
 var errBodyTooLarge = errors.New("request body too large")
 
-// hasBody reports whether the request announces a body (a length, or
+// HasBody reports whether the request announces a body (a length, or
 // chunked encoding), or, built in memory rather than read from a
 // connection (tests, fuzzing), has one.
-func hasBody(ctx *fasthttp.RequestCtx) bool {
+func HasBody(ctx *fasthttp.RequestCtx) bool {
 	return bodyLength(ctx) != 0
 }
 
@@ -293,51 +255,51 @@ func bodyLength(ctx *fasthttp.RequestCtx) int {
 	return ctx.Request.Header.ContentLength()
 }
 
-// readBody reads the request body, at most limit bytes, into a buffer of
+// ReadBody reads the request body, at most limit bytes, into a buffer of
 // its own (not fasthttp's pooled one, which would keep a large body's
 // memory after the request). With gated, the body takes a place in the
 // gate first, released with the returned hold once the request is over.
 // A body that is refused is left unread and the connection is closed.
-func (s *Server) readBody(ctx *fasthttp.RequestCtx, limit int, gated bool) ([]byte, bodyHold, bodyResult) {
+func (g *Guard) ReadBody(ctx *fasthttp.RequestCtx, limit int, gated bool) ([]byte, Hold, Result) {
 	cl := bodyLength(ctx) // -1: chunked
 	if cl == 0 {
-		return nil, bodyHold{}, bodyOK
+		return nil, Hold{}, BodyOK
 	}
 	if cl > limit {
-		s.refuse(ctx, reasonTooLarge)
-		return nil, bodyHold{}, bodyTooLarge
+		g.Refuse(ctx, ReasonTooLarge)
+		return nil, Hold{}, BodyTooLarge
 	}
-	var hold bodyHold
+	var hold Hold
 	if gated {
 		reserve := int64(cl)
 		if cl < 0 {
 			reserve = int64(limit)
 		}
 		var ok bool
-		if hold, ok = s.gate.acquire(s.clientAddr(ctx), reserve); !ok {
-			s.refuse(ctx, reasonBusy)
-			return nil, bodyHold{}, bodyBusy
+		if hold, ok = g.gate.acquire(g.ClientAddr(ctx), reserve); !ok {
+			g.Refuse(ctx, ReasonBusy)
+			return nil, Hold{}, BodyBusy
 		}
 	}
 	body, err := readLimited(ctx, cl, limit)
 	if err != nil {
-		s.gate.release(&hold)
+		g.gate.release(&hold)
 		if errors.Is(err, errBodyTooLarge) { // counted while reading: the client may still be sending
-			s.refuse(ctx, reasonTooLarge)
-			return nil, bodyHold{}, bodyTooLarge
+			g.Refuse(ctx, ReasonTooLarge)
+			return nil, Hold{}, BodyTooLarge
 		}
 		ctx.SetConnectionClose()
-		return nil, bodyHold{}, bodyBroken
+		return nil, Hold{}, BodyBroken
 	}
-	return body, hold, bodyOK
+	return body, hold, BodyOK
 }
 
-// refuse counts a request refused before its body was read; its
+// Refuse counts a request refused before its body was read; its
 // connection is closed after the answer, so the unread body is never
 // taken in (lingerClose).
-func (s *Server) refuse(ctx *fasthttp.RequestCtx, reason string) {
-	s.guard.refused.WithLabelValues(reason).Inc()
-	s.lingerClose(ctx)
+func (g *Guard) Refuse(ctx *fasthttp.RequestCtx, reason string) {
+	g.Refused.WithLabelValues(reason).Inc()
+	g.lingerClose(ctx)
 }
 
 // Lingering close of refused connections.
@@ -355,9 +317,9 @@ const (
 // sends is read and dropped (never kept: a small buffer) for at most
 // lingerTime and lingerBytes, before it is closed. Past maxLingering
 // connections at once, the connection is just closed.
-func (s *Server) lingerClose(ctx *fasthttp.RequestCtx) {
-	if s.gate.lingering.Add(1) > maxLingering {
-		s.gate.lingering.Add(-1)
+func (g *Guard) lingerClose(ctx *fasthttp.RequestCtx) {
+	if g.gate.lingering.Add(1) > maxLingering {
+		g.gate.lingering.Add(-1)
 		ctx.SetConnectionClose()
 		return
 	}
@@ -365,7 +327,7 @@ func (s *Server) lingerClose(ctx *fasthttp.RequestCtx) {
 	// The hijack runs after the answer is written; the server closes the
 	// connection when it returns.
 	ctx.Hijack(func(c net.Conn) {
-		defer s.gate.lingering.Add(-1)
+		defer g.gate.lingering.Add(-1)
 		if cw, ok := raw.(interface{ CloseWrite() error }); ok {
 			_ = cw.CloseWrite()
 		}
@@ -413,21 +375,18 @@ func readLimited(ctx *fasthttp.RequestCtx, cl, limit int) ([]byte, error) {
 	}
 }
 
-// maxCallbackBody bounds the body of a BBB callback relayed by the peer.
-const maxCallbackBody = 64 << 10
-
-// withBody reads the request body within limit (gated), makes it the
+// WithBody reads the request body within limit (gated), makes it the
 // request's body in memory, and runs fn; a refused body is answered as
 // JSON and fn does not run.
-func (s *Server) withBody(ctx *fasthttp.RequestCtx, limit int, fn func()) {
-	if !hasBody(ctx) {
+func (g *Guard) WithBody(ctx *fasthttp.RequestCtx, limit int, fn func()) {
+	if !HasBody(ctx) {
 		fn()
 		return
 	}
-	body, hold, res := s.readBody(ctx, limit, true)
-	defer s.gate.release(&hold)
-	if res != bodyOK {
-		writeBodyRefused(ctx, res, limit)
+	body, hold, res := g.ReadBody(ctx, limit, true)
+	defer g.gate.release(&hold)
+	if res != BodyOK {
+		WriteBodyRefused(ctx, res, limit)
 		return
 	}
 	if ctx.RequestBodyStream() != nil {
@@ -436,33 +395,99 @@ func (s *Server) withBody(ctx *fasthttp.RequestCtx, limit int, fn func()) {
 	fn()
 }
 
-// noBody refuses, unread, a body sent to a route that takes none (and
+// NoBody refuses, unread, a body sent to a route that takes none (and
 // whose handler would read it whole).
-func (s *Server) noBody(ctx *fasthttp.RequestCtx) bool {
-	if !hasBody(ctx) {
+func (g *Guard) NoBody(ctx *fasthttp.RequestCtx) bool {
+	if !HasBody(ctx) {
 		return true
 	}
-	s.refuse(ctx, reasonTooLarge)
+	g.Refuse(ctx, ReasonTooLarge)
 	admin.WriteError(ctx, fasthttp.StatusRequestEntityTooLarge, "too_large", "this route takes no request body")
 	return false
 }
 
-// writeBusy answers a request refused because too many bodies are in
+// WriteBusy answers a request refused because too many bodies are in
 // flight: 503 with Retry-After (admin API, peer calls).
-func writeBusy(ctx *fasthttp.RequestCtx) {
-	ctx.Response.Header.Set("Retry-After", retryAfter)
-	admin.WriteError(ctx, fasthttp.StatusServiceUnavailable, "busy", "too many requests with a body in flight from this address; retry in "+retryAfter+" s")
+func WriteBusy(ctx *fasthttp.RequestCtx) {
+	ctx.Response.Header.Set("Retry-After", RetryAfter)
+	admin.WriteError(ctx, fasthttp.StatusServiceUnavailable, "busy", "too many requests with a body in flight from this address; retry in "+RetryAfter+" s")
 }
 
-// writeBodyRefused answers a body readBody refused, as JSON (admin API and
+// WriteBodyRefused answers a body ReadBody refused, as JSON (admin API and
 // peer calls).
-func writeBodyRefused(ctx *fasthttp.RequestCtx, res bodyResult, limit int) {
+func WriteBodyRefused(ctx *fasthttp.RequestCtx, res Result, limit int) {
 	switch res {
-	case bodyTooLarge:
+	case BodyTooLarge:
 		admin.WriteError(ctx, fasthttp.StatusRequestEntityTooLarge, "too_large", "request body over the limit of "+strconv.Itoa(limit)+" bytes")
-	case bodyBusy:
-		writeBusy(ctx)
+	case BodyBusy:
+		WriteBusy(ctx)
 	default:
 		admin.WriteError(ctx, fasthttp.StatusBadRequest, "invalid", "the request body could not be read")
 	}
+}
+
+// Config configures a Guard.
+type Config struct {
+	// ReverseProxy trusts X-Forwarded-For from a proxy in front, when the
+	// connection comes from one of TrustedProxies (loopback if empty).
+	ReverseProxy   bool
+	TrustedProxies []netip.Prefix
+	// MaxBodySize is the largest request body: the gate's byte budget is
+	// four of them (at least MinBodyBudget).
+	MaxBodySize int
+	Registry    *prometheus.Registry
+	Logger      *slog.Logger
+}
+
+// Guard is one server's defences and their counters.
+type Guard struct {
+	cfg     Config
+	trusted []netip.Prefix // proxies whose X-Forwarded-For is believed
+	gate    *bodyGate      // request bodies in flight
+	// Panics counts panics recovered while serving (conclave_panics_total);
+	// Refused, requests refused before their body was read, by reason.
+	Panics  prometheus.Counter
+	Refused *prometheus.CounterVec
+}
+
+// New makes a server's guard and registers its metrics.
+func New(cfg Config) *Guard {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	g := &Guard{cfg: cfg, trusted: cfg.TrustedProxies,
+		gate: newBodyGate(max(4*int64(cfg.MaxBodySize), MinBodyBudget), MaxBodiesPerClient)}
+	switch {
+	case cfg.ReverseProxy && len(g.trusted) == 0:
+		g.trusted = loopbackProxies
+		cfg.Logger.Warn("reverse-proxy mode without CONCLAVE_TRUSTED_PROXIES: X-Forwarded-For is believed only from loopback proxies")
+	case !cfg.ReverseProxy && len(g.trusted) > 0:
+		cfg.Logger.Warn("CONCLAVE_TRUSTED_PROXIES is ignored: reverse-proxy mode (CONCLAVE_REVERSE_PROXY_MODE) is off")
+	}
+	g.Panics = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "conclave_panics_total", Help: "Panics recovered while serving an HTTP request (the request got an error answer; the peer kept serving).",
+	})
+	g.Refused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "conclave_requests_refused_total", Help: "Requests refused before their body was read, by reason (too_large, busy, unsigned).",
+	}, []string{"reason"})
+	if cfg.Registry != nil {
+		cfg.Registry.MustRegister(g.Panics, g.Refused)
+	}
+	for _, r := range []string{ReasonTooLarge, ReasonBusy, ReasonUnsigned} {
+		g.Refused.WithLabelValues(r)
+	}
+	return g
+}
+
+// Release gives back a body's place in the gate (the zero Hold: nothing).
+func (g *Guard) Release(h *Hold) { g.gate.release(h) }
+
+// InFlight is how many large bodies addr has in flight.
+func (g *Guard) InFlight(addr netip.Addr) int { return g.gate.inFlight(addr) }
+
+// Held is what the gate holds: client addresses and bytes.
+func (g *Guard) Held() (clients int, bytes int64) {
+	g.gate.mu.Lock()
+	defer g.gate.mu.Unlock()
+	return len(g.gate.perClient), g.gate.bytes
 }
