@@ -41,15 +41,14 @@ type rig struct {
 // all ready, and two frontends fe1/fe2.
 func newRig(t *testing.T, n int) *rig {
 	r := &rig{t: t, mc: NewMemCluster()}
-	r.srv = New(Config{}, r.mc)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	r.base = "http://" + ln.Addr().String()
+	r.srv = New(Config{CallbackBase: r.base}, r.mc)
 	go r.srv.Serve(ln)
 	t.Cleanup(func() { ln.Close() })
-	r.base = "http://" + ln.Addr().String()
-	r.srv.cfg.CallbackBase = r.base
 	for i := 0; i < n; i++ {
 		node, api, host := fakebbb.StartTest(t, fmt.Sprintf("node%d-secret", i))
 		id := fmt.Sprintf("b%d", i)

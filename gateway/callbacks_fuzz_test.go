@@ -12,6 +12,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/conclave-lb/conclave/fsm"
+	"github.com/conclave-lb/conclave/gateway/callbacks"
 )
 
 // countingTransport stands for the network: it counts the relays that
@@ -35,11 +36,11 @@ func FuzzCallback(f *testing.F) {
 	mc.MustApply(&fsm.ReportBackends{Reports: []fsm.BackendReport{{ID: "b", NodeState: fsm.NodeReady}}})
 	mc.MustApply(&fsm.ClaimMeeting{InternalID: "fe~m", Frontend: "fe", MeetingID: "m", BackendID: "b"})
 	s := New(Config{}, mc)
-	key := s.clusterKey(context.Background())
+	key := s.relay.ClusterKey(context.Background())
 	ct := &countingTransport{}
-	saved := callbackClient.Transport
-	callbackClient.Transport = ct
-	f.Cleanup(func() { callbackClient.Transport = saved })
+	saved := callbacks.Client.Transport
+	callbacks.Client.Transport = ct
+	f.Cleanup(func() { callbacks.Client.Transport = saved })
 
 	valid := relayURL("", key, "end", "fe", "fe~m", "m", "b", "http://lms.example.org/end")
 	_, validQuery, _ := strings.Cut(valid, "?")
@@ -52,18 +53,18 @@ func FuzzCallback(f *testing.F) {
 		var ctx fasthttp.RequestCtx
 		var req fasthttp.Request
 		req.Header.SetMethod("POST")
-		req.SetRequestURI(callbackPrefix + kind + "?" + query)
+		req.SetRequestURI(callbacks.Prefix + kind + "?" + query)
 		req.Header.SetContentType("application/x-www-form-urlencoded")
 		req.SetBodyString(body)
 		ctx.Init(&req, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}, nil)
-		before := s.relay().queued.Load()
-		s.serveCallback(&ctx, kind)
-		if s.relay().queued.Load() == before {
+		before := s.relay.Queued()
+		s.relay.Serve(&ctx, kind)
+		if s.relay.Queued() == before {
 			return
 		}
 		// Something was queued: the query must verify on its own.
 		q := ctx.QueryArgs()
-		sig := callbackSig(key, kind, string(q.Peek("fe")), string(q.Peek("m")), string(q.Peek("mid")), string(q.Peek("be")), string(q.Peek("url")))
+		sig := callbacks.Sign(key, kind, string(q.Peek("fe")), string(q.Peek("m")), string(q.Peek("mid")), string(q.Peek("be")), string(q.Peek("url")))
 		if string(q.Peek("sig")) != sig || string(q.Peek("be")) != "b" || string(q.Peek("m")) != "fe~m" {
 			t.Fatalf("relay queued for an unsigned or foreign request: %s %s", kind, query)
 		}

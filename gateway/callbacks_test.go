@@ -19,6 +19,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/conclave-lb/conclave/fsm"
+	"github.com/conclave-lb/conclave/gateway/callbacks"
 	"github.com/conclave-lb/conclave/gateway/internal/xmlscan"
 )
 
@@ -52,7 +53,7 @@ func TestCallbacksRelayedWithClientIDsAndFrontendSignature(t *testing.T) {
 	// The node holds relay URLs, not the LMS's own ...
 	direct := testClient{Base: "http://" + r.addrs[0] + "/bigbluebutton/api", Secret: "node0-secret"}
 	onNode := direct.Get(t, "getMeetingInfo", "meetingID=fe1~lesson")
-	if strings.Contains(onNode.Raw, srv.URL+"/end") || !strings.Contains(onNode.Raw, callbackPrefix) {
+	if strings.Contains(onNode.Raw, srv.URL+"/end") || !strings.Contains(onNode.Raw, callbacks.Prefix) {
 		t.Fatalf("the node was given the LMS's own callback URL: %s", onNode.Raw)
 	}
 	// ... and the client sees its own, as BBB would show them, no relay URL.
@@ -62,7 +63,7 @@ func TestCallbacksRelayedWithClientIDsAndFrontendSignature(t *testing.T) {
 			q = "meetingID=lesson"
 		}
 		info := c.Get(t, call, q)
-		if strings.Contains(info.Raw, callbackPrefix) || strings.Contains(info.Raw, "sig=") ||
+		if strings.Contains(info.Raw, callbacks.Prefix) || strings.Contains(info.Raw, "sig=") ||
 			!strings.Contains(info.Raw, "<endcallbackurl>"+xmlscan.EscapeText(srv.URL+"/end?course=7")+"</endcallbackurl>") ||
 			!strings.Contains(info.Raw, "<bbb-recording-ready-url>"+xmlscan.EscapeText(srv.URL+"/rec")+"</bbb-recording-ready-url>") {
 			t.Fatalf("%s shows a relay URL or not the client's own: %s", call, info.Raw)
@@ -144,8 +145,8 @@ func getCallback(t *testing.T, u string) (int, string) {
 // relayURL makes a relay URL as the gateway would, under key.
 func relayURL(base string, key []byte, kind, fe, internal, mid, be, target string) string {
 	q := url.Values{"fe": {fe}, "m": {internal}, "mid": {mid}, "be": {be}, "url": {target},
-		"sig": {callbackSig(key, kind, fe, internal, mid, be, target)}}
-	return base + callbackPrefix + kind + "?" + q.Encode()
+		"sig": {callbacks.Sign(key, kind, fe, internal, mid, be, target)}}
+	return base + callbacks.Prefix + kind + "?" + q.Encode()
 }
 
 // A tenant knows its own secret but not the cluster key: a relay URL it
@@ -153,7 +154,7 @@ func relayURL(base string, key []byte, kind, fe, internal, mid, be, target strin
 // anything goes out, with the same answer whatever the target.
 func TestTenantMintedCallbacksRefused(t *testing.T) {
 	r := newRig(t, 1)
-	key := r.srv.clusterKey(context.Background())
+	key := r.srv.relay.ClusterKey(context.Background())
 	if key == nil {
 		t.Fatal("no cluster key")
 	}
@@ -163,12 +164,12 @@ func TestTenantMintedCallbacksRefused(t *testing.T) {
 		aim := tg.srv.URL + "/api/v1/frontends"
 		for name, u := range map[string]string{
 			"tenant's secret as key": relayURL(r.base, []byte("fe1-secret"), "end", "fe1", "fe1~m", "m", r.ids[0], aim) + "&meetingID=fe1~m",
-			"old scheme": r.base + callbackPrefix + "end?fe=fe1&be=" + r.ids[0] + "&url=" + url.QueryEscape(aim) +
+			"old scheme": r.base + callbacks.Prefix + "end?fe=fe1&be=" + r.ids[0] + "&url=" + url.QueryEscape(aim) +
 				"&sig=" + hexHMAC("fe1-secret", "end\x00fe1\x00"+r.ids[0]+"\x00"+aim) + "&meetingID=fe1~m",
 			"tampered url": strings.Replace(relayURL(r.base, key, "end", "fe1", "fe1~m", "m", r.ids[0], "http://127.0.0.1:1/x"),
 				url.QueryEscape("http://127.0.0.1:1/x"), url.QueryEscape(aim), 1),
 			"other kind": strings.Replace(relayURL(r.base, key, "end", "fe1", "fe1~m", "m", r.ids[0], aim), "/end?", "/recording-ready?", 1),
-			"no sig":     r.base + callbackPrefix + "end?fe=fe1&m=fe1~m&mid=m&be=" + r.ids[0] + "&url=" + url.QueryEscape(aim),
+			"no sig":     r.base + callbacks.Prefix + "end?fe=fe1&m=fe1~m&mid=m&be=" + r.ids[0] + "&url=" + url.QueryEscape(aim),
 		} {
 			code, body := getCallback(t, u)
 			if code != http.StatusForbidden {
@@ -198,7 +199,7 @@ func TestTenantMintedCallbacksRefused(t *testing.T) {
 // gets the call in the background, with retries on failure.
 func TestCallbackAnswerDoesNotDependOnTarget(t *testing.T) {
 	r := newRig(t, 1)
-	key := r.srv.clusterKey(context.Background())
+	key := r.srv.relay.ClusterKey(context.Background())
 	r.mc.MustApply(&fsm.ClaimMeeting{InternalID: "fe1~m", Frontend: "fe1", MeetingID: "m", BackendID: r.ids[0]})
 	var answers []string
 	for i, status := range []int{200, 401, 500, 0} {
@@ -215,7 +216,7 @@ func TestCallbackAnswerDoesNotDependOnTarget(t *testing.T) {
 		if tg != nil {
 			want := int64(1)
 			if status == 500 {
-				want = callbackAttempts
+				want = callbacks.Attempts
 			}
 			deadline := time.Now().Add(5 * time.Second)
 			for tg.hits.Load() < want && time.Now().Before(deadline) {
@@ -237,7 +238,7 @@ func TestCallbackAnswerDoesNotDependOnTarget(t *testing.T) {
 // meeting is bound to another, and a repeated end callback goes out once.
 func TestCallbackBoundToMeetingAndBackend(t *testing.T) {
 	r := newRig(t, 2)
-	key := r.srv.clusterKey(context.Background())
+	key := r.srv.relay.ClusterKey(context.Background())
 	tg := newTarget(t, 200)
 	r.mc.MustApply(&fsm.ClaimMeeting{InternalID: "fe1~mv", Frontend: "fe1", MeetingID: "mv", BackendID: r.ids[1]})
 	u := relayURL(r.base, key, "end", "fe1", "fe1~mv", "mv", r.ids[0], tg.srv.URL+"/end") + "&meetingID=fe1~mv"
@@ -272,14 +273,14 @@ func TestHideRelayURLs(t *testing.T) {
 	relay := relayURL("http://peer:42353", []byte("k"), "end", "fe1", "fe1~m", "m", "b0", "https://lms.example.org/end?a=1&b=2")
 	doc := []byte("<response><returncode>SUCCESS</returncode><metadata><endcallbackurl>" + xmlscan.EscapeText(relay) +
 		"</endcallbackurl><other>x</other></metadata></response>")
-	got := string(hideRelayURLs(doc))
+	got := string(callbacks.HideRelayURLs(doc))
 	want := "<response><returncode>SUCCESS</returncode><metadata><endcallbackurl>https://lms.example.org/end?a=1&amp;b=2" +
 		"</endcallbackurl><other>x</other></metadata></response>"
 	if got != want {
 		t.Fatalf("got  %s\nwant %s", got, want)
 	}
 	plain := []byte("<response><x>http://a/b</x></response>")
-	if string(hideRelayURLs(plain)) != string(plain) {
+	if string(callbacks.HideRelayURLs(plain)) != string(plain) {
 		t.Fatal("a document without relay URLs changed")
 	}
 }

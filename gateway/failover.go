@@ -284,7 +284,7 @@ func (s *Server) createAgain(fe *fsm.Frontend, b *fsm.Backend, m *fsm.Meeting, m
 			args.Set("voiceBridge", strconv.Itoa(m.VoiceBridge))
 		}
 	}
-	s.relayArgs(args, fe, b, mid)
+	s.relay.RelayArgs(args, fe, b, mid)
 	var body []byte
 	if p.Slides != "" {
 		body = []byte(p.Slides)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/conclave-lb/conclave/bbb"
 	"github.com/conclave-lb/conclave/fsm"
+	"github.com/conclave-lb/conclave/gateway/callbacks"
 	"github.com/conclave-lb/conclave/test/fakebbb"
 )
 
@@ -114,7 +115,7 @@ func TestJoinRecreatesMeetingOfDeadNode(t *testing.T) {
 		t.Fatalf("binding after re-creation: %+v", m)
 	}
 	// The follow-up calls reach the new node; the client sees no relay URL.
-	if a := c.Get(t, "getMeetingInfo", "meetingID=room"); a.ReturnCode != "SUCCESS" || strings.Contains(a.Raw, callbackPrefix) || strings.Contains(a.Raw, "endcallbackurl") {
+	if a := c.Get(t, "getMeetingInfo", "meetingID=room"); a.ReturnCode != "SUCCESS" || strings.Contains(a.Raw, callbacks.Prefix) || strings.Contains(a.Raw, "endcallbackurl") {
 		t.Fatalf("getMeetingInfo after re-creation: %s", a.Raw)
 	}
 	// A second join goes straight there, creating nothing.
@@ -281,7 +282,7 @@ func TestEndAndRecordingReachStateWithoutClientCallbacks(t *testing.T) {
 	if a := c.Get(t, "create", "meetingID=talk&record=true&moderatorPW=mp"); a.ReturnCode != "SUCCESS" {
 		t.Fatal(a.Raw)
 	}
-	if info := r.direct(0).Get(t, "getMeetingInfo", "meetingID=fe1~talk"); !strings.Contains(info.Raw, callbackPrefix+"end") || !strings.Contains(info.Raw, callbackPrefix+"recording-ready") {
+	if info := r.direct(0).Get(t, "getMeetingInfo", "meetingID=fe1~talk"); !strings.Contains(info.Raw, callbacks.Prefix+"end") || !strings.Contains(info.Raw, callbacks.Prefix+"recording-ready") {
 		t.Fatalf("the node was not asked for callbacks: %s", info.Raw)
 	}
 	if a := c.Get(t, "getMeetingInfo", "meetingID=talk"); strings.Contains(a.Raw, "endcallbackurl") || strings.Contains(a.Raw, "recording-ready-url") {

@@ -11,6 +11,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/conclave-lb/conclave/fsm"
+	"github.com/conclave-lb/conclave/gateway/callbacks"
 	"github.com/conclave-lb/conclave/gateway/control"
 	"github.com/conclave-lb/conclave/gateway/internal/xmlscan"
 	"github.com/conclave-lb/conclave/raftnode"
@@ -78,7 +79,7 @@ func (r *bbbRequest) getMeetings() string {
 						r.s.log.Error("getMeetings: backend's answer is over the size limit; its meetings are asked one by one (getMeetingInfo)",
 							"backend", b.ID, "limit_bytes", maxBackendResponse, "meetings", len(onBackend[b.ID]))
 					}
-					parts[i] = hideRelayURLs(r.meetingsByInfo(&b, onBackend[b.ID], mine))
+					parts[i] = callbacks.HideRelayURLs(r.meetingsByInfo(&b, onBackend[b.ID], mine))
 					return
 				}
 				r.s.log.Debug("getMeetings: backend skipped", "backend", b.ID, "err", err)
@@ -88,7 +89,7 @@ func (r *bbbRequest) getMeetings() string {
 			if missing := unlisted(recent[b.ID], listed); len(missing) > 0 {
 				own = append(own, r.meetingsByInfo(&b, missing, mine)...)
 			}
-			parts[i] = hideRelayURLs(own)
+			parts[i] = callbacks.HideRelayURLs(own)
 		}(i, b)
 	}
 	wg.Wait()

@@ -23,6 +23,7 @@ import (
 	"github.com/conclave-lb/conclave/bbb"
 	"github.com/conclave-lb/conclave/fsm"
 	"github.com/conclave-lb/conclave/gateway/admin"
+	"github.com/conclave-lb/conclave/gateway/callbacks"
 	"github.com/conclave-lb/conclave/gateway/internal/guard"
 )
 
@@ -455,7 +456,7 @@ func TestCapMetaKeepsRecordingsIndexable(t *testing.T) {
 
 // TestRoutesWithoutBodiesDoNotReadThem: /metrics and pprof (whose adaptor
 // would read any body whole) refuse one unread; a callback's body is read
-// within maxCallbackBody.
+// within callbacks.MaxBody.
 func TestRoutesWithoutBodiesDoNotReadThem(t *testing.T) {
 	s := New(Config{}, NewMemCluster())
 	addr := startServer(t, s)
@@ -466,7 +467,7 @@ func TestRoutesWithoutBodiesDoNotReadThem(t *testing.T) {
 		}
 	}
 	form := map[string]string{"Content-Type": "application/x-www-form-urlencoded"}
-	resp, c := rawRequest(t, addr, "POST", "/conclave/callback/recording-ready?x=1", form, maxCallbackBody+1, make([]byte, maxCallbackBody+1))
+	resp, c := rawRequest(t, addr, "POST", "/conclave/callback/recording-ready?x=1", form, callbacks.MaxBody+1, make([]byte, callbacks.MaxBody+1))
 	if resp.StatusCode() != 413 || !closedAfterAnswer(c) {
 		t.Fatalf("callback over the limit: %d %s", resp.StatusCode(), resp.Body())
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/conclave-lb/conclave/bbb"
 	"github.com/conclave-lb/conclave/fsm"
+	"github.com/conclave-lb/conclave/gateway/callbacks"
 	"github.com/conclave-lb/conclave/gateway/control"
 	"github.com/conclave-lb/conclave/gateway/internal/xmlscan"
 	"github.com/conclave-lb/conclave/raftnode"
@@ -472,7 +473,7 @@ func (r *bbbRequest) forwardMeetingCall(mode notFoundMode, after func(m *fsm.Mee
 	if after != nil {
 		after(m, b, env)
 	}
-	writeXML(r.ctx, hideRelayURLs(showMeetingIDs(answer, els, internal, mid)))
+	writeXML(r.ctx, callbacks.HideRelayURLs(showMeetingIDs(answer, els, internal, mid)))
 	if env.OK() || env.ReturnCode == "" {
 		return "success"
 	}
@@ -498,4 +499,10 @@ func (r *bbbRequest) afterMeetingInfo(m *fsm.Meeting, b *fsm.Backend, env bbb.En
 		}
 		go r.s.release(m.InternalID, b.ID)
 	}
+}
+
+// relayCallbacks rewrites the callback metadata of a create bound for
+// backend b (the client's meeting ID mid); see relayArgs.
+func (r *bbbRequest) relayCallbacks(b *fsm.Backend, mid string) {
+	r.s.relay.RelayArgs(r.args, &r.frontend, b, mid)
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/conclave-lb/conclave/bbb"
 	"github.com/conclave-lb/conclave/fsm"
+	"github.com/conclave-lb/conclave/gateway/callbacks"
 	"github.com/conclave-lb/conclave/gateway/internal/xmlscan"
 )
 
@@ -40,7 +41,7 @@ func (s *Server) clientMeetingID(frontend, internal string) string {
 // entries: only recordings of known frontends, each element kept as the
 // backend wrote it but with the client's meeting ID.
 func (s *Server) parseRecordings(backend string, doc []byte) ([]fsm.Recording, bool) {
-	doc = hideRelayURLs(doc) // a recording's metadata shows the client's own callback URLs
+	doc = callbacks.HideRelayURLs(doc) // a recording's metadata shows the client's own callback URLs
 	els, err := xmlscan.Scan(doc, "returncode", "recording", "recordID", "meetingID", "state", "startTime", "metadata")
 	if err != nil {
 		return nil, false

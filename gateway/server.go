@@ -23,6 +23,7 @@ import (
 	"github.com/conclave-lb/conclave/auth"
 	"github.com/conclave-lb/conclave/fsm"
 	"github.com/conclave-lb/conclave/gateway/admin"
+	"github.com/conclave-lb/conclave/gateway/callbacks"
 	"github.com/conclave-lb/conclave/gateway/control"
 	"github.com/conclave-lb/conclave/gateway/internal/guard"
 	"github.com/conclave-lb/conclave/internal/peertls"
@@ -79,6 +80,7 @@ type Server struct {
 	bc       *fasthttp.Client // calls to backends
 	ctl      *control.Control // prober, recordings sync, placement
 	admin    *admin.Handler   // the admin API (/api/v1)
+	relay    *callbacks.Relay // BBB callbacks relayed to the clients
 	draining atomic.Bool      // set by Drain
 	// lastConfirmed: when a checksum miss last made the replica consistent.
 	lastConfirmed atomic.Int64
@@ -112,6 +114,10 @@ func New(cfg Config, cluster Cluster) *Server {
 			return s.syncRecordingsWith(ctx, apply, b, nil)
 		},
 	}, cluster, backendCaller{s})
+	s.relay = callbacks.New(callbacks.Config{Base: cfg.CallbackBase, Logger: cfg.Logger, Counter: s.metrics.callbacks,
+		Release:        s.release,
+		SyncRecordings: func(b *fsm.Backend, ids []string) error { return s.syncRecordings(b, ids, false) },
+	}, cluster)
 	s.admin = admin.New(admin.Config{JWTSecret: cfg.JWTSecret}, cluster, adminRequests{s})
 	s.guard = guard.New(guard.Config{ReverseProxy: cfg.ReverseProxy, TrustedProxies: cfg.TrustedProxies,
 		MaxBodySize: cfg.MaxBodySize, Registry: cfg.Registry, Logger: cfg.Logger})
@@ -196,10 +202,10 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 			return
 		}
 		s.serveBBB(ctx, string(rest[:i]), rest[i+len(prefixBBB):])
-	case bytes.HasPrefix(path, []byte(callbackPrefix)):
+	case bytes.HasPrefix(path, []byte(callbacks.Prefix)):
 		// BBB's callbacks carry a small form body (signed_parameters): read
 		// within a bound before the handler parses it.
-		s.guard.WithBody(ctx, maxCallbackBody, func() { s.serveCallback(ctx, string(path[len(callbackPrefix):])) })
+		s.guard.WithBody(ctx, callbacks.MaxBody, func() { s.relay.Serve(ctx, string(path[len(callbacks.Prefix):])) })
 	case bytes.HasPrefix(path, prefixInternal):
 		s.serveInternal(ctx, string(path[len(prefixInternal):]))
 	case bytes.HasPrefix(path, prefixAdmin):

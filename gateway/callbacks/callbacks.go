@@ -1,4 +1,9 @@
-package gateway
+// Package callbacks relays BBB's callbacks (meeting ended, recording
+// ready) from the nodes to the clients' own URLs: relay URLs signed under
+// the cluster key are put into each create, verified when the node calls
+// back, and delivered by a small queue of workers. It depends only on the
+// Cluster interface it defines and the hooks of its Config.
+package callbacks
 
 import (
 	"bytes"
@@ -8,6 +13,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -16,6 +22,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 
 	"github.com/conclave-lb/conclave/auth"
@@ -42,27 +49,27 @@ import (
 // (getMeetingInfo, getMeetings, getRecordings) show the client's own URL.
 
 const (
-	callbackPrefix    = "/conclave/callback/"
+	Prefix            = "/conclave/callback/" // the relay's route on every peer
 	metaEndCallback   = "meta_endcallbackurl"
 	metaRecordingURL  = "meta_bbb-recording-ready-url"
 	callbackTimeout   = 10 * time.Second
-	callbackAttempts  = 3
+	Attempts          = 3 // deliveries tried per relay
 	maxCallbackURLLen = 2048
 	relayQueueLen     = 1024 // callbacks waiting for delivery
 	relayWorkers      = 4
 	relayDedupWindow  = 10 * time.Minute // a repeated end callback is delivered once
 )
 
-// callbackClient delivers relays. It does not follow redirects: a target
+// Client delivers relays. It does not follow redirects: a target
 // could otherwise send the peer anywhere.
-var callbackClient = &http.Client{
+var Client = &http.Client{
 	Timeout:       callbackTimeout,
 	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 }
 
-// callbackSig is the relay URL's HMAC under the cluster key. Every field is
+// Sign is the relay URL's HMAC under the cluster key. Every field is
 // length-prefixed, so no two field lists sign alike.
-func callbackSig(key []byte, kind, frontend, internal, meetingID, backend, target string) string {
+func Sign(key []byte, kind, frontend, internal, meetingID, backend, target string) string {
 	m := hmac.New(sha256.New, key)
 	var b []byte
 	b = append(b, "conclave-callback-v2"...)
@@ -74,24 +81,24 @@ func callbackSig(key []byte, kind, frontend, internal, meetingID, backend, targe
 	return hex.EncodeToString(m.Sum(nil))
 }
 
-// clusterKey returns the cluster key, committing a new random one when the
+// ClusterKey returns the cluster key, committing a new random one when the
 // state has none yet (the first committed wins on every peer).
-func (s *Server) clusterKey(ctx context.Context) []byte {
-	return control.DrawClusterKey(ctx, s.cluster.FSM(), s.cluster.Apply, s.log)
+func (rl *Relay) ClusterKey(ctx context.Context) []byte {
+	return control.DrawClusterKey(ctx, rl.cluster.FSM(), rl.cluster.Apply, rl.log)
 }
 
 // relayTarget returns the client's URL carried by a relay URL (ours or
 // another peer's), and whether s is one.
 func relayTarget(s string) (string, bool) {
 	s = strings.TrimSpace(s)
-	if !strings.Contains(s, callbackPrefix) {
+	if !strings.Contains(s, Prefix) {
 		return "", false
 	}
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
 		return "", false
 	}
-	kind, ok := strings.CutPrefix(u.Path, callbackPrefix)
+	kind, ok := strings.CutPrefix(u.Path, Prefix)
 	if !ok || (kind != "end" && kind != "recording-ready") {
 		return "", false
 	}
@@ -102,11 +109,11 @@ func relayTarget(s string) (string, bool) {
 	return q.Get("url"), true
 }
 
-// hideRelayURLs shows the client's own callback URL wherever an answer
+// HideRelayURLs shows the client's own callback URL wherever an answer
 // (meeting metadata, a recording's metadata) carries a relay URL, and drops
 // the element when the client gave none (the gateway asked for it alone).
-func hideRelayURLs(doc []byte) []byte {
-	if !bytes.Contains(doc, []byte(callbackPrefix)) {
+func HideRelayURLs(doc []byte) []byte {
+	if !bytes.Contains(doc, []byte(Prefix)) {
 		return doc
 	}
 	els, err := xmlscan.Scan(doc)
@@ -151,7 +158,7 @@ func contains(list []string, s string) bool {
 
 // validTarget reports whether a client's callback URL may be relayed to:
 // http(s), not too long, and not one of the peers' own addresses.
-func (s *Server) validTarget(target string) (*url.URL, bool) {
+func (rl *Relay) validTarget(target string) (*url.URL, bool) {
 	if len(target) > maxCallbackURLLen {
 		return nil, false
 	}
@@ -163,7 +170,7 @@ func (s *Server) validTarget(target string) (*url.URL, bool) {
 	if err != nil {
 		return nil, false
 	}
-	for _, p := range s.cluster.FSM().Peers() {
+	for _, p := range rl.cluster.FSM().Peers() {
 		for _, addr := range []string{p.HTTPAddr, p.RaftAddr, p.GossipAddr} {
 			if addr != "" && auth.SameHostPort(hp, addr) {
 				return nil, false
@@ -173,21 +180,15 @@ func (s *Server) validTarget(target string) (*url.URL, bool) {
 	return u, true
 }
 
-// relayCallbacks rewrites the callback metadata of a create bound for
-// backend b (the client's meeting ID mid); see relayArgs.
-func (r *bbbRequest) relayCallbacks(b *fsm.Backend, mid string) {
-	r.s.relayArgs(r.args, &r.frontend, b, mid)
-}
-
-// relayArgs points a create's end and recording-ready callbacks at this
+// RelayArgs points a create's end and recording-ready callbacks at this
 // peer's relay, signed for backend b. Both are always set, so the state
 // learns at once that the meeting ended or that a recording is ready; the
 // relay passes them on to the client's own URLs only when it gave some.
 // Without a public base URL configured it leaves them alone. A client URL
 // that cannot be relayed to (not http(s), a peer's own address) is dropped;
 // a relay URL (a retry on another backend, or a re-creation) is signed anew.
-func (s *Server) relayArgs(args *fasthttp.Args, fe *fsm.Frontend, b *fsm.Backend, mid string) {
-	if s.cfg.CallbackBase == "" {
+func (rl *Relay) RelayArgs(args *fasthttp.Args, fe *fsm.Frontend, b *fsm.Backend, mid string) {
+	if rl.cfg.Base == "" {
 		return
 	}
 	var keys [][]byte
@@ -202,11 +203,11 @@ func (s *Server) relayArgs(args *fasthttp.Args, fe *fsm.Frontend, b *fsm.Backend
 			keys = append(keys, append([]byte(nil), k...))
 		}
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), claimTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
 	defer cancel()
-	key := s.clusterKey(ctx)
+	key := rl.ClusterKey(ctx)
 	if key == nil {
-		s.log.Warn("callback URLs dropped: no cluster key yet to sign their relays", "frontend", fe.Key)
+		rl.log.Warn("callback URLs dropped: no cluster key yet to sign their relays", "frontend", fe.Key)
 		for _, k := range keys {
 			args.DelBytes(k)
 		}
@@ -225,7 +226,7 @@ func (s *Server) relayArgs(args *fasthttp.Args, fe *fsm.Frontend, b *fsm.Backend
 			target = t
 		}
 		if target != "" {
-			if _, ok := s.validTarget(target); !ok {
+			if _, ok := rl.validTarget(target); !ok {
 				target = "" // still ask for the callback, relay it nowhere
 			}
 		}
@@ -234,8 +235,8 @@ func (s *Server) relayArgs(args *fasthttp.Args, fe *fsm.Frontend, b *fsm.Backend
 			kind = "recording-ready"
 		}
 		q := url.Values{"fe": {fe.Key}, "m": {internal}, "mid": {mid}, "be": {b.ID}, "url": {target},
-			"sig": {callbackSig(key, kind, fe.Key, internal, mid, b.ID, target)}}
-		args.SetBytesK(k, s.cfg.CallbackBase+callbackPrefix+kind+"?"+q.Encode())
+			"sig": {Sign(key, kind, fe.Key, internal, mid, b.ID, target)}}
+		args.SetBytesK(k, rl.cfg.Base+Prefix+kind+"?"+q.Encode())
 	}
 }
 
@@ -245,8 +246,35 @@ type relayJob struct {
 	build          func() (*http.Request, error)
 }
 
-// callbackRelay is the delivery queue and its workers (started on first use).
-type callbackRelay struct {
+// Cluster is what the relay needs of the replicated core.
+type Cluster interface {
+	// FSM is the local replica.
+	FSM() *fsm.FSM
+	// Apply commits a command (the cluster key, drawn once).
+	Apply(ctx context.Context, c fsm.Command) (*fsm.Result, error)
+}
+
+// Config configures the relay.
+type Config struct {
+	// Base is this peer's URL as backends reach it (e.g.
+	// http://peer1:42353); empty leaves clients' callback URLs alone.
+	Base   string
+	Logger *slog.Logger
+	// Counter counts relays by kind and result (conclave_callback_relays_total).
+	Counter *prometheus.CounterVec
+	// Release forgets a meeting its node says has ended.
+	Release func(internalID, backendID string)
+	// SyncRecordings refreshes the index entries of recordings ids on b.
+	SyncRecordings func(b *fsm.Backend, ids []string) error
+}
+
+// Relay is one peer's callback relay: the delivery queue and its workers
+// (started on first use).
+type Relay struct {
+	cfg     Config
+	cluster Cluster
+	log     *slog.Logger
+
 	once   sync.Once
 	jobs   chan relayJob
 	queued atomic.Int64 // relays accepted for delivery (tests, fuzzing)
@@ -255,22 +283,25 @@ type callbackRelay struct {
 	seen map[string]time.Time // end callbacks delivered, for relayDedupWindow
 }
 
-var relays sync.Map // *Server -> *callbackRelay
-
-func (s *Server) relay() *callbackRelay {
-	v, _ := relays.LoadOrStore(s, &callbackRelay{})
-	return v.(*callbackRelay)
+// New makes the relay of a peer.
+func New(cfg Config, cluster Cluster) *Relay {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Relay{cfg: cfg, cluster: cluster, log: cfg.Logger}
 }
 
+// Queued counts the relays accepted for delivery (tests, fuzzing).
+func (rl *Relay) Queued() int64 { return rl.queued.Load() }
+
 // enqueue hands a relay to the workers; false when the queue is full.
-func (s *Server) enqueue(j relayJob) bool {
-	rl := s.relay()
+func (rl *Relay) enqueue(j relayJob) bool {
 	rl.once.Do(func() {
 		rl.jobs = make(chan relayJob, relayQueueLen)
 		for range relayWorkers {
 			go func() {
 				for j := range rl.jobs {
-					s.deliver(j)
+					rl.deliver(j)
 				}
 			}()
 		}
@@ -285,7 +316,7 @@ func (s *Server) enqueue(j relayJob) bool {
 }
 
 // firstTime records an end callback and reports whether it is new.
-func (rl *callbackRelay) firstTime(key string, now time.Time) bool {
+func (rl *Relay) firstTime(key string, now time.Time) bool {
 	rl.mu.Lock()
 	defer rl.mu.Unlock()
 	if rl.seen == nil {
@@ -305,11 +336,11 @@ func (rl *callbackRelay) firstTime(key string, now time.Time) bool {
 	return true
 }
 
-// serveCallback relays one callback from a backend to the frontend. A
+// Serve relays one callback from a backend to the frontend. A
 // relay URL that does not verify, or names a meeting the state binds to
 // another backend, is refused (403) before anything goes out; a valid one
 // is queued and answered "ok", whatever the client's URL will answer.
-func (s *Server) serveCallback(ctx *fasthttp.RequestCtx, kind string) {
+func (rl *Relay) Serve(ctx *fasthttp.RequestCtx, kind string) {
 	if kind != "end" && kind != "recording-ready" {
 		ctx.Error("unknown callback", fasthttp.StatusNotFound)
 		return
@@ -317,30 +348,30 @@ func (s *Server) serveCallback(ctx *fasthttp.RequestCtx, kind string) {
 	args := ctx.QueryArgs()
 	feKey, internal, mid := string(args.Peek("fe")), string(args.Peek("m")), string(args.Peek("mid"))
 	beID, target, sig := string(args.Peek("be")), string(args.Peek("url")), string(args.Peek("sig"))
-	st := s.cluster.FSM()
+	st := rl.cluster.FSM()
 	key := st.ClusterKey()
 	if key == nil || len(target) > maxCallbackURLLen ||
-		!hmac.Equal([]byte(sig), []byte(callbackSig(key, kind, feKey, internal, mid, beID, target))) {
-		s.refuseCallback(ctx, kind)
+		!hmac.Equal([]byte(sig), []byte(Sign(key, kind, feKey, internal, mid, beID, target))) {
+		rl.refuseCallback(ctx, kind)
 		return
 	}
 	fe, ok := st.Frontend(feKey)
 	b, okB := st.Backend(beID)
 	if !ok || !okB || !ownedBy(internal, feKey) {
-		s.refuseCallback(ctx, kind)
+		rl.refuseCallback(ctx, kind)
 		return
 	}
 	// The meeting must be on that backend. BBB's end callback may come
 	// after the meeting was released (an end through the API), so an
 	// unbound meeting passes; one bound elsewhere (moved) does not.
 	if m, ok := st.Meeting(internal); ok && m.BackendID != beID {
-		s.refuseCallback(ctx, kind)
+		rl.refuseCallback(ctx, kind)
 		return
 	}
 	var u *url.URL
 	if target != "" { // "": the client gave no URL; only the state learns
-		if u, ok = s.validTarget(target); !ok {
-			s.refuseCallback(ctx, kind)
+		if u, ok = rl.validTarget(target); !ok {
+			rl.refuseCallback(ctx, kind)
 			return
 		}
 	}
@@ -348,18 +379,18 @@ func (s *Server) serveCallback(ctx *fasthttp.RequestCtx, kind string) {
 	switch kind {
 	case "end":
 		if got := args.Peek("meetingID"); len(got) > 0 && string(got) != internal {
-			s.refuseCallback(ctx, kind)
+			rl.refuseCallback(ctx, kind)
 			return
 		}
-		if !s.relay().firstTime(beID+"\x00"+internal, time.Now()) {
-			s.metrics.callbacks.WithLabelValues(kind, "duplicate").Inc()
+		if !rl.firstTime(beID+"\x00"+internal, time.Now()) {
+			rl.cfg.Counter.WithLabelValues(kind, "duplicate").Inc()
 			ctx.SetContentType("text/plain")
 			ctx.SetBodyString("ok")
 			return
 		}
-		go s.release(internal, beID)
+		go rl.cfg.Release(internal, beID)
 		if u == nil {
-			s.answerUnrelayed(ctx, kind)
+			rl.answerUnrelayed(ctx, kind)
 			return
 		}
 		q := u.Query()
@@ -379,7 +410,7 @@ func (s *Server) serveCallback(ctx *fasthttp.RequestCtx, kind string) {
 		_, err := jwt.ParseWithClaims(string(ctx.PostArgs().Peek("signed_parameters")), &claims,
 			func(*jwt.Token) (any, error) { return []byte(b.Secret), nil }, jwt.WithValidMethods([]string{"HS256"}))
 		if err != nil || claims.MeetingID != internal {
-			s.refuseCallback(ctx, kind)
+			rl.refuseCallback(ctx, kind)
 			return
 		}
 		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
@@ -391,12 +422,12 @@ func (s *Server) serveCallback(ctx *fasthttp.RequestCtx, kind string) {
 		}
 		// Index the new recording now rather than at the next sync.
 		go func() {
-			if err := s.syncRecordings(&b, []string{claims.RecordID}, false); err != nil {
-				s.log.Warn("indexing a ready recording failed", "backend", b.ID, "err", err)
+			if err := rl.cfg.SyncRecordings(&b, []string{claims.RecordID}); err != nil {
+				rl.log.Warn("indexing a ready recording failed", "backend", b.ID, "err", err)
 			}
 		}()
 		if u == nil {
-			s.answerUnrelayed(ctx, kind)
+			rl.answerUnrelayed(ctx, kind)
 			return
 		}
 		form := url.Values{"signed_parameters": {tok}}.Encode()
@@ -409,47 +440,47 @@ func (s *Server) serveCallback(ctx *fasthttp.RequestCtx, kind string) {
 			return req, err
 		}}
 	}
-	if !s.enqueue(job) {
+	if !rl.enqueue(job) {
 		// Our queue, not the client's URL: BBB may try again later.
-		s.log.Warn("callback relay queue full; refusing", "kind", kind, "frontend", fe.Key)
-		s.metrics.callbacks.WithLabelValues(kind, "queue_full").Inc()
+		rl.log.Warn("callback relay queue full; refusing", "kind", kind, "frontend", fe.Key)
+		rl.cfg.Counter.WithLabelValues(kind, "queue_full").Inc()
 		ctx.Error("busy", fasthttp.StatusServiceUnavailable)
 		return
 	}
-	s.metrics.callbacks.WithLabelValues(kind, "queued").Inc()
+	rl.cfg.Counter.WithLabelValues(kind, "queued").Inc()
 	ctx.SetContentType("text/plain")
 	ctx.SetBodyString("ok")
 }
 
 // answerUnrelayed answers a callback the client gave no URL for: the state
 // has learnt what it says; nothing goes out.
-func (s *Server) answerUnrelayed(ctx *fasthttp.RequestCtx, kind string) {
-	s.metrics.callbacks.WithLabelValues(kind, "no_target").Inc()
+func (rl *Relay) answerUnrelayed(ctx *fasthttp.RequestCtx, kind string) {
+	rl.cfg.Counter.WithLabelValues(kind, "no_target").Inc()
 	ctx.SetContentType("text/plain")
 	ctx.SetBodyString("ok")
 }
 
 // refuseCallback answers a relay request that does not verify: always the
 // same 403, before anything goes out.
-func (s *Server) refuseCallback(ctx *fasthttp.RequestCtx, kind string) {
-	s.metrics.callbacks.WithLabelValues(kind, "refused").Inc()
+func (rl *Relay) refuseCallback(ctx *fasthttp.RequestCtx, kind string) {
+	rl.cfg.Counter.WithLabelValues(kind, "refused").Inc()
 	ctx.Error("bad callback", fasthttp.StatusForbidden)
 }
 
 // deliver sends a callback to the frontend, retrying a failure a few
 // times. Errors are logged without the URL (the client's may carry a token).
-func (s *Server) deliver(j relayJob) {
-	for attempt := 0; attempt < callbackAttempts; attempt++ {
+func (rl *Relay) deliver(j relayJob) {
+	for attempt := 0; attempt < Attempts; attempt++ {
 		if attempt > 0 {
 			time.Sleep(time.Duration(attempt) * 500 * time.Millisecond)
 		}
 		req, err := j.build()
 		if err != nil {
-			s.metrics.callbacks.WithLabelValues(j.kind, "failed").Inc()
+			rl.cfg.Counter.WithLabelValues(j.kind, "failed").Inc()
 			return
 		}
 		c, cancel := context.WithTimeout(context.Background(), callbackTimeout)
-		resp, err := callbackClient.Do(req.WithContext(c))
+		resp, err := Client.Do(req.WithContext(c))
 		status := 0
 		if err == nil {
 			resp.Body.Close()
@@ -457,17 +488,26 @@ func (s *Server) deliver(j relayJob) {
 		}
 		cancel()
 		if err == nil && status < 500 {
-			s.metrics.callbacks.WithLabelValues(j.kind, "delivered").Inc()
+			rl.cfg.Counter.WithLabelValues(j.kind, "delivered").Inc()
 			return
 		}
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		s.log.Warn("callback to frontend failed", "kind", j.kind, "frontend", j.frontend, "status", status, "err", err, "attempt", attempt+1)
+		rl.log.Warn("callback to frontend failed", "kind", j.kind, "frontend", j.frontend, "status", status, "err", err, "attempt", attempt+1)
 	}
-	s.metrics.callbacks.WithLabelValues(j.kind, "failed").Inc()
+	rl.cfg.Counter.WithLabelValues(j.kind, "failed").Inc()
 }
 
-// maxCallbackBody bounds the body of a BBB callback relayed by the peer.
-const maxCallbackBody = 64 << 10
+// MaxBody bounds the body of a BBB callback relayed by the peer.
+const MaxBody = 64 << 10
+
+// commitTimeout bounds the commit of the cluster key.
+const commitTimeout = 5 * time.Second
+
+// ownedBy reports whether an internal meeting ID belongs to frontend (as
+// the gateway scopes them: <frontend>~<meetingID>).
+func ownedBy(internalID, frontend string) bool {
+	return strings.HasPrefix(internalID, frontend+"~")
+}
