@@ -37,7 +37,8 @@ const RecreateStale = int64(10 * time.Second)
 // CreateParams is what a meeting keeps of its create, to create it again.
 type CreateParams struct {
 	// Query is the create's query as the backend received it (scoped
-	// meeting ID, no checksum), callback URLs being relay URLs.
+	// meeting ID, no checksum), with the client's own callback URLs (relays
+	// are signed anew for the node that re-creates it).
 	Query string `json:"query"`
 	// Slides is the create's XML body when it fit (SlidesType its
 	// Content-Type); SlidesLost when there was one that did not.

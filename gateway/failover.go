@@ -12,6 +12,7 @@ import (
 
 	"github.com/conclave-lb/conclave/bbb"
 	"github.com/conclave-lb/conclave/fsm"
+	"github.com/conclave-lb/conclave/gateway/callbacks"
 	"github.com/conclave-lb/conclave/gateway/control"
 	"github.com/conclave-lb/conclave/gateway/internal/xmlscan"
 )
@@ -67,6 +68,7 @@ func (r *bbbRequest) keepParams(b *fsm.Backend, internal string, answer, body []
 	if !r.clientBridge {
 		a.Del("voiceBridge") // the state's, chosen per node
 	}
+	callbacks.UnrelayArgs(a)
 	p := fsm.CreateParams{Query: string(a.QueryString()), ClientBridge: r.clientBridge}
 	fasthttp.ReleaseArgs(a)
 	if len(p.Query) > fsm.MaxCreateQuery {

@@ -365,3 +365,47 @@ func TestStaleCopyEndedWhenDeadNodeReturns(t *testing.T) {
 		t.Fatalf("the moved meeting after the stale copy ended: %+v %v", m, ok)
 	}
 }
+
+// TestKeptParamsHoldClientCallbacksNotRelays: a meeting's kept create
+// keeps the client's own callback URL and none of the relay URLs the node
+// got (they are signed anew on re-creation; two per meeting in the state
+// would more than double its size), and a re-created meeting still gets
+// relays, to the client's URL.
+func TestKeptParamsHoldClientCallbacksNotRelays(t *testing.T) {
+	r := newRig(t, 2)
+	c := r.client("fe1")
+	lms := "https://lms.example.org/ended?room=7"
+	if a := c.Get(t, "create", "meetingID=kept&moderatorPW=mp&attendeePW=ap&meta_endCallbackUrl="+url.QueryEscape(lms)); a.ReturnCode != "SUCCESS" {
+		t.Fatal(a.Raw)
+	}
+	if a := c.Get(t, "create", "meetingID=plain&moderatorPW=mp&attendeePW=ap"); a.ReturnCode != "SUCCESS" {
+		t.Fatal(a.Raw)
+	}
+	kept := waitMeeting(t, r.mc, "fe1~kept", 3*time.Second, "kept", paramsKept)
+	q, err := url.ParseQuery(kept.Create.Query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(kept.Create.Query, callbacks.Prefix) || q.Get("meta_endCallbackUrl") != lms {
+		t.Fatalf("kept query holds relays or lost the client's URL: %s", kept.Create.Query)
+	}
+	plain := waitMeeting(t, r.mc, "fe1~plain", 3*time.Second, "kept", paramsKept)
+	if strings.Contains(strings.ToLower(plain.Create.Query), "callback") || strings.Contains(plain.Create.Query, "recording-ready") {
+		t.Fatalf("kept query of a create without callbacks holds some: %s", plain.Create.Query)
+	}
+
+	// The node dies: the re-created meeting asks its new node for relays
+	// again, the end relay carrying the client's URL.
+	dead := r.nodeOf("fe1", "kept")
+	r.nodes[dead].Close()
+	r.mc.MustApply(&fsm.ReportBackends{Reports: []fsm.BackendReport{{ID: r.ids[dead], NodeState: fsm.NodeError}}})
+	live := r.nodeAt(joinLocation(t, c, "meetingID=kept&fullName=Ann&password=ap").Host)
+	if live < 0 || live == dead {
+		t.Fatalf("not re-created on the live node (dead %d, joined %d)", dead, live)
+	}
+	info := r.direct(live).Get(t, "getMeetingInfo", "meetingID=fe1~kept")
+	if !strings.Contains(info.Raw, callbacks.Prefix+"end") || !strings.Contains(info.Raw, callbacks.Prefix+"recording-ready") ||
+		!strings.Contains(info.Raw, url.QueryEscape(lms)) {
+		t.Fatalf("the re-created meeting has no relays to the client's URL: %s", info.Raw)
+	}
+}

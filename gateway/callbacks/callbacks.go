@@ -109,6 +109,31 @@ func relayTarget(s string) (string, bool) {
 	return q.Get("url"), true
 }
 
+// UnrelayArgs puts back the client's own callback URLs where args carry
+// relay URLs, and drops the callbacks the gateway asked for alone: what a
+// meeting's kept create parameters need (RelayArgs signs relays anew for
+// whichever node re-creates it), without two signed URLs per meeting in
+// the replicated state.
+func UnrelayArgs(args *fasthttp.Args) {
+	var keys [][]byte
+	args.VisitAll(func(k, _ []byte) {
+		switch strings.ToLower(string(k)) {
+		case metaEndCallback, metaRecordingURL:
+			keys = append(keys, append([]byte(nil), k...))
+		}
+	})
+	for _, k := range keys {
+		t, ok := relayTarget(string(args.PeekBytes(k)))
+		switch {
+		case !ok:
+		case t == "":
+			args.DelBytes(k)
+		default:
+			args.SetBytesK(k, t)
+		}
+	}
+}
+
 // HideRelayURLs shows the client's own callback URL wherever an answer
 // (meeting metadata, a recording's metadata) carries a relay URL, and drops
 // the element when the client gave none (the gateway asked for it alone).
