@@ -103,7 +103,7 @@ type Meeting struct {
 	// meetings on its backend (BBB requires that per node).
 	VoiceBridge int `json:"voice_bridge,omitempty"`
 
-	// Failover (failover.go); all absent from older snapshots.
+	// Failover (gateway/bbbapi/failover.go); all absent from older snapshots.
 	// Create is what the meeting keeps of its create, to create it again.
 	Create *CreateParams `json:"create,omitempty"`
 	// Lost: its backend, alive, no longer lists it (restarted empty); since LostAt.

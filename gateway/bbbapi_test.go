@@ -13,6 +13,7 @@ import (
 
 	"github.com/conclave-lb/conclave/bbb"
 	"github.com/conclave-lb/conclave/fsm"
+	"github.com/conclave-lb/conclave/gateway/bbbapi"
 	"github.com/conclave-lb/conclave/raftnode"
 	"github.com/conclave-lb/conclave/test/fakebbb"
 	"github.com/conclave-lb/conclave/test/harness"
@@ -77,7 +78,7 @@ func (r *rig) client(fe string) testClient {
 
 // nodeOf returns the index of the node running a frontend's meeting.
 func (r *rig) nodeOf(fe, meetingID string) int {
-	m, ok := r.mc.FSM().Meeting(internalMeetingID(fe, meetingID))
+	m, ok := r.mc.FSM().Meeting(bbbapi.InternalMeetingID(fe, meetingID))
 	if !ok {
 		return -1
 	}
@@ -284,7 +285,7 @@ func TestGetMeetingsSurvivesADeadBackend(t *testing.T) {
 	r.nodes[1].Close()
 	start := time.Now()
 	a := c.Get(t, "getMeetings", "")
-	if took := time.Since(start); took > getMeetingsTimeout+2*time.Second {
+	if took := time.Since(start); took > bbbapi.GetMeetingsTimeout+2*time.Second {
 		t.Fatalf("getMeetings took %v with a dead backend", took)
 	}
 	if len(a.Meetings) != 4 {
@@ -462,7 +463,7 @@ func TestLaggingReplicaAsksTheLeader(t *testing.T) {
 	}
 	// Already handed over once: the follower answers itself.
 	req, _ := http.NewRequest("GET", fc.URL("getMeetingInfo", "meetingID=fresh"), nil)
-	req.Header.Set(headerVia, "1")
+	req.Header.Set(bbbapi.HeaderVia, "1")
 	resp, err = http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -384,7 +384,7 @@ func TestRecordingCallsOnDeadNodeFailAtOnce(t *testing.T) {
 	}
 	for _, id := range r.ids {
 		b, _ := r.mc.FSM().Backend(id)
-		if err := r.srv.syncRecordings(&b, nil, true); err != nil {
+		if err := r.srv.api.SyncRecordings(&b, nil, true); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -439,32 +439,6 @@ func TestRecordingCallsOnDeadNodeFailAtOnce(t *testing.T) {
 	a := c.Get(t, "getRecordings", "")
 	if ids := recordIDs(a.Raw); len(ids) != 2 || strings.Contains(a.Raw, "<published>false</published>") {
 		t.Fatalf("getRecordings after the refused calls: %s", a.Raw)
-	}
-}
-
-// Every call a client can make has a bound of a few seconds on a hung node
-// that is not marked error yet; only create and calls with a body get more.
-func TestBackendCallTimeouts(t *testing.T) {
-	for _, call := range apiCalls {
-		d := callTimeout(call)
-		switch call {
-		case "create":
-			if d != backendCreateTimeout {
-				t.Errorf("%s: %v", call, d)
-			}
-		case "insertDocument", "putRecordingTextTrack":
-			if d > 15*time.Second {
-				t.Errorf("%s: %v", call, d)
-			}
-		case "end", "sendChatMessage", "publishRecordings", "updateRecordings", "deleteRecordings":
-			if d > 5*time.Second {
-				t.Errorf("%s: %v", call, d)
-			}
-		default:
-			if d > 3*time.Second {
-				t.Errorf("%s (a read): %v", call, d)
-			}
-		}
 	}
 }
 

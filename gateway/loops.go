@@ -33,9 +33,6 @@ var DefaultLoadWeights = control.DefaultLoadWeights
 // ParseLoadWeights reads "meeting=5,attendee=1,video=2,voice=1".
 func ParseLoadWeights(s string) (LoadWeights, error) { return control.ParseLoadWeights(s) }
 
-// applyFunc commits a command (control.ApplyFunc).
-type applyFunc = control.ApplyFunc
-
 // RunHealth runs the leader's backend prober in each leadership term this
 // peer wins (control.Control.RunHealth). It returns when ctx ends.
 func (s *Server) RunHealth(ctx context.Context, cfg HealthConfig) { s.ctl.RunHealth(ctx, cfg) }
@@ -46,10 +43,11 @@ func (s *Server) RunRecordingSync(ctx context.Context, every time.Duration) {
 	s.ctl.RunRecordingSync(ctx, every)
 }
 
-// backendCaller is the control loops' way to the BBB nodes: the gateway's
-// own client (signing, per-call bounds, metrics).
+// backendCaller is the control loops' way to the BBB nodes: the BBB
+// API's client (signing, per-call bounds, metrics). s.api is set after
+// control.New, hence the indirection.
 type backendCaller struct{ s *Server }
 
 func (c backendCaller) CallBackend(b *fsm.Backend, call string, args *fasthttp.Args, timeout time.Duration) ([]byte, error) {
-	return c.s.callBackend(b, call, args, nil, "", timeout)
+	return c.s.api.CallBackend(b, call, args, timeout)
 }

@@ -7,36 +7,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/conclave-lb/conclave/fsm"
+	"github.com/conclave-lb/conclave/gateway/bbbapi"
 )
 
 // metrics holds the gateway's collectors. Label values are IDs, keys and
 // call names: never secrets.
+// The BBB API's own collectors are bbbapi.Metrics; they are made and
+// registered here, with the rest.
 type metrics struct {
-	bbbRequests    *prometheus.CounterVec
-	bbbLatency     *prometheus.HistogramVec
-	backendCalls   *prometheus.CounterVec
-	backendLatency *prometheus.HistogramVec
-	placements     *prometheus.CounterVec
-	placeFailures  *prometheus.CounterVec
-	applyLatency   prometheus.Histogram
-	leaderAnswers  prometheus.Counter
-	tooLarge       *prometheus.CounterVec // backend answers over maxBackendResponse
-	callbacks      *prometheus.CounterVec // callback relays by kind and result
-	recreations    prometheus.Counter     // meetings re-created by failover
-}
-
-func (m *metrics) observeBBB(call, frontend, result string, d time.Duration) {
-	m.bbbRequests.WithLabelValues(call, frontend, result).Inc()
-	m.bbbLatency.WithLabelValues(call).Observe(d.Seconds())
-}
-
-func (m *metrics) observeBackend(backend, call string, err error, d time.Duration) {
-	result := "ok"
-	if err != nil {
-		result = "error"
-	}
-	m.backendCalls.WithLabelValues(backend, metricCall(call), result).Inc()
-	m.backendLatency.WithLabelValues(backend).Observe(d.Seconds())
+	*bbbapi.Metrics
+	callbacks *prometheus.CounterVec // callback relays by kind and result
 }
 
 // RaftStatsSource is what the metrics read of Raft beyond the Cluster
@@ -48,49 +28,49 @@ type RaftStatsSource interface {
 }
 
 func newMetrics(reg *prometheus.Registry, cluster Cluster, loads LoadSource) *metrics {
-	m := &metrics{
-		bbbRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+	m := &metrics{Metrics: &bbbapi.Metrics{
+		BBBRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "conclave_bbb_requests_total", Help: "BBB API requests by call, frontend and result.",
 		}, []string{"call", "frontend", "result"}),
-		bbbLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		BBBLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "conclave_bbb_request_duration_seconds", Help: "BBB API request latency by call.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"call"}),
-		backendCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+		BackendCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "conclave_backend_calls_total", Help: "Calls from this peer to backends, by backend, call and result.",
 		}, []string{"backend", "call", "result"}),
-		backendLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		BackendLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "conclave_backend_call_duration_seconds", Help: "Latency of calls to backends.",
 			Buckets: prometheus.DefBuckets,
 		}, []string{"backend"}),
-		placements: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Placements: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "conclave_placements_total", Help: "New meetings placed by this peer, by backend.",
 		}, []string{"backend"}),
-		placeFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+		PlaceFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "conclave_placement_failures_total", Help: "Creates this peer could not place, by reason.",
 		}, []string{"reason"}),
-		leaderAnswers: prometheus.NewCounter(prometheus.CounterOpts{
+		LeaderAnswers: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "conclave_leader_answers_total", Help: "BBB requests this peer handed to the leader because its replica lagged.",
 		}),
-		applyLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+		ApplyLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "conclave_raft_apply_duration_seconds", Help: "Time to commit and apply a command, from this peer (forwarding included).",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}),
-	}
-	m.tooLarge = prometheus.NewCounterVec(prometheus.CounterOpts{
+	}}
+	m.TooLarge = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "conclave_backend_answers_too_large_total", Help: "Backend answers refused for exceeding the size limit (16 MiB), by backend.",
 	}, []string{"backend"})
 	m.callbacks = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "conclave_callback_relays_total",
 		Help: "Callbacks from backends, by kind and result (refused, queued, duplicate, queue_full, delivered, failed).",
 	}, []string{"kind", "result"})
-	m.recreations = prometheus.NewCounter(prometheus.CounterOpts{
+	m.Recreations = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "conclave_meetings_recreated_total", Help: "Meetings this peer created again on a live node after their node died or lost them.",
 	})
-	reg.MustRegister(m.bbbRequests, m.bbbLatency, m.backendCalls, m.backendLatency, m.placements, m.placeFailures, m.applyLatency, m.leaderAnswers, m.tooLarge, m.callbacks, m.recreations)
+	reg.MustRegister(m.BBBRequests, m.BBBLatency, m.BackendCalls, m.BackendLatency, m.Placements, m.PlaceFailures, m.ApplyLatency, m.LeaderAnswers, m.TooLarge, m.callbacks, m.Recreations)
 	// Known reasons start at zero, so rate() works before the first failure.
 	for _, r := range []string{"no_backend", "no_tagged_backend", "server_tag_unavailable", "backends_failed", "no_quorum"} {
-		m.placeFailures.WithLabelValues(r)
+		m.PlaceFailures.WithLabelValues(r)
 	}
 	// A load source may bring its own metrics (the gossip layer counts the
 	// agents' load reports it rejected).

@@ -10,6 +10,7 @@ import (
 	"github.com/conclave-lb/conclave/auth"
 	"github.com/conclave-lb/conclave/bbb"
 	"github.com/conclave-lb/conclave/fsm"
+	"github.com/conclave-lb/conclave/gateway/bbbapi"
 )
 
 // Through the BBB API: the tag chooses the node, reaches the node as the
@@ -46,7 +47,7 @@ func TestCreateWithServerTag(t *testing.T) {
 	if a.ReturnCode != "FAILED" || a.MessageKey != bbb.KeyServerTagUnavailable || !strings.Contains(a.Raw, "bar,baz") {
 		t.Fatalf("required tag no node has: %s", a.Raw)
 	}
-	if _, ok := r.mc.FSM().Meeting(internalMeetingID("fe1", "xx")); ok {
+	if _, ok := r.mc.FSM().Meeting(bbbapi.InternalMeetingID("fe1", "xx")); ok {
 		t.Fatal("a refused create left a claim")
 	}
 	// A frontend's create_override_params may set the tag for all its creates.

@@ -1,6 +1,7 @@
-// Package gateway is a Conclave peer's HTTP face: the BBB API that clients
-// call, the admin REST API, peer-to-peer calls, metrics and health, all on
-// one fasthttp server.
+// Package gateway is a Conclave peer's HTTP face: one fasthttp server that
+// routes the BBB API (package bbbapi), the admin REST API (package admin),
+// BBB's callbacks (package callbacks), peer-to-peer calls, the status page,
+// metrics and health, and wires those parts and the control loops together.
 package gateway
 
 import (
@@ -23,6 +24,7 @@ import (
 	"github.com/conclave-lb/conclave/auth"
 	"github.com/conclave-lb/conclave/fsm"
 	"github.com/conclave-lb/conclave/gateway/admin"
+	"github.com/conclave-lb/conclave/gateway/bbbapi"
 	"github.com/conclave-lb/conclave/gateway/callbacks"
 	"github.com/conclave-lb/conclave/gateway/control"
 	"github.com/conclave-lb/conclave/gateway/internal/guard"
@@ -77,20 +79,14 @@ type Server struct {
 	peerSrv  *fasthttp.Server // peer routes over mutual TLS (nil without PeerTLS)
 	metrics  *metrics
 	promH    fasthttp.RequestHandler
-	bc       *fasthttp.Client // calls to backends
+	api      *bbbapi.API      // the BBB API
 	ctl      *control.Control // prober, recordings sync, placement
 	admin    *admin.Handler   // the admin API (/api/v1)
 	relay    *callbacks.Relay // BBB callbacks relayed to the clients
 	draining atomic.Bool      // set by Drain
-	// lastConfirmed: when a checksum miss last made the replica consistent.
-	lastConfirmed atomic.Int64
-	guard         *guard.Guard // body gate, trusted proxies, refusals and panics counted
+	guard    *guard.Guard     // body gate, trusted proxies, refusals and panics counted
 	// beforeRoute, when set (tests only), runs before each request is routed.
 	beforeRoute func(*fasthttp.RequestCtx)
-
-	// listBarrier shares a follower's read-index waits between concurrent
-	// getMeetings (getmeetings.go).
-	listBarrier readBarrier
 }
 
 // New builds a server over a cluster.
@@ -105,22 +101,25 @@ func New(cfg Config, cluster Cluster) *Server {
 		cfg.Registry = prometheus.NewRegistry()
 		cfg.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
-	s := &Server{cfg: cfg, cluster: cluster, log: cfg.Logger, bc: newBackendHTTPClient()}
+	s := &Server{cfg: cfg, cluster: cluster, log: cfg.Logger}
 	s.metrics = newMetrics(cfg.Registry, cluster, cfg.Loads)
 	s.ctl = control.New(control.Config{
 		Logger: cfg.Logger, Loads: cfg.Loads, LoadWeights: cfg.LoadWeights,
-		TooLarge: func(id string) { s.metrics.tooLarge.WithLabelValues(id).Inc() },
+		TooLarge: func(id string) { s.metrics.TooLarge.WithLabelValues(id).Inc() },
+		// s.api is set below, before any loop or request runs.
 		SyncRecordings: func(ctx context.Context, apply control.ApplyFunc, b *fsm.Backend) error {
-			return s.syncRecordingsWith(ctx, apply, b, nil)
+			return s.api.SyncRecordingsWith(ctx, apply, b)
 		},
 	}, cluster, backendCaller{s})
 	s.relay = callbacks.New(callbacks.Config{Base: cfg.CallbackBase, Logger: cfg.Logger, Counter: s.metrics.callbacks,
-		Release:        s.release,
-		SyncRecordings: func(b *fsm.Backend, ids []string) error { return s.syncRecordings(b, ids, false) },
+		Release:        func(internal, backendID string) { s.api.Release(internal, backendID) },
+		SyncRecordings: func(b *fsm.Backend, ids []string) error { return s.api.SyncRecordings(b, ids, false) },
 	}, cluster)
 	s.admin = admin.New(admin.Config{JWTSecret: cfg.JWTSecret}, cluster, adminRequests{s})
 	s.guard = guard.New(guard.Config{ReverseProxy: cfg.ReverseProxy, TrustedProxies: cfg.TrustedProxies,
 		MaxBodySize: cfg.MaxBodySize, Registry: cfg.Registry, Logger: cfg.Logger})
+	s.api = bbbapi.New(bbbapi.Config{Logger: cfg.Logger, MaxBodySize: cfg.MaxBodySize, Guard: s.guard,
+		Placement: s.ctl, Relay: s.relay, Metrics: s.metrics.Metrics}, cluster)
 	s.promH = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}))
 	s.srv = &fasthttp.Server{
 		Handler:            s.Handle,
@@ -193,7 +192,7 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 	path := ctx.Path()
 	switch {
 	case bytes.HasPrefix(path, prefixBBB):
-		s.serveBBB(ctx, "", path[len(prefixBBB):])
+		s.api.ServeBBB(ctx, "", path[len(prefixBBB):])
 	case bytes.HasPrefix(path, prefixTenant):
 		rest := path[len(prefixTenant):]
 		i := bytes.IndexByte(rest, '/')
@@ -201,7 +200,7 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 			ctx.Error("not found", fasthttp.StatusNotFound)
 			return
 		}
-		s.serveBBB(ctx, string(rest[:i]), rest[i+len(prefixBBB):])
+		s.api.ServeBBB(ctx, string(rest[:i]), rest[i+len(prefixBBB):])
 	case bytes.HasPrefix(path, []byte(callbacks.Prefix)):
 		// BBB's callbacks carry a small form body (signed_parameters): read
 		// within a bound before the handler parses it.

@@ -13,13 +13,14 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/conclave-lb/conclave/fsm"
+	"github.com/conclave-lb/conclave/gateway/control"
 )
 
 // hugeNode answers getMeetings with a SUCCESS envelope over the 16 MiB
 // limit (one meeting padded with metadata) while huge is set, and
 // isMeetingRunning small.
 func hugeNode(t *testing.T, huge *atomic.Bool) *httptest.Server {
-	pad := strings.Repeat("x", maxBackendResponse+1024)
+	pad := strings.Repeat("x", control.MaxBackendResponse+1024)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case strings.HasSuffix(r.URL.Path, "/getMeetings") && huge.Load():
@@ -64,7 +65,7 @@ func TestTooLargeAnswerHoldsNodeInErrorAndKeepsMeetings(t *testing.T) {
 	waitBackend(t, mc, "big", 5*time.Second, "error for its too large answer", func(b fsm.Backend) bool {
 		return b.NodeState == fsm.NodeError && strings.Contains(b.LastError, "larger than 16 MiB")
 	})
-	if n := counterValue(s.metrics.tooLarge.WithLabelValues("big")); n < 1 {
+	if n := counterValue(s.metrics.TooLarge.WithLabelValues("big")); n < 1 {
 		t.Fatalf("conclave_backend_answers_too_large_total{backend=big} = %v", n)
 	}
 	// Ping rounds in between succeed; the node must stay in error, and
@@ -98,7 +99,7 @@ func TestAggregatedGetMeetingsCountsTooLargeAnswer(t *testing.T) {
 	r.mc.MustApply(&fsm.ClaimMeeting{InternalID: "fe1~big", Frontend: "fe1", MeetingID: "big", BackendID: "big"})
 	r.mc.MustApply(&fsm.ClaimMeeting{InternalID: "fe1~gone", Frontend: "fe1", MeetingID: "gone", BackendID: "big"})
 	a := r.client("fe1").Get(t, "getMeetings", "")
-	if n := counterValue(r.srv.metrics.tooLarge.WithLabelValues("big")); n != 1 {
+	if n := counterValue(r.srv.metrics.TooLarge.WithLabelValues("big")); n != 1 {
 		t.Fatalf("conclave_backend_answers_too_large_total{backend=big} = %v after one getMeetings", n)
 	}
 	want := "<meetings><meeting><meetingName>big</meetingName><meetingID>big</meetingID><participantCount>1</participantCount>" +

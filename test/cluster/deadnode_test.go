@@ -273,7 +273,7 @@ func TestDeadNodeAnswersAtOnce(t *testing.T) {
 			}
 		}
 	}
-	// Measured only (gateway/meetings.go answers these): calls on a meeting
+	// Measured only (gateway/bbbapi/meetings.go answers these): calls on a meeting
 	// of the dead node.
 	mid := url.QueryEscape(onNode[dead][0])
 	for _, call := range []string{"isMeetingRunning", "getMeetingInfo"} {

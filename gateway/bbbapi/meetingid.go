@@ -1,4 +1,4 @@
-package gateway
+package bbbapi
 
 import (
 	"crypto/sha256"
@@ -6,14 +6,14 @@ import (
 	"strings"
 )
 
-// internalMeetingID is the meeting ID a backend sees: the frontend's key
+// InternalMeetingID is the meeting ID a backend sees: the frontend's key
 // and the client's ID, so two tenants' "m1" never meet on a backend. When
 // that would pass BBB's 256-character limit the client's ID is hashed.
-func internalMeetingID(frontend, meetingID string) string {
+func InternalMeetingID(frontend, meetingID string) string {
 	return string(appendInternalMeetingID(nil, frontend, meetingID))
 }
 
-// appendInternalMeetingID appends internalMeetingID(frontend, meetingID) to dst.
+// appendInternalMeetingID appends InternalMeetingID(frontend, meetingID) to dst.
 func appendInternalMeetingID[S ~string | ~[]byte](dst []byte, frontend string, meetingID S) []byte {
 	dst = append(dst, frontend...)
 	if len(frontend)+1+len(meetingID) <= maxMeetingIDLen {

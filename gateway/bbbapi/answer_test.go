@@ -1,4 +1,4 @@
-package gateway
+package bbbapi
 
 import (
 	"encoding/xml"
@@ -10,7 +10,7 @@ import (
 )
 
 func bbbFixtures(t testing.TB) map[string][]byte {
-	paths, _ := filepath.Glob(filepath.Join("..", "testdata", "bbb-responses", "*.xml"))
+	paths, _ := filepath.Glob(filepath.Join("..", "..", "testdata", "bbb-responses", "*.xml"))
 	if len(paths) == 0 {
 		t.Fatal("no BBB response fixtures in testdata/bbb-responses")
 	}

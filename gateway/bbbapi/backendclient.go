@@ -1,4 +1,4 @@
-package gateway
+package bbbapi
 
 import (
 	"errors"
@@ -35,7 +35,8 @@ const (
 	// every recording's metadata.xml, seconds with thousands of them. No
 	// client waits for it.
 	backendSyncTimeout = 30 * time.Second
-	getMeetingsTimeout = backendReadTimeout // per backend, for the fan-out
+	// GetMeetingsTimeout bounds each backend's answer in getMeetings' fan-out.
+	GetMeetingsTimeout = backendReadTimeout
 	maxBackendResponse = control.MaxBackendResponse
 )
 
@@ -74,7 +75,7 @@ func signedBackendURL(b *fsm.Backend, call string, query []byte) string {
 
 // callBackend performs one BBB API call on a backend and returns the body.
 // A timeout of backendCallTimeout (0) is the call's own (callTimeout).
-func (s *Server) callBackend(b *fsm.Backend, call string, args *fasthttp.Args, body []byte, contentType string, timeout time.Duration) ([]byte, error) {
+func (s *API) callBackend(b *fsm.Backend, call string, args *fasthttp.Args, body []byte, contentType string, timeout time.Duration) ([]byte, error) {
 	if timeout <= 0 {
 		timeout = callTimeout(call)
 	}

@@ -1,4 +1,4 @@
-package gateway
+package bbbapi
 
 import (
 	"bytes"
@@ -20,7 +20,7 @@ import (
 
 // bbbRequest is one BBB API call on its way through the gateway.
 type bbbRequest struct {
-	s        *Server
+	s        *API
 	ctx      *fasthttp.RequestCtx
 	call     string
 	frontend fsm.Frontend
@@ -68,10 +68,10 @@ const (
 	apiVersionAnswer = "<response><returncode>SUCCESS</returncode><version>2.0</version><apiVersion>2.0</apiVersion><bbbVersion/></response>"
 )
 
-// serveBBB answers the BBB API for a frontend named by key, or, when key is
+// ServeBBB answers the BBB API for a frontend named by key, or, when key is
 // empty, the frontend whose secret validates the checksum. rest is the path
 // after /bigbluebutton/api.
-func (s *Server) serveBBB(ctx *fasthttp.RequestCtx, key string, rest []byte) {
+func (s *API) ServeBBB(ctx *fasthttp.RequestCtx, key string, rest []byte) {
 	start := time.Now()
 	call := knownCall(bytes.Trim(rest, "/"))
 	r := bbbRequestPool.Get().(*bbbRequest)
@@ -199,7 +199,7 @@ const (
 
 // confirmReplica makes the local replica consistent, unless that was done
 // less than a second ago.
-func (s *Server) confirmReplica() replicaCheck {
+func (s *API) confirmReplica() replicaCheck {
 	last := s.lastConfirmed.Load()
 	if last != 0 && time.Since(time.Unix(0, last)) < time.Second {
 		return replicaCurrent
@@ -216,7 +216,7 @@ func (s *Server) confirmReplica() replicaCheck {
 // resolveFrontend finds the frontend and checks the checksum against its
 // secret. Without a key every frontend's secret is tried (single-tenant
 // setups have one); the query is split only once.
-func (s *Server) resolveFrontend(key, call, raw string) (fsm.Frontend, bool) {
+func (s *API) resolveFrontend(key, call, raw string) (fsm.Frontend, bool) {
 	rest, sum, found := bbb.SplitChecksum(raw)
 	if !found {
 		return fsm.Frontend{}, false

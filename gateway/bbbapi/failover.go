@@ -1,4 +1,4 @@
-package gateway
+package bbbapi
 
 import (
 	"context"
@@ -173,7 +173,7 @@ func (r *bbbRequest) recreate(mid, internal string, m *fsm.Meeting) (*fsm.Meetin
 			if got, ok := r.s.waitRecreated(internal, deadline); ok {
 				return r.bindingOf(got)
 			}
-			r.s.metrics.placeFailures.WithLabelValues("recreate_wait_timeout").Inc()
+			r.s.metrics.PlaceFailures.WithLabelValues("recreate_wait_timeout").Inc()
 			return &cur, bp, "" // bounded wait over: send the user there anyway
 		case cur.Create == nil:
 			return nil, nil, r.fail(bbb.KeyServerUnavailable, msgNotRecreatable)
@@ -225,8 +225,8 @@ func (r *bbbRequest) recreate(mid, internal string, m *fsm.Meeting) (*fsm.Meetin
 			} else {
 				cur = *done.Meeting
 			}
-			r.s.metrics.placements.WithLabelValues(target.ID).Inc()
-			r.s.metrics.recreations.Inc()
+			r.s.metrics.Placements.WithLabelValues(target.ID).Inc()
+			r.s.metrics.Recreations.Inc()
 			return &cur, target, ""
 		}
 		tried[target.ID] = true
@@ -246,7 +246,7 @@ func (r *bbbRequest) bindingOf(m fsm.Meeting) (*fsm.Meeting, *fsm.Backend, strin
 // meeting up on a live backend (the re-creation confirmed). A replica that
 // has not applied the failover claim yet still shows the old binding, on
 // the dead backend: that is not an answer.
-func (s *Server) waitRecreated(internal string, deadline time.Time) (fsm.Meeting, bool) {
+func (s *API) waitRecreated(internal string, deadline time.Time) (fsm.Meeting, bool) {
 	st := s.cluster.FSM()
 	for {
 		m, ok := st.Meeting(internal)
@@ -268,7 +268,7 @@ func (s *Server) waitRecreated(internal string, deadline time.Time) (fsm.Meeting
 // createAgain creates a meeting on b from its kept parameters: same ID,
 // passwords, metadata and slides; the state's voice bridge for b; callback
 // relays signed anew for b.
-func (s *Server) createAgain(fe *fsm.Frontend, b *fsm.Backend, m *fsm.Meeting, mid string) bool {
+func (s *API) createAgain(fe *fsm.Frontend, b *fsm.Backend, m *fsm.Meeting, mid string) bool {
 	p := m.Create
 	args := fasthttp.AcquireArgs()
 	defer fasthttp.ReleaseArgs(args)

@@ -1,4 +1,4 @@
-package gateway
+package bbbapi
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 	"github.com/conclave-lb/conclave/bbb"
 	"github.com/conclave-lb/conclave/fsm"
 	"github.com/conclave-lb/conclave/gateway/callbacks"
+	"github.com/conclave-lb/conclave/gateway/control"
 	"github.com/conclave-lb/conclave/gateway/internal/xmlscan"
 )
 
@@ -30,7 +31,7 @@ import (
 const noRecordingsAnswer = "<response><returncode>SUCCESS</returncode><messageKey>noRecordings</messageKey><message>No recordings found</message><recordings/></response>"
 
 // clientMeetingID shows the client its own meeting ID for an internal one.
-func (s *Server) clientMeetingID(frontend, internal string) string {
+func (s *API) clientMeetingID(frontend, internal string) string {
 	if m, ok := s.cluster.FSM().Meeting(internal); ok && m.Frontend == frontend {
 		return m.MeetingID
 	}
@@ -40,7 +41,7 @@ func (s *Server) clientMeetingID(frontend, internal string) string {
 // parseRecordings reads a backend's getRecordings answer into index
 // entries: only recordings of known frontends, each element kept as the
 // backend wrote it but with the client's meeting ID.
-func (s *Server) parseRecordings(backend string, doc []byte) ([]fsm.Recording, bool) {
+func (s *API) parseRecordings(backend string, doc []byte) ([]fsm.Recording, bool) {
 	doc = callbacks.HideRelayURLs(doc) // a recording's metadata shows the client's own callback URLs
 	els, err := xmlscan.Scan(doc, "returncode", "recording", "recordID", "meetingID", "state", "startTime", "metadata")
 	if err != nil {
@@ -133,7 +134,7 @@ func capMeta(m map[string]string) map[string]string {
 // (all of them, or just ids): new and changed ones are put, ones the
 // backend no longer has are dropped. wait makes the change visible on this
 // peer before returning.
-func (s *Server) syncRecordings(b *fsm.Backend, ids []string, wait bool) error {
+func (s *API) syncRecordings(b *fsm.Backend, ids []string, wait bool) error {
 	apply := s.cluster.Commit
 	if wait {
 		apply = s.cluster.Apply
@@ -143,7 +144,7 @@ func (s *Server) syncRecordings(b *fsm.Backend, ids []string, wait bool) error {
 
 // syncRecordingsWith is syncRecordings committing through apply, within
 // parent (the recordings sync: its leadership term's).
-func (s *Server) syncRecordingsWith(parent context.Context, apply applyFunc, b *fsm.Backend, ids []string) error {
+func (s *API) syncRecordingsWith(parent context.Context, apply control.ApplyFunc, b *fsm.Backend, ids []string) error {
 	args := fasthttp.AcquireArgs()
 	defer fasthttp.ReleaseArgs(args)
 	args.Set("state", "any")
@@ -269,7 +270,7 @@ func (r *bbbRequest) getRecordings() string {
 	}
 	recs := r.s.cluster.FSM().RecordingsOf(r.frontend.Key, keep)
 
-	offset, limit, paged := pagingParams(a.Peek("offset"), a.Peek("limit"))
+	offset, limit, paged := PagingParams(a.Peek("offset"), a.Peek("limit"))
 	total := len(recs)
 	page := recs
 	if paged {
@@ -297,13 +298,13 @@ func (r *bbbRequest) getRecordings() string {
 	return "success"
 }
 
-// pagingParams reads getRecordings' offset and limit as bbb-web does
+// PagingParams reads getRecordings' offset and limit as bbb-web does
 // (MeetingService.getRecordings2x): both are Java ints, so a value that is
 // not a 32-bit integer (garbage, or too large: 99999999999999999999) counts
 // as absent. An absent or negative offset is 0. The answer is paged only when
 // limit is a valid integer, clamped to 1..100; a bad limit means no paging
 // at all, whatever offset says.
-func pagingParams(rawOffset, rawLimit []byte) (offset, limit int, paged bool) {
+func PagingParams(rawOffset, rawLimit []byte) (offset, limit int, paged bool) {
 	if o, err := strconv.ParseInt(string(rawOffset), 10, 32); err == nil && o > 0 {
 		offset = int(o)
 	}

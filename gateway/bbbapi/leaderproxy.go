@@ -1,4 +1,4 @@
-package gateway
+package bbbapi
 
 import (
 	"errors"
@@ -7,9 +7,9 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// headerVia marks a request a peer handed to the leader, so the leader
+// HeaderVia marks a request a peer handed to the leader, so the leader
 // never hands it on again.
-const headerVia = "X-Conclave-Via"
+const HeaderVia = "X-Conclave-Via"
 
 // leaderProxyTimeout bounds the leader's answer to a handed-over request.
 const leaderProxyTimeout = 3 * time.Second
@@ -23,7 +23,7 @@ var errAnsweredByLeader = errors.New("answered by the leader")
 // the checksum itself. It reports false, having written nothing, when there
 // is no leader to ask or the leader did not answer.
 func (r *bbbRequest) answerFromLeader() bool {
-	if len(r.ctx.Request.Header.Peek(headerVia)) > 0 {
+	if len(r.ctx.Request.Header.Peek(HeaderVia)) > 0 {
 		return false
 	}
 	addr := r.s.cluster.LeaderHTTP()
@@ -38,12 +38,12 @@ func (r *bbbRequest) answerFromLeader() bool {
 	req.URI().SetScheme("http")
 	req.URI().SetHost(addr)
 	req.Header.SetHost(addr)
-	req.Header.Set(headerVia, "1")
+	req.Header.Set(HeaderVia, "1")
 	if err := r.s.bc.DoTimeout(req, resp, leaderProxyTimeout); err != nil {
 		r.s.log.Warn("could not hand a request to the leader", "leader", addr, "err", err)
 		return false
 	}
-	r.s.metrics.leaderAnswers.Inc()
+	r.s.metrics.LeaderAnswers.Inc()
 	resp.CopyTo(&r.ctx.Response)
 	return true
 }

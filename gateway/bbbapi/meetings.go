@@ -1,4 +1,4 @@
-package gateway
+package bbbapi
 
 import (
 	"bytes"
@@ -45,7 +45,7 @@ func (r *bbbRequest) create() string {
 	}
 	r.applyFrontendSettings()
 	r.clientBridge = r.args.Has("voiceBridge")
-	internal := internalMeetingID(r.frontend.Key, mid)
+	internal := InternalMeetingID(r.frontend.Key, mid)
 	r.args.Set("meetingID", internal)
 
 	// Known and on a live backend: no Raft write needed. If that backend
@@ -68,7 +68,7 @@ func (r *bbbRequest) create() string {
 	for attempt := 0; attempt < maxPlaceAttempts; attempt++ {
 		b, err := r.s.ctl.PlaceTagged(&r.frontend, tried, tags)
 		if err != nil {
-			r.s.metrics.placeFailures.WithLabelValues(placeFailureReason(err, attempt)).Inc()
+			r.s.metrics.PlaceFailures.WithLabelValues(placeFailureReason(err, attempt)).Inc()
 			if e, ok := err.(control.ErrServerTagUnavailable); ok {
 				return r.fail(bbb.KeyServerTagUnavailable, e.Error())
 			}
@@ -83,11 +83,11 @@ func (r *bbbRequest) create() string {
 		claim, err := r.s.cluster.Commit(ctx, &fsm.ClaimMeeting{
 			InternalID: internal, Frontend: r.frontend.Key, MeetingID: mid, BackendID: b.ID, Now: now(),
 		})
-		r.s.metrics.applyLatency.Observe(time.Since(started).Seconds())
+		r.s.metrics.ApplyLatency.Observe(time.Since(started).Seconds())
 		cancel()
 		r.s.ctl.AddPending(b.ID, -1)
 		if err != nil {
-			r.s.metrics.placeFailures.WithLabelValues("no_quorum").Inc()
+			r.s.metrics.PlaceFailures.WithLabelValues("no_quorum").Inc()
 			r.s.log.Warn("claim not committed", "meeting", mid, "frontend", r.frontend.Key, "err", err)
 			return r.fail(bbb.KeyServerUnavailable, msgUnavailable)
 		}
@@ -107,7 +107,7 @@ func (r *bbbRequest) create() string {
 			}
 			return r.fail(bbb.KeyServerUnavailable, msgBackendDown)
 		}
-		r.s.metrics.placements.WithLabelValues(target.ID).Inc()
+		r.s.metrics.Placements.WithLabelValues(target.ID).Inc()
 		if claim.PreviousBackend != "" {
 			r.s.log.Info("meeting moved off a failed backend", "meeting", mid, "frontend", r.frontend.Key,
 				"from", claim.PreviousBackend, "to", target.ID)
@@ -135,7 +135,7 @@ func placeFailureReason(err error, attempt int) string {
 
 // backendFor returns a backend from the local replica, waiting briefly
 // for the replica to catch up when the claim named one it lacks.
-func (s *Server) backendFor(id string) (*fsm.Backend, bool) {
+func (s *API) backendFor(id string) (*fsm.Backend, bool) {
 	if b, ok := s.cluster.FSM().Backend(id); ok {
 		return &b, true
 	}
@@ -197,7 +197,7 @@ func (r *bbbRequest) createOn(b *fsm.Backend, internal, mid string, body []byte,
 }
 
 // release forgets a claim on backend id (a failed create or an ended meeting).
-func (s *Server) release(internal, backendID string) {
+func (s *API) release(internal, backendID string) {
 	ctx, cancel := context.WithTimeout(context.Background(), claimTimeout)
 	defer cancel()
 	if _, err := s.cluster.Commit(ctx, &fsm.ReleaseMeetings{Meetings: []fsm.MeetingRef{{InternalID: internal, BackendID: backendID}}}); err != nil {

@@ -1,4 +1,4 @@
-package gateway
+package bbbapi
 
 import (
 	"os"
@@ -11,7 +11,7 @@ import (
 
 func fixture(t *testing.T, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "testdata", "bbb-responses", name))
+	b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "bbb-responses", name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,12 +77,12 @@ func TestRewriteMeetingIDsOnlyExactMatch(t *testing.T) {
 }
 
 func TestInternalMeetingID(t *testing.T) {
-	if got := internalMeetingID("moodle", "m1"); got != "moodle~m1" || !ownedBy(got, "moodle") || ownedBy(got, "mood") {
+	if got := InternalMeetingID("moodle", "m1"); got != "moodle~m1" || !ownedBy(got, "moodle") || ownedBy(got, "mood") {
 		t.Fatal(got)
 	}
 	long := strings.Repeat("x", 256)
-	got := internalMeetingID("moodle", long)
-	if len(got) > 256 || !ownedBy(got, "moodle") || got == internalMeetingID("moodle", long[:255]+"y") {
+	got := InternalMeetingID("moodle", long)
+	if len(got) > 256 || !ownedBy(got, "moodle") || got == InternalMeetingID("moodle", long[:255]+"y") {
 		t.Fatalf("long ID mapping: %s", got)
 	}
 }

@@ -1,4 +1,4 @@
-package gateway
+package bbbapi
 
 import (
 	"bytes"
@@ -68,13 +68,13 @@ func (r *bbbRequest) getMeetings() string {
 		wg.Add(1)
 		go func(i int, b fsm.Backend) {
 			defer wg.Done()
-			answer, err := r.s.callBackend(&b, "getMeetings", nil, nil, "", getMeetingsTimeout)
+			answer, err := r.s.callBackend(&b, "getMeetings", nil, nil, "", GetMeetingsTimeout)
 			if err != nil {
 				if control.IsTooLarge(err) {
 					// Not a dead node: one that outgrew the limit. Say so
 					// every time (metric) and in the log (once a minute),
 					// and ask for this frontend's meetings one by one.
-					r.s.metrics.tooLarge.WithLabelValues(b.ID).Inc()
+					r.s.metrics.TooLarge.WithLabelValues(b.ID).Inc()
 					if r.s.warnEvery("getMeetings-too-large:"+b.ID, time.Minute) {
 						r.s.log.Error("getMeetings: backend's answer is over the size limit; its meetings are asked one by one (getMeetingInfo)",
 							"backend", b.ID, "limit_bytes", maxBackendResponse, "meetings", len(onBackend[b.ID]))
@@ -141,7 +141,7 @@ func (r *bbbRequest) meetingsByInfo(b *fsm.Backend, internals []string, mine map
 			args := fasthttp.AcquireArgs()
 			defer fasthttp.ReleaseArgs(args)
 			args.Set("meetingID", internal)
-			answer, err := r.s.callBackend(b, "getMeetingInfo", args, nil, "", getMeetingsTimeout)
+			answer, err := r.s.callBackend(b, "getMeetingInfo", args, nil, "", GetMeetingsTimeout)
 			if err != nil {
 				return
 			}
@@ -338,7 +338,7 @@ var warnLimiter sync.Map // key -> time.Time
 
 // warnEvery reports whether a warning under key may be logged now: at
 // most once per every.
-func (s *Server) warnEvery(key string, every time.Duration) bool {
+func (s *API) warnEvery(key string, every time.Duration) bool {
 	now := time.Now()
 	if last, ok := warnLimiter.Load(key); ok && now.Sub(last.(time.Time)) < every {
 		return false

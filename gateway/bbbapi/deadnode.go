@@ -1,4 +1,4 @@
-package gateway
+package bbbapi
 
 import (
 	"strconv"
@@ -20,7 +20,7 @@ import (
 //     nothing (the index keeps listing the recording with its last known
 //     URLs; the node's files are what would change, and they are out of
 //     reach);
-//   - meeting calls (gateway/meetings.go) answer for a meeting that is not
+//   - meeting calls (meetings.go) answer for a meeting that is not
 //     running, or fail over.
 //
 // A node held in error only because its getMeetings answer is over the
