@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/conclave-lb/conclave/adminapi"
 	"github.com/conclave-lb/conclave/fsm"
 )
 
@@ -149,22 +150,9 @@ func (n *Node) joinLoop() {
 	}
 }
 
-// Status is one peer's own view of itself.
-type Status struct {
-	ID           string `json:"id"`
-	RaftAddr     string `json:"raft_addr"`
-	HTTPAddr     string `json:"http_addr"`
-	State        string `json:"state"` // Leader, Follower, Candidate, Shutdown
-	Term         uint64 `json:"term"`
-	LeaderID     string `json:"leader_id"`
-	AppliedIndex uint64 `json:"applied_index"`
-	CommitIndex  uint64 `json:"commit_index"`
-	LastIndex    uint64 `json:"last_index"`
-	// LastContact is how long ago a follower heard from the leader (0 on the leader).
-	LastContact string `json:"last_contact"`
-	Ready       bool   `json:"ready"`
-	NotReady    string `json:"not_ready,omitempty"`
-}
+// Status is one peer's own view of itself, in the admin API's JSON shape
+// (GET /api/v1/status serves it as it is).
+type Status = adminapi.Status
 
 func (n *Node) raftState() string { return n.raft.State().String() }
 
@@ -279,19 +267,9 @@ type leaderAppliedCache struct {
 	err   error
 }
 
-// PeerInfo is one member as `show peers` lists it.
-type PeerInfo struct {
-	ID           string `json:"id"`
-	RaftAddr     string `json:"raft_addr"`
-	HTTPAddr     string `json:"http_addr"`
-	Voter        bool   `json:"voter"`
-	Leader       bool   `json:"leader"`
-	State        string `json:"state"`
-	LastContact  string `json:"last_contact"`
-	AppliedIndex uint64 `json:"applied_index"`
-	Reachable    bool   `json:"reachable"`
-	Error        string `json:"error,omitempty"`
-}
+// PeerInfo is one member as the leader sees it, in the admin API's JSON
+// shape (GET /api/v1/peers).
+type PeerInfo = adminapi.Peer
 
 // Peers lists the members of the Raft configuration, asking each one for
 // its own status concurrently (a short timeout; unreachable peers are

@@ -66,13 +66,6 @@ func rawJSON(v any) json.RawMessage {
 	return b
 }
 
-// viewStatus is this peer's Raft status as GET /api/v1/status shows it.
-func viewStatus(st raftnode.Status) adminapi.Status {
-	return adminapi.Status{ID: st.ID, RaftAddr: st.RaftAddr, HTTPAddr: st.HTTPAddr, State: st.State, Term: st.Term,
-		LeaderID: st.LeaderID, AppliedIndex: st.AppliedIndex, CommitIndex: st.CommitIndex, LastIndex: st.LastIndex,
-		LastContact: st.LastContact, Ready: st.Ready, NotReady: st.NotReady}
-}
-
 // viewMeeting is a meeting without its kept create parameters (they carry
 // passwords and relay URLs).
 func viewMeeting(m fsm.Meeting) adminapi.Meeting {
@@ -193,7 +186,7 @@ func (a *adminRequest) route() {
 	n := len(p)
 	switch {
 	case p[0] == "status" && n == 1 && m == "GET":
-		WriteJSON(a.ctx, 200, viewStatus(a.h.cluster.Status()))
+		WriteJSON(a.ctx, 200, a.h.cluster.Status()) // raftnode.Status is adminapi.Status
 	case p[0] == "peers" && n == 1 && m == "GET":
 		a.listPeers()
 	case p[0] == "peers" && n == 1 && m == "POST":
@@ -301,12 +294,7 @@ func (a *adminRequest) listPeers() {
 		a.fail(err)
 		return
 	}
-	out := make([]adminapi.Peer, len(peers))
-	for i, p := range peers {
-		out[i] = adminapi.Peer{ID: p.ID, RaftAddr: p.RaftAddr, HTTPAddr: p.HTTPAddr, Voter: p.Voter, Leader: p.Leader, State: p.State,
-			LastContact: p.LastContact, AppliedIndex: p.AppliedIndex, Reachable: p.Reachable, Error: p.Error}
-	}
-	WriteJSON(a.ctx, 200, out)
+	WriteJSON(a.ctx, 200, peers) // raftnode.PeerInfo is adminapi.Peer
 }
 
 func (a *adminRequest) joinPeer() {
