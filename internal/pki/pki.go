@@ -72,15 +72,7 @@ func NewCA(days int) (certPEM, keyPEM []byte, err error) {
 		MaxPathLenZero:        true,
 		SubjectKeyId:          ski,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, nil, err
-	}
-	keyPEM, err = encodeKey(key)
-	if err != nil {
-		return nil, nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), keyPEM, nil
+	return issue(tmpl, tmpl, key, key)
 }
 
 var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
@@ -124,12 +116,17 @@ func NewCert(caCertPEM, caKeyPEM []byte, name string, hosts []string, days int) 
 			addSAN(tmpl, h)
 		}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	return issue(tmpl, ca, key, caKey)
+}
+
+// issue signs tmpl (for key) with the parent's signer, and returns the
+// certificate and key PEM encoded.
+func issue(tmpl, parent *x509.Certificate, key, signer *ecdsa.PrivateKey) (certPEM, keyPEM []byte, err error) {
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, signer)
 	if err != nil {
 		return nil, nil, err
 	}
-	keyPEM, err = encodeKey(key)
-	if err != nil {
+	if keyPEM, err = encodeKey(key); err != nil {
 		return nil, nil, err
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), keyPEM, nil
