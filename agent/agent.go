@@ -307,40 +307,25 @@ func stripQuery(err error) error {
 func (a *Agent) registerLoop(ctx context.Context) {
 	defer a.wg.Done()
 	waiting := false
-	next := 0
-	for {
-		wait := a.cfg.RegisterRetry
-		peers := a.trustedPeers()
-		if len(peers) == 0 {
-			if !waiting {
-				a.log.Info("autoregister: waiting for a Conclave peer to appear in the gossip cluster")
-				waiting = true
-			}
-			wait = min(wait, 250*time.Millisecond)
-		}
-		for i := range peers {
-			waiting = false
-			peer := peers[(next+i)%len(peers)]
-			done, refused := a.register(ctx, peer)
-			if ctx.Err() != nil {
-				return
-			}
-			if done {
-				a.registered.Store(true)
-				return
-			}
-			if refused {
-				wait = a.cfg.RegisterBackoff
-				break
-			}
-		}
-		next++
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
+	noPeers := func() {
+		if !waiting {
+			a.log.Info("autoregister: waiting for a Conclave peer to appear in the gossip cluster")
+			waiting = true
 		}
 	}
+	a.tryPeers(ctx, a.cfg.RegisterRetry, noPeers, func(peer string, wait *time.Duration) (stop, next bool) {
+		waiting = false
+		done, refused := a.register(ctx, peer)
+		switch {
+		case done:
+			a.registered.Store(true)
+			return true, false
+		case refused:
+			*wait = a.cfg.RegisterBackoff
+			return false, false
+		}
+		return false, true
+	})
 }
 
 // register POSTs the backend to one peer. done: registered or already

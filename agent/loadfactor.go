@@ -23,54 +23,36 @@ func (a *Agent) loadFactorLoop(ctx context.Context) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	next := 0
 	logged := map[int]bool{}
-	for {
-		wait := a.cfg.RegisterRetry
-		peers := a.trustedPeers()
-		if len(peers) == 0 {
-			wait = min(wait, 250*time.Millisecond)
-		}
-		for i := range peers {
-			peer := peers[(next+i)%len(peers)]
-			status, msg := a.patchLoadFactor(ctx, peer)
-			if ctx.Err() != nil {
-				return
+	a.tryPeers(ctx, a.cfg.RegisterRetry, nil, func(peer string, wait *time.Duration) (stop, next bool) {
+		status, msg := a.patchLoadFactor(ctx, peer)
+		switch {
+		case status == http.StatusOK:
+			a.factorSet.Store(true)
+			a.log.Info("load factor set in the backend's settings", "peer", peer, "load_factor", a.cfg.LoadFactor)
+			return true, false
+		case status == http.StatusNotFound:
+			if !logged[status] {
+				a.log.Warn("load factor: this BBB server is not a backend yet; retrying (register it, or run with -a)",
+					"bbb_api", a.cfg.APIURL, "retry_in", wait.String())
 			}
-			switch {
-			case status == http.StatusOK:
-				a.factorSet.Store(true)
-				a.log.Info("load factor set in the backend's settings", "peer", peer, "load_factor", a.cfg.LoadFactor)
-				return
-			case status == http.StatusNotFound:
-				if !logged[status] {
-					a.log.Warn("load factor: this BBB server is not a backend yet; retrying (register it, or run with -a)",
-						"bbb_api", a.cfg.APIURL, "retry_in", wait.String())
-				}
-			case status == http.StatusUnauthorized || status == http.StatusForbidden:
-				hint := "set CONCLAVE_API_TOKEN to a token with scope conclave:agent (subject: " + a.hostPort + ") or conclave:admin"
-				if !logged[status] {
-					a.log.Error("load factor: the admin API refused the token; CONCLAVE_LOAD_FACTOR is not applied; retrying slowly",
-						"peer", peer, "status", status, "message", msg, "hint", hint)
-				}
-				wait = a.cfg.RegisterBackoff
-			case status == http.StatusBadRequest || status == http.StatusUnprocessableEntity:
-				a.log.Error("load factor: the admin API rejected it; not retrying", "peer", peer, "status", status, "message", msg)
-				return
-			default:
-				a.log.Warn("load factor: peer failed; trying another", "peer", peer, "status", status, "message", msg)
-				continue
+		case status == http.StatusUnauthorized || status == http.StatusForbidden:
+			hint := "set CONCLAVE_API_TOKEN to a token with scope conclave:agent (subject: " + a.hostPort + ") or conclave:admin"
+			if !logged[status] {
+				a.log.Error("load factor: the admin API refused the token; CONCLAVE_LOAD_FACTOR is not applied; retrying slowly",
+					"peer", peer, "status", status, "message", msg, "hint", hint)
 			}
-			logged[status] = true
-			break
+			*wait = a.cfg.RegisterBackoff
+		case status == http.StatusBadRequest || status == http.StatusUnprocessableEntity:
+			a.log.Error("load factor: the admin API rejected it; not retrying", "peer", peer, "status", status, "message", msg)
+			return true, false
+		default:
+			a.log.Warn("load factor: peer failed; trying another", "peer", peer, "status", status, "message", msg)
+			return false, true
 		}
-		next++
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
-	}
+		logged[status] = true
+		return false, false
+	})
 }
 
 // patchLoadFactor PATCHes {"load_factor": …} onto this agent's backend,

@@ -26,54 +26,35 @@ const (
 // one hands it over, then again every loadKeyRefresh.
 func (a *Agent) loadKeyLoop(ctx context.Context) {
 	defer a.wg.Done()
-	next := 0
 	announced := false
-	for {
-		wait := a.cfg.RegisterRetry
-		peers := a.trustedPeers()
-		if len(peers) == 0 {
-			wait = min(wait, 250*time.Millisecond)
-		}
-		for i := range peers {
-			peer := peers[(next+i)%len(peers)]
-			key, status, msg := a.fetchLoadKey(ctx, peer)
-			if ctx.Err() != nil {
-				return
+	a.tryPeers(ctx, a.cfg.RegisterRetry, nil, func(peer string, wait *time.Duration) (stop, next bool) {
+		key, status, msg := a.fetchLoadKey(ctx, peer)
+		switch {
+		case key != nil:
+			a.node.SetLoadKey(key)
+			a.signing.Store(true)
+			if !announced {
+				a.log.Info("load key received: gossiped load is signed", "peer", peer)
+				announced = true
 			}
-			if key != nil {
-				a.node.SetLoadKey(key)
-				a.signing.Store(true)
-				if !announced {
-					a.log.Info("load key received: gossiped load is signed", "peer", peer)
-					announced = true
-				}
-				wait = loadKeyRefresh
-				break
-			}
-			if status == http.StatusConflict { // the cluster has no JWT secret
-				a.log.Info("the peers have no JWT secret: load is gossiped unsigned", "peer", peer)
-				wait = loadKeyRefresh
-				break
-			}
-			if status == http.StatusUnauthorized || status == http.StatusForbidden {
-				a.log.Error("the admin API refused the token for the load key: peers will ignore this agent's load; retrying slowly",
-					"peer", peer, "status", status, "message", msg,
-					"hint", "CONCLAVE_API_TOKEN needs scope conclave:agent and subject "+a.hostPort+" (this BBB server's host:port)",
-					"retry_in", a.cfg.RegisterBackoff.String())
-				wait = a.cfg.RegisterBackoff
-				break
-			}
+			*wait = loadKeyRefresh
+		case status == http.StatusConflict: // the cluster has no JWT secret
+			a.log.Info("the peers have no JWT secret: load is gossiped unsigned", "peer", peer)
+			*wait = loadKeyRefresh
+		case status == http.StatusUnauthorized || status == http.StatusForbidden:
+			a.log.Error("the admin API refused the token for the load key: peers will ignore this agent's load; retrying slowly",
+				"peer", peer, "status", status, "message", msg,
+				"hint", "CONCLAVE_API_TOKEN needs scope conclave:agent and subject "+a.hostPort+" (this BBB server's host:port)",
+				"retry_in", a.cfg.RegisterBackoff.String())
+			*wait = a.cfg.RegisterBackoff
+		default:
 			if status != 0 {
 				a.log.Warn("load key: peer failed; trying another", "peer", peer, "status", status, "message", msg)
 			}
+			return false, true
 		}
-		next++
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
-	}
+		return false, false
+	})
 }
 
 // fetchLoadKey asks one peer for the load key. status 0: unreachable.

@@ -97,3 +97,37 @@ func canonicalAddr(addr string) string {
 	}
 	return addr
 }
+
+// tryPeers is the agent's one way of asking the trusted peers for
+// something: a round every wait (base unless try sets it; at most 250 ms
+// while no peer is known, after onNoPeers), each round starting one peer
+// further. try answers for one peer: stop ends the loop, next moves on to
+// the following peer (this one failed), anything else ends the round.
+// It returns when try stops it or ctx ends.
+func (a *Agent) tryPeers(ctx context.Context, base time.Duration, onNoPeers func(),
+	try func(peer string, wait *time.Duration) (stop, next bool)) {
+	for round := 0; ; round++ {
+		wait := base
+		peers := a.trustedPeers()
+		if len(peers) == 0 {
+			if onNoPeers != nil {
+				onNoPeers()
+			}
+			wait = min(wait, 250*time.Millisecond)
+		}
+		for i := range peers {
+			stop, next := try(peers[(round+i)%len(peers)], &wait)
+			if ctx.Err() != nil || stop {
+				return
+			}
+			if !next {
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
