@@ -34,13 +34,13 @@ unit:
 
 # Fuzz targets run briefly on each `make test`; longer: make fuzz FUZZTIME=5m
 fuzz:
-	$(GO) test ./bbb -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./fsm -run '^$$' -fuzz '^FuzzApply$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./gateway -run '^$$' -fuzz '^FuzzBBBRequest$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./gateway -run '^$$' -fuzz '^FuzzGetRecordingsPaging$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./gateway -run '^$$' -fuzz '^FuzzAdminAPI$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./gateway/internal/xmlscan -run '^$$' -fuzz '^FuzzScanXMLMatchesEncodingXML$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s
-	$(GO) test ./gateway -run '^$$' -fuzz '^FuzzCallback$$' -fuzztime $(FUZZTIME)
+	@GO=$(GO) FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh ./bbb FuzzVerify
+	@GO=$(GO) FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh ./fsm FuzzApply
+	@GO=$(GO) FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh ./gateway FuzzBBBRequest
+	@GO=$(GO) FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh ./gateway FuzzGetRecordingsPaging
+	@GO=$(GO) FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh ./gateway FuzzAdminAPI
+	@GO=$(GO) FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh ./gateway/internal/xmlscan FuzzScanXMLMatchesEncodingXML -fuzzminimizetime 2s
+	@GO=$(GO) FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh ./gateway FuzzCallback
 
 # Container tests (three peers on their own addresses, faults, DNS round-robin).
 e2e:
