@@ -146,7 +146,7 @@ type peerClient struct {
 // tc is set, else plain HTTP.
 func newPeerClient(token func() string, tc *peertls.Config) *peerClient {
 	tr := &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
+		DialContext:         dialNoLinger,
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     60 * time.Second,
 	}
@@ -191,6 +191,20 @@ func (c *peerClient) call(ctx context.Context, httpAddr, op string, body []byte,
 		return nil
 	}
 	return json.Unmarshal(data, out)
+}
+
+// dialNoLinger dials a peer on a connection whose close drops what it
+// has not yet delivered. When a forwarded attempt times out (a partition),
+// its connection is closed; the kernel would otherwise keep retransmitting
+// the request, and deliver it after the partition heals: the leader would
+// then commit a claim the caller had long answered as failed, leaving a
+// meeting bound that no node ever created.
+func dialNoLinger(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := (&net.Dialer{Timeout: 2 * time.Second}).DialContext(ctx, network, addr)
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	return c, err
 }
 
 // forward sends an internal call to the current leader.

@@ -407,11 +407,24 @@ func TestFaultsUnderLoad(t *testing.T) {
 		return nil
 	}))
 
-	c.checkSemantics(all)
+	acked := c.checkSemantics(all)
+	acked[known] = true
+
+	// A create answered FAILED leaves no meeting behind, even when its
+	// request reaches the leader after the partition heals.
+	if binds, err := c.bindings("peer1"); err != nil {
+		t.Error(err)
+	} else {
+		for m, h := range binds {
+			if strings.HasPrefix(m, "minority-") {
+				t.Errorf("meeting %s is bound to %s, though its create (on a cut-off peer) answered FAILED", m, h)
+			}
+		}
+	}
 
 	// A BBB node dies under running meetings (after the semantics check:
 	// its meetings move, legitimately, to live nodes).
-	fo, err := c.nodeFailover()
+	fo, err := c.nodeFailover(acked)
 	if err != nil {
 		t.Errorf("node failover: %v (%s)", err, fo)
 	}
@@ -429,7 +442,8 @@ func TestFaultsUnderLoad(t *testing.T) {
 // checkSemantics checks, after every fault, what the client was promised:
 // no acknowledged create lost, one backend per meeting, joins always to it,
 // read-your-writes, and identical replicas.
-func (c *cluster) checkSemantics(all []Record) {
+// It returns the acknowledged meetings.
+func (c *cluster) checkSemantics(all []Record) map[string]bool {
 	t := c.t
 	acked := map[string]bool{}
 	joinHosts := map[string]map[string]int{} // meeting → Location host → joins
@@ -582,4 +596,5 @@ func (c *cluster) checkSemantics(all []Record) {
 	if err := c.waitConverged(30 * time.Second); err != nil {
 		t.Errorf("peers not converged at the end: %v", err)
 	}
+	return acked
 }

@@ -48,25 +48,34 @@ func (c *cluster) joinHost(peer, mid string) (string, error) {
 type failoverResult struct {
 	node        string
 	meetings    int
+	unacked     int           // bound to the node, create never acknowledged
 	toError     time.Duration // kill → the leader's NodeState error
 	toRedirect  time.Duration // kill → first join redirected to a live node
 	movedTo     map[string]int
 	notMovedYet int // joins still sent to the dead node before the first move
 }
 
-// nodeFailover kills the fake BBB node holding the most meetings, and joins
-// one of its meetings through the peers in turn until a join lands on a
-// live node: the time from the kill is the figure users feel. Then every
-// meeting of the dead node must be joined, through every peer, on one live
-// node each. The node is started again (empty) at the end.
-func (c *cluster) nodeFailover() (failoverResult, error) {
+// nodeFailover kills the fake BBB node holding the most acknowledged
+// meetings, and joins one of them through the peers in turn until a join
+// lands on a live node: the time from the kill is the figure users feel.
+// Then every acknowledged meeting of the dead node must be joined, through
+// every peer, on one live node each. A meeting bound there whose create
+// was never acknowledged (the answer was lost in a fault: it may never have
+// reached the node) must at least never send a join to the dead node. The
+// node is started again (empty) at the end.
+func (c *cluster) nodeFailover(acked map[string]bool) (failoverResult, error) {
 	binds, err := c.bindings("peer1")
 	if err != nil {
 		return failoverResult{}, err
 	}
 	perHost := map[string][]string{}
+	unacked := map[string][]string{}
 	for m, h := range binds {
-		perHost[h] = append(perHost[h], m)
+		if acked[m] {
+			perHost[h] = append(perHost[h], m)
+		} else {
+			unacked[h] = append(unacked[h], m)
+		}
 	}
 	victimHost := ""
 	for h, ms := range perHost {
@@ -75,12 +84,12 @@ func (c *cluster) nodeFailover() (failoverResult, error) {
 		}
 	}
 	if victimHost == "" {
-		return failoverResult{}, fmt.Errorf("no meeting bound to any node")
+		return failoverResult{}, fmt.Errorf("no acknowledged meeting bound to any node")
 	}
 	victims := perHost[victimHost]
 	sort.Strings(victims)
 	node, _, _ := strings.Cut(victimHost, ":")
-	res := failoverResult{node: node, meetings: len(victims), movedTo: map[string]int{}}
+	res := failoverResult{node: node, meetings: len(victims), unacked: len(unacked[victimHost]), movedTo: map[string]int{}}
 	probe := victims[0]
 
 	if err := c.kill(node); err != nil {
@@ -148,6 +157,20 @@ func (c *cluster) nodeFailover() (failoverResult, error) {
 			res.movedTo[h]++
 		}
 	}
+	for _, m := range unacked[victimHost] {
+		for _, p := range peers {
+			err := eventually(15*time.Second, func() error {
+				h, err := c.joinHost(p, m)
+				if err == nil && h == victimHost {
+					return fmt.Errorf("join of unacknowledged %s through %s still goes to the dead %s", m, p, victimHost)
+				}
+				return nil // a live node, or a FAILED answer: the meeting may never have existed
+			})
+			if err != nil {
+				return res, err
+			}
+		}
+	}
 
 	// The node comes back empty, as BBB does after a restart.
 	if err := c.start(node); err != nil {
@@ -172,7 +195,7 @@ func (c *cluster) nodeFailover() (failoverResult, error) {
 
 func (r failoverResult) String() string {
 	return fmt.Sprintf("killed %s under %d meetings: NodeState error after %v; first join redirected to a live node after %v "+
-		"(%d joins still sent to the dead node before); the %d meetings re-created on %v",
+		"(%d joins still sent to the dead node before); the %d meetings re-created on %v; %d unacknowledged bindings checked",
 		r.node, r.meetings, r.toError.Round(10*time.Millisecond), r.toRedirect.Round(10*time.Millisecond),
-		r.notMovedYet, r.meetings, r.movedTo)
+		r.notMovedYet, r.meetings, r.movedTo, r.unacked)
 }
