@@ -128,9 +128,17 @@ func Open(cfg Config) (*Node, error) {
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.ID)
-	rc.HeartbeatTimeout = pick(cfg.HeartbeatTimeout, 1000*time.Millisecond)
-	rc.ElectionTimeout = pick(cfg.ElectionTimeout, 1000*time.Millisecond)
-	rc.LeaderLeaseTimeout = min(rc.HeartbeatTimeout/2, 500*time.Millisecond)
+	// Tuned for peers on one LAN (round trips well under 10 ms): a
+	// follower that hears nothing for 0.5–1 s (raft draws it between
+	// HeartbeatTimeout and twice that) stands for election, so a killed
+	// leader's writes come back about a second later; raft's defaults
+	// (1 s) doubled that. The leader sends heartbeats every
+	// HeartbeatTimeout/10 and steps down after LeaderLeaseTimeout without
+	// a quorum's answer: 500 ms, as before, so a busy leader is not
+	// deposed sooner than it was. docs/RELIABILITY.md has the figures.
+	rc.HeartbeatTimeout = pick(cfg.HeartbeatTimeout, 500*time.Millisecond)
+	rc.ElectionTimeout = pick(cfg.ElectionTimeout, 500*time.Millisecond)
+	rc.LeaderLeaseTimeout = min(rc.HeartbeatTimeout, 500*time.Millisecond)
 	// A follower learns a new commit index from the leader's next
 	// AppendEntries; when no new entry follows, that comes after
 	// CommitTimeout. Followers wait for their replica before answering a
