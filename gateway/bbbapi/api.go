@@ -18,6 +18,7 @@ import (
 	"github.com/conclave-lb/conclave/fsm"
 	"github.com/conclave-lb/conclave/gateway/control"
 	"github.com/conclave-lb/conclave/gateway/internal/guard"
+	"github.com/conclave-lb/conclave/gateway/nodeclient"
 )
 
 // Cluster is what the BBB API needs of the replicated core.
@@ -67,7 +68,7 @@ type API struct {
 	cfg     Config
 	cluster Cluster
 	log     *slog.Logger
-	bc      *fasthttp.Client // calls to backends
+	node    *nodeclient.Client // calls to backends
 	metrics *Metrics
 	guard   *guard.Guard
 	ctl     Placement
@@ -84,7 +85,7 @@ func New(cfg Config, cluster Cluster) *API {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &API{cfg: cfg, cluster: cluster, log: cfg.Logger, bc: newBackendHTTPClient(),
+	return &API{cfg: cfg, cluster: cluster, log: cfg.Logger, node: nodeclient.New(cfg.Metrics.observeBackend),
 		metrics: cfg.Metrics, guard: cfg.Guard, ctl: cfg.Placement, relay: cfg.Relay}
 }
 
@@ -99,7 +100,7 @@ type Metrics struct {
 	PlaceFailures  *prometheus.CounterVec
 	ApplyLatency   prometheus.Histogram
 	LeaderAnswers  prometheus.Counter
-	TooLarge       *prometheus.CounterVec // backend answers over maxBackendResponse
+	TooLarge       *prometheus.CounterVec // backend answers over control.MaxBackendResponse
 	Recreations    prometheus.Counter     // meetings re-created by failover
 }
 
@@ -127,7 +128,7 @@ func now() int64 { return time.Now().UnixNano() }
 // CallBackend makes one signed call to a BBB node, bounded by timeout
 // (the control loops' Caller).
 func (s *API) CallBackend(b *fsm.Backend, call string, args *fasthttp.Args, timeout time.Duration) ([]byte, error) {
-	return s.callBackend(b, call, args, nil, "", timeout)
+	return s.node.Call(b, call, args, nil, "", timeout)
 }
 
 // Release gives a meeting's claim back (the callback relay's meeting-ended hook).

@@ -15,6 +15,7 @@ import (
 	"github.com/conclave-lb/conclave/gateway/callbacks"
 	"github.com/conclave-lb/conclave/gateway/control"
 	"github.com/conclave-lb/conclave/gateway/internal/xmlscan"
+	"github.com/conclave-lb/conclave/gateway/nodeclient"
 )
 
 // Transparent failover. Every create's parameters are kept with the
@@ -292,12 +293,12 @@ func (s *API) createAgain(fe *fsm.Frontend, b *fsm.Backend, m *fsm.Meeting, mid 
 		body = []byte(p.Slides)
 	}
 	for try := 0; try < 2; try++ {
-		answer, err := s.callBackend(b, "create", args, body, p.SlidesType, recreateWait)
+		answer, err := s.node.Call(b, "create", args, body, p.SlidesType, recreateWait)
 		if err != nil {
 			s.log.Warn("re-create failed", "backend", b.ID, "meeting", mid, "err", err)
 			return false
 		}
-		env, _, perr := parseAnswer(answer)
+		env, _, perr := nodeclient.ParseAnswer(answer)
 		switch {
 		case perr != nil:
 			return false

@@ -14,8 +14,12 @@ import (
 	"github.com/conclave-lb/conclave/gateway/callbacks"
 	"github.com/conclave-lb/conclave/gateway/control"
 	"github.com/conclave-lb/conclave/gateway/internal/xmlscan"
+	"github.com/conclave-lb/conclave/gateway/nodeclient"
 	"github.com/conclave-lb/conclave/raftnode"
 )
+
+// GetMeetingsTimeout bounds each backend's answer in getMeetings' fan-out.
+const GetMeetingsTimeout = nodeclient.ReadTimeout
 
 const noMeetingsAnswer = "<response><returncode>SUCCESS</returncode><meetings/><messageKey>noMeetings</messageKey><message>no meetings were found on this server</message></response>"
 
@@ -68,7 +72,7 @@ func (r *bbbRequest) getMeetings() string {
 		wg.Add(1)
 		go func(i int, b fsm.Backend) {
 			defer wg.Done()
-			answer, err := r.s.callBackend(&b, "getMeetings", nil, nil, "", GetMeetingsTimeout)
+			answer, err := r.s.node.Call(&b, "getMeetings", nil, nil, "", GetMeetingsTimeout)
 			if err != nil {
 				if control.IsTooLarge(err) {
 					// Not a dead node: one that outgrew the limit. Say so
@@ -77,7 +81,7 @@ func (r *bbbRequest) getMeetings() string {
 					r.s.metrics.TooLarge.WithLabelValues(b.ID).Inc()
 					if r.s.warnEvery("getMeetings-too-large:"+b.ID, time.Minute) {
 						r.s.log.Error("getMeetings: backend's answer is over the size limit; its meetings are asked one by one (getMeetingInfo)",
-							"backend", b.ID, "limit_bytes", maxBackendResponse, "meetings", len(onBackend[b.ID]))
+							"backend", b.ID, "limit_bytes", control.MaxBackendResponse, "meetings", len(onBackend[b.ID]))
 					}
 					parts[i] = callbacks.HideRelayURLs(r.meetingsByInfo(&b, onBackend[b.ID], mine))
 					return
@@ -141,7 +145,7 @@ func (r *bbbRequest) meetingsByInfo(b *fsm.Backend, internals []string, mine map
 			args := fasthttp.AcquireArgs()
 			defer fasthttp.ReleaseArgs(args)
 			args.Set("meetingID", internal)
-			answer, err := r.s.callBackend(b, "getMeetingInfo", args, nil, "", GetMeetingsTimeout)
+			answer, err := r.s.node.Call(b, "getMeetingInfo", args, nil, "", GetMeetingsTimeout)
 			if err != nil {
 				return
 			}
@@ -180,7 +184,7 @@ func meetingFromInfo(doc []byte, internal, external string) []byte {
 	out = append(out, doc[resp.ContentStart:rc.Start]...)
 	out = append(out, doc[rc.End:resp.ContentEnd]...)
 	out = append(out, "</meeting>"...)
-	return rewriteMeetingIDs(out, internal, external)
+	return nodeclient.RewriteMeetingIDs(out, internal, external)
 }
 
 // ownMeetings cuts the <meeting> elements of one backend's getMeetings
@@ -214,7 +218,7 @@ func listOwnMeetings(doc []byte, mine map[string]string) ([]byte, map[string]boo
 				break
 			}
 			listed[c.Text] = true
-			out.Write(rewriteMeetingIDs(doc[m.Start:m.End], c.Text, ext))
+			out.Write(nodeclient.RewriteMeetingIDs(doc[m.Start:m.End], c.Text, ext))
 			break
 		}
 	}

@@ -39,7 +39,7 @@ func (r *bbbRequest) answerFromLeader() bool {
 	req.URI().SetHost(addr)
 	req.Header.SetHost(addr)
 	req.Header.Set(HeaderVia, "1")
-	if err := r.s.bc.DoTimeout(req, resp, leaderProxyTimeout); err != nil {
+	if err := r.s.node.DoTimeout(req, resp, leaderProxyTimeout); err != nil {
 		r.s.log.Warn("could not hand a request to the leader", "leader", addr, "err", err)
 		return false
 	}

@@ -7,16 +7,17 @@ import (
 	"time"
 
 	"github.com/conclave-lb/conclave/fsm"
+	"github.com/conclave-lb/conclave/gateway/nodeclient"
 )
 
 // Every call a client can make has a bound of a few seconds on a hung node
 // that is not marked error yet; only create and calls with a body get more.
 func TestBackendCallTimeouts(t *testing.T) {
 	for _, call := range apiCalls {
-		d := callTimeout(call)
+		d := nodeclient.CallTimeout(call)
 		switch call {
 		case "create":
-			if d != backendCreateTimeout {
+			if d != nodeclient.CreateTimeout {
 				t.Errorf("%s: %v", call, d)
 			}
 		case "insertDocument", "putRecordingTextTrack":

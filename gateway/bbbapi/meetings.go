@@ -15,7 +15,7 @@ import (
 	"github.com/conclave-lb/conclave/fsm"
 	"github.com/conclave-lb/conclave/gateway/callbacks"
 	"github.com/conclave-lb/conclave/gateway/control"
-	"github.com/conclave-lb/conclave/gateway/internal/xmlscan"
+	"github.com/conclave-lb/conclave/gateway/nodeclient"
 	"github.com/conclave-lb/conclave/raftnode"
 )
 
@@ -163,7 +163,7 @@ func (r *bbbRequest) setVoiceBridge(m *fsm.Meeting) {
 // the backend did not answer (fresh: another backend should try).
 func (r *bbbRequest) createOn(b *fsm.Backend, internal, mid string, body []byte, contentType string, fresh bool) string {
 	r.relayCallbacks(b, mid)
-	answer, err := r.s.callBackend(b, "create", r.args, body, contentType, backendCreateTimeout)
+	answer, err := r.s.node.Call(b, "create", r.args, body, contentType, nodeclient.CreateTimeout)
 	if err != nil {
 		r.s.log.Warn("backend create failed", "backend", b.ID, "err", err)
 		if fresh {
@@ -171,7 +171,7 @@ func (r *bbbRequest) createOn(b *fsm.Backend, internal, mid string, body []byte,
 		}
 		return "retry"
 	}
-	env, els, perr := parseAnswer(answer)
+	env, els, perr := nodeclient.ParseAnswer(answer)
 	if perr == nil && env.MessageKey == bbb.KeyNonUniqueVoiceBridge && !r.clientBridge && r.args.Has("voiceBridge") {
 		// The node runs a meeting the cluster does not know (created on it
 		// directly) on the bridge the state chose: let the node pick one.
@@ -189,7 +189,7 @@ func (r *bbbRequest) createOn(b *fsm.Backend, internal, mid string, body []byte,
 	if env.OK() {
 		r.keepParams(b, internal, answer, body, contentType, fresh)
 	}
-	writeXML(r.ctx, showMeetingIDs(answer, els, internal, mid))
+	writeXML(r.ctx, nodeclient.ShowMeetingIDs(answer, els, internal, mid))
 	if env.OK() {
 		return "success"
 	}
@@ -204,55 +204,6 @@ func (s *API) release(internal, backendID string) {
 		s.log.Warn("could not release meeting", "backend", backendID, "err", err)
 	}
 }
-
-// idElements are where BBB echoes a meeting's ID: its meetingID, and the
-// name it defaults to the ID (meetingName, a recording's name and metadata).
-var idElements = []string{"meetingID", "meetingName", "name", "meetingId"}
-
-// rewriteMeetingIDs shows the client its own meeting ID wherever the
-// backend echoed the internal one.
-func rewriteMeetingIDs(doc []byte, internal, external string) []byte {
-	return xmlscan.RewriteTexts(doc, idElements, func(t string) (string, bool) { return external, t == internal })
-}
-
-// showMeetingIDs is rewriteMeetingIDs on an answer parseAnswer has scanned.
-func showMeetingIDs(doc []byte, els []xmlscan.Element, internal, external string) []byte {
-	return xmlscan.RewriteElements(doc, els, idElements, func(t string) (string, bool) { return external, t == internal })
-}
-
-// answerElements are what one scan of a backend's answer collects: the
-// envelope and the places the meeting ID is echoed.
-var answerElements = append([]string{"response", "returncode", "messageKey", "message"}, idElements...)
-
-// parseAnswer reads a backend's XML answer once: its envelope (an error if
-// it is not a BBB <response>) and the elements showMeetingIDs rewrites.
-func parseAnswer(doc []byte) (bbb.Envelope, []xmlscan.Element, error) {
-	var env bbb.Envelope
-	els, err := xmlscan.Scan(doc, answerElements...)
-	if err != nil {
-		return env, nil, err
-	}
-	isResponse := false
-	for _, e := range els {
-		switch {
-		case e.Depth == 1:
-			isResponse = e.Name == "response"
-		case e.Depth != 2:
-		case e.Name == "returncode":
-			env.ReturnCode = e.Text
-		case e.Name == "messageKey":
-			env.MessageKey = e.Text
-		case e.Name == "message":
-			env.Message = e.Text
-		}
-	}
-	if !isResponse {
-		return bbb.Envelope{}, els, errNotBBBResponse
-	}
-	return env, els, nil
-}
-
-var errNotBBBResponse = errors.New("the answer is not a BBB <response> document")
 
 // createBody returns the body to send with create: the client's slides
 // (XML), or the frontend's default presentation, or none. A forced default
@@ -415,11 +366,11 @@ func (r *bbbRequest) join() string {
 		r.args.Del("createTime")
 	}
 	if strings.EqualFold(string(r.args.Peek("redirect")), "false") {
-		answer, err := r.s.callBackend(b, "join", r.args, nil, "", backendCallTimeout)
+		answer, err := r.s.node.Call(b, "join", r.args, nil, "", nodeclient.DefaultTimeout)
 		if err != nil {
 			return r.fail(bbb.KeyServerUnavailable, msgBackendDown)
 		}
-		writeXML(r.ctx, rewriteMeetingIDs(answer, internal, mid))
+		writeXML(r.ctx, nodeclient.RewriteMeetingIDs(answer, internal, mid))
 		return "success"
 	}
 	r.buf = bbb.AppendSignedURL(r.buf[:0], b.URL, "join", r.args.QueryString(), b.Secret)
@@ -465,15 +416,15 @@ func (r *bbbRequest) forwardMeetingCall(mode notFoundMode, after func(m *fsm.Mee
 	if len(r.body) > 0 {
 		body, ct = r.body, string(r.ctx.Request.Header.ContentType())
 	}
-	answer, err := r.s.callBackend(b, r.call, r.args, body, ct, backendCallTimeout)
+	answer, err := r.s.node.Call(b, r.call, r.args, body, ct, nodeclient.DefaultTimeout)
 	if err != nil {
 		return r.fail(bbb.KeyServerUnavailable, msgBackendDown)
 	}
-	env, els, _ := parseAnswer(answer)
+	env, els, _ := nodeclient.ParseAnswer(answer)
 	if after != nil {
 		after(m, b, env)
 	}
-	writeXML(r.ctx, callbacks.HideRelayURLs(showMeetingIDs(answer, els, internal, mid)))
+	writeXML(r.ctx, callbacks.HideRelayURLs(nodeclient.ShowMeetingIDs(answer, els, internal, mid)))
 	if env.OK() || env.ReturnCode == "" {
 		return "success"
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/conclave-lb/conclave/gateway/callbacks"
 	"github.com/conclave-lb/conclave/gateway/control"
 	"github.com/conclave-lb/conclave/gateway/internal/xmlscan"
+	"github.com/conclave-lb/conclave/gateway/nodeclient"
 )
 
 // Recordings live in a replicated index (fsm.Recording), fed by BBB's
@@ -83,7 +84,7 @@ func (s *API) parseRecordings(backend string, doc []byte) ([]fsm.Recording, bool
 		r.Frontend = fe
 		r.MeetingID = s.clientMeetingID(fe, r.InternalID)
 		r.Meta = capMeta(metadataOf(doc[rec.Start:rec.End], meta, rec.Start))
-		r.XML = string(rewriteMeetingIDs(doc[rec.Start:rec.End], r.InternalID, r.MeetingID))
+		r.XML = string(nodeclient.RewriteMeetingIDs(doc[rec.Start:rec.End], r.InternalID, r.MeetingID))
 		out = append(out, r)
 	}
 	return out, true
@@ -148,12 +149,12 @@ func (s *API) syncRecordingsWith(parent context.Context, apply control.ApplyFunc
 	args := fasthttp.AcquireArgs()
 	defer fasthttp.ReleaseArgs(args)
 	args.Set("state", "any")
-	timeout := backendSyncTimeout // a whole node's recordings
+	timeout := nodeclient.SyncTimeout // a whole node's recordings
 	if len(ids) > 0 {
 		args.Set("recordID", strings.Join(ids, ","))
-		timeout = backendCallTimeout // a few: a read
+		timeout = nodeclient.DefaultTimeout // a few: a read
 	}
-	answer, err := s.callBackend(b, "getRecordings", args, nil, "", timeout)
+	answer, err := s.node.Call(b, "getRecordings", args, nil, "", timeout)
 	if err != nil {
 		return err
 	}
@@ -377,11 +378,11 @@ func (r *bbbRequest) changeRecordings() string {
 	for i, bid := range bids {
 		b := &backends[i]
 		r.args.Set("recordID", strings.Join(perBackend[bid], ","))
-		a, err := r.s.callBackend(b, r.call, r.args, nil, "", backendCallTimeout)
+		a, err := r.s.node.Call(b, r.call, r.args, nil, "", nodeclient.DefaultTimeout)
 		if err != nil {
 			return r.fail(bbb.KeyServerUnavailable, "The server holding the recording did not answer.")
 		}
-		env, _, _ := parseAnswer(a)
+		env, _, _ := nodeclient.ParseAnswer(a)
 		// Refresh the index from the backend, so both agree afterwards.
 		if err := r.s.syncRecordings(b, perBackend[bid], true); err != nil {
 			r.s.log.Warn("recordings index refresh failed", "backend", bid, "err", err)
@@ -427,7 +428,7 @@ func (r *bbbRequest) textTrackCall() string {
 	if r.ctx.IsPost() {
 		body, ct = r.body, string(r.ctx.Request.Header.ContentType())
 	}
-	a, err := r.s.callBackend(&b, r.call, r.args, body, ct, backendCallTimeout)
+	a, err := r.s.node.Call(&b, r.call, r.args, body, ct, nodeclient.DefaultTimeout)
 	if err != nil {
 		return r.failJSON("serverUnavailable", "The server holding the recording did not answer.")
 	}

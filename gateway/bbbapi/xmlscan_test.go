@@ -58,24 +58,6 @@ func TestOwnMeetingsOnRealAnswer(t *testing.T) {
 	}
 }
 
-func TestRewriteMeetingIDsOnlyExactMatch(t *testing.T) {
-	doc := fixture(t, "create_meeting.xml")
-	els, _ := xmlscan.Scan(doc, "meetingID")
-	if len(els) != 1 {
-		t.Fatalf("create fixture meetingIDs: %d", len(els))
-	}
-	got := string(rewriteMeetingIDs(doc, els[0].Text, "mine"))
-	if !strings.Contains(got, "<meetingID>mine</meetingID>") || strings.Count(got, "<meetingID>") != 1 {
-		t.Fatalf("%s", got)
-	}
-	if string(rewriteMeetingIDs(doc, "other", "mine")) != string(doc) {
-		t.Fatal("a non-matching ID changed the document")
-	}
-	if string(rewriteMeetingIDs([]byte("<not xml"), "a", "b")) != "<not xml" {
-		t.Fatal("garbage was changed")
-	}
-}
-
 func TestInternalMeetingID(t *testing.T) {
 	if got := InternalMeetingID("moodle", "m1"); got != "moodle~m1" || !ownedBy(got, "moodle") || ownedBy(got, "mood") {
 		t.Fatal(got)
