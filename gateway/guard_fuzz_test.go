@@ -13,7 +13,7 @@ import (
 	"github.com/conclave-lb/conclave/adminapi"
 	"github.com/conclave-lb/conclave/bbb"
 	"github.com/conclave-lb/conclave/fsm"
-	"github.com/conclave-lb/conclave/gateway/bbbapi"
+	"github.com/conclave-lb/conclave/gateway/recordings"
 )
 
 // FuzzGetRecordingsPaging throws arbitrary offset and limit values (and
@@ -55,7 +55,7 @@ func FuzzGetRecordingsPaging(f *testing.F) {
 		if !strings.Contains(body, "SUCCESS") {
 			return // e.g. a duplicated recordID in extra: a validationError
 		}
-		o, l, paged := bbbapi.PagingParams([]byte(ctx.QueryArgs().Peek("offset")), []byte(ctx.QueryArgs().Peek("limit")))
+		o, l, paged := recordings.PagingParams([]byte(ctx.QueryArgs().Peek("offset")), []byte(ctx.QueryArgs().Peek("limit")))
 		if n := strings.Count(body, "<recording>"); paged && n > l || paged && o >= total && n != 0 || n > total {
 			t.Fatalf("offset=%q limit=%q: %d recordings for offset %d limit %d: %s", offset, limit, n, o, l, body)
 		}

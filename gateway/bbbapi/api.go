@@ -19,6 +19,7 @@ import (
 	"github.com/conclave-lb/conclave/gateway/control"
 	"github.com/conclave-lb/conclave/gateway/internal/guard"
 	"github.com/conclave-lb/conclave/gateway/nodeclient"
+	"github.com/conclave-lb/conclave/gateway/recordings"
 )
 
 // Cluster is what the BBB API needs of the replicated core.
@@ -69,10 +70,12 @@ type API struct {
 	cluster Cluster
 	log     *slog.Logger
 	node    *nodeclient.Client // calls to backends
-	metrics *Metrics
-	guard   *guard.Guard
-	ctl     Placement
-	relay   Relay
+	// recordings answers the recording calls and keeps their index.
+	recordings *recordings.Recordings
+	metrics    *Metrics
+	guard      *guard.Guard
+	ctl        Placement
+	relay      Relay
 	// lastConfirmed: when a checksum miss last made the replica consistent.
 	lastConfirmed atomic.Int64
 	// listBarrier shares a follower's read-index waits between concurrent
@@ -85,8 +88,10 @@ func New(cfg Config, cluster Cluster) *API {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &API{cfg: cfg, cluster: cluster, log: cfg.Logger, node: nodeclient.New(cfg.Metrics.observeBackend),
-		metrics: cfg.Metrics, guard: cfg.Guard, ctl: cfg.Placement, relay: cfg.Relay}
+	node := nodeclient.New(cfg.Metrics.observeBackend)
+	return &API{cfg: cfg, cluster: cluster, log: cfg.Logger, node: node,
+		recordings: recordings.New(cluster, node, cfg.Logger),
+		metrics:    cfg.Metrics, guard: cfg.Guard, ctl: cfg.Placement, relay: cfg.Relay}
 }
 
 // Metrics are the BBB API's collectors. Label values are IDs, keys and
@@ -137,11 +142,11 @@ func (s *API) Release(internal, backendID string) { s.release(internal, backendI
 // SyncRecordings refreshes the recordings index from b (all of them when
 // ids is empty); with wait, until the local replica holds the entries.
 func (s *API) SyncRecordings(b *fsm.Backend, ids []string, wait bool) error {
-	return s.syncRecordings(b, ids, wait)
+	return s.recordings.Sync(b, ids, wait)
 }
 
 // SyncRecordingsWith is the recordings sync's round for b, committing
 // through apply (the leader's term-bound apply).
 func (s *API) SyncRecordingsWith(ctx context.Context, apply control.ApplyFunc, b *fsm.Backend) error {
-	return s.syncRecordingsWith(ctx, apply, b, nil)
+	return s.recordings.SyncWith(ctx, apply, b)
 }

@@ -112,11 +112,11 @@ func (r *bbbRequest) serve(key string) string {
 		return "success"
 	}
 	if !ctx.IsGet() && !ctx.IsPost() && !ctx.IsHead() {
-		return r.fail(bbb.KeyUnsupportedRequest, "Only GET and POST are supported.")
+		return r.Fail(bbb.KeyUnsupportedRequest, "Only GET and POST are supported.")
 	}
 	raw := ctx.URI().QueryString()
 	if len(raw) > maxQueryLen {
-		return r.fail(bbb.KeyValidationError, "The query string is too long.")
+		return r.Fail(bbb.KeyValidationError, "The query string is too long.")
 	}
 	// The query as a string without a copy: the checksum check only reads
 	// it, and nothing derived from it outlives this request.
@@ -133,7 +133,7 @@ func (r *bbbRequest) serve(key string) string {
 		case replicaRefreshed:
 			fe, ok = r.s.resolveFrontend(key, r.call, rawQuery)
 		case replicaUnknown:
-			return r.fail(bbb.KeyServerUnavailable, "This server cannot confirm its configuration now. Please retry.")
+			return r.Fail(bbb.KeyServerUnavailable, "This server cannot confirm its configuration now. Please retry.")
 		}
 		if !ok {
 			if guard.HasBody(ctx) {
@@ -141,7 +141,7 @@ func (r *bbbRequest) serve(key string) string {
 				// connection closes after the answer.
 				r.s.guard.Refuse(ctx, guard.ReasonUnsigned)
 			}
-			return r.fail(bbb.KeyChecksumError, bbb.MsgChecksumError)
+			return r.Fail(bbb.KeyChecksumError, bbb.MsgChecksumError)
 		}
 	}
 	r.frontend = fe
@@ -151,7 +151,7 @@ func (r *bbbRequest) serve(key string) string {
 	if key, dup := duplicatedIDParam(r.args); dup {
 		// bbb-web would take the first value; the gateway scopes IDs per
 		// tenant, so an ambiguous one is refused rather than half scoped.
-		return r.fail(bbb.KeyValidationError, "Duplicate "+key+" parameter: give it once.")
+		return r.Fail(bbb.KeyValidationError, "Duplicate "+key+" parameter: give it once.")
 	}
 	if ctx.IsPost() && guard.HasBody(ctx) {
 		if res, ok := r.readBody(); !ok {
@@ -172,7 +172,7 @@ func (r *bbbRequest) serve(key string) string {
 		return r.forwardMeetingCall(notFoundIsError, r.afterMeetingInfo)
 	case "insertDocument":
 		if !isXMLContent(ctx) {
-			return r.fail(bbb.KeyUnsupportedContentType, "insertDocument takes an XML body (application/xml or text/xml).")
+			return r.Fail(bbb.KeyUnsupportedContentType, "insertDocument takes an XML body (application/xml or text/xml).")
 		}
 		return r.forwardMeetingCall(notFoundIsError, nil)
 	case "sendChatMessage":
@@ -180,13 +180,13 @@ func (r *bbbRequest) serve(key string) string {
 	case "getMeetings":
 		return r.getMeetings()
 	case "getRecordings":
-		return r.getRecordings()
+		return r.s.recordings.Get(r)
 	case "publishRecordings", "updateRecordings", "deleteRecordings":
-		return r.changeRecordings()
+		return r.s.recordings.Change(r)
 	case "getRecordingTextTracks", "putRecordingTextTrack":
-		return r.textTrackCall()
+		return r.s.recordings.TextTrack(r)
 	}
-	return r.fail(bbb.KeyUnsupportedRequest, bbb.MsgUnsupportedRequest)
+	return r.Fail(bbb.KeyUnsupportedRequest, bbb.MsgUnsupportedRequest)
 }
 
 type replicaCheck int
@@ -236,11 +236,21 @@ func (s *API) resolveFrontend(key, call, raw string) (fsm.Frontend, bool) {
 	return fsm.Frontend{}, false
 }
 
-// fail answers BBB's FAILED envelope; BBB uses HTTP 200 for these too.
-func (r *bbbRequest) fail(key, msg string) string {
+// Fail answers BBB's FAILED envelope; BBB uses HTTP 200 for these too.
+func (r *bbbRequest) Fail(key, msg string) string {
 	writeXML(r.ctx, bbb.FailedXML(key, msg))
 	return key
 }
+
+// The request as the calls answered in other packages see it
+// (recordings.Request).
+
+func (r *bbbRequest) Ctx() *fasthttp.RequestCtx { return r.ctx }
+func (r *bbbRequest) Call() string              { return r.call }
+func (r *bbbRequest) Frontend() *fsm.Frontend   { return &r.frontend }
+func (r *bbbRequest) Args() *fasthttp.Args      { return r.args }
+func (r *bbbRequest) Body() []byte              { return r.body }
+func (r *bbbRequest) WriteXML(body []byte)      { writeXML(r.ctx, body) }
 
 func writeXML(ctx *fasthttp.RequestCtx, body []byte) {
 	ctx.SetStatusCode(fasthttp.StatusOK)
@@ -264,12 +274,12 @@ func (r *bbbRequest) readBody() (string, bool) {
 		r.body, r.hold = body, hold
 		return "", true
 	case guard.BodyTooLarge:
-		return r.fail(bbb.KeyValidationError, "The request body is larger than this server accepts ("+strconv.Itoa(limit)+" bytes)."), false
+		return r.Fail(bbb.KeyValidationError, "The request body is larger than this server accepts ("+strconv.Itoa(limit)+" bytes)."), false
 	case guard.BodyBusy:
 		r.ctx.Response.Header.Set("Retry-After", guard.RetryAfter)
-		return r.fail(bbb.KeyServerUnavailable, "Too many requests with a body in progress from your address. Please retry in a few seconds."), false
+		return r.Fail(bbb.KeyServerUnavailable, "Too many requests with a body in progress from your address. Please retry in a few seconds."), false
 	}
-	return r.fail(bbb.KeyValidationError, "The request body could not be read."), false
+	return r.Fail(bbb.KeyValidationError, "The request body could not be read."), false
 }
 
 // idParams are the parameters that name what a call acts on; each must
@@ -328,16 +338,16 @@ func (r *bbbRequest) meetingParamBytes() ([]byte, string, bool) {
 	id := r.args.Peek("meetingID")
 	switch {
 	case len(id) == 0:
-		return nil, r.fail(bbb.KeyMissingParamMeetingID, bbb.MsgMissingMeetingID), false
+		return nil, r.Fail(bbb.KeyMissingParamMeetingID, bbb.MsgMissingMeetingID), false
 	case len(id) < minMeetingIDLen || len(id) > maxMeetingIDLen:
-		return nil, r.fail(bbb.KeyValidationError, "Meeting ID must be between 2 and 256 characters."), false
+		return nil, r.Fail(bbb.KeyValidationError, "Meeting ID must be between 2 and 256 characters."), false
 	case bytes.IndexByte(id, ',') >= 0:
-		return nil, r.fail(bbb.KeyValidationError, "Meeting ID cannot contain ','."), false
+		return nil, r.Fail(bbb.KeyValidationError, "Meeting ID cannot contain ','."), false
 	case hasControlChar(id):
 		// bbb-web strips control characters (\p{Cc}) from parameters, so the
 		// node would run a meeting under another ID than the one the state
 		// binds: refused.
-		return nil, r.fail(bbb.KeyValidationError, "Meeting ID cannot contain control characters."), false
+		return nil, r.Fail(bbb.KeyValidationError, "Meeting ID cannot contain control characters."), false
 	}
 	return id, "", true
 }

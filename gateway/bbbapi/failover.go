@@ -177,9 +177,9 @@ func (r *bbbRequest) recreate(mid, internal string, m *fsm.Meeting) (*fsm.Meetin
 			r.s.metrics.PlaceFailures.WithLabelValues("recreate_wait_timeout").Inc()
 			return &cur, bp, "" // bounded wait over: send the user there anyway
 		case cur.Create == nil:
-			return nil, nil, r.fail(bbb.KeyServerUnavailable, msgNotRecreatable)
+			return nil, nil, r.Fail(bbb.KeyServerUnavailable, msgNotRecreatable)
 		case time.Now().After(deadline) || attempt > 2*maxPlaceAttempts:
-			return nil, nil, r.fail(bbb.KeyServerUnavailable, "The meeting's server is down and no other server could take the meeting now. Please retry.")
+			return nil, nil, r.Fail(bbb.KeyServerUnavailable, "The meeting's server is down and no other server could take the meeting now. Please retry.")
 		}
 		var target *fsm.Backend
 		if cur.Lost && ok && b.Placeable() && !tried[b.ID] {
@@ -192,7 +192,7 @@ func (r *bbbRequest) recreate(mid, internal string, m *fsm.Meeting) (*fsm.Meetin
 			// The placement rules of a create, meta_server-tag included.
 			t, err := r.s.ctl.PlaceTagged(&r.frontend, exclude, control.ServerTagsInQuery(cur.Create.Query))
 			if err != nil {
-				return nil, nil, r.fail(bbb.KeyServerUnavailable, "The meeting's server is down and no other server is available: "+err.Error())
+				return nil, nil, r.Fail(bbb.KeyServerUnavailable, "The meeting's server is down and no other server is available: "+err.Error())
 			}
 			target = t
 		}
@@ -201,7 +201,7 @@ func (r *bbbRequest) recreate(mid, internal string, m *fsm.Meeting) (*fsm.Meetin
 			ToBackend: target.ID, Token: token, Now: now()})
 		cancel()
 		if err != nil {
-			return nil, nil, r.fail(bbb.KeyServerUnavailable, msgUnavailable)
+			return nil, nil, r.Fail(bbb.KeyServerUnavailable, msgUnavailable)
 		}
 		if res.Error != nil || res.Meeting == nil {
 			tried[target.ID] = true
@@ -209,7 +209,7 @@ func (r *bbbRequest) recreate(mid, internal string, m *fsm.Meeting) (*fsm.Meetin
 				cur = got
 				continue
 			}
-			return nil, nil, r.fail(bbb.KeyInvalidMeetingID, msgInvalidMeetingID)
+			return nil, nil, r.Fail(bbb.KeyInvalidMeetingID, msgInvalidMeetingID)
 		}
 		cur = *res.Meeting
 		if !res.Created {
@@ -238,7 +238,7 @@ func (r *bbbRequest) recreate(mid, internal string, m *fsm.Meeting) (*fsm.Meetin
 func (r *bbbRequest) bindingOf(m fsm.Meeting) (*fsm.Meeting, *fsm.Backend, string) {
 	b, ok := r.s.cluster.FSM().Backend(m.BackendID)
 	if !ok {
-		return nil, nil, r.fail(bbb.KeyServerUnavailable, msgBackendDown)
+		return nil, nil, r.Fail(bbb.KeyServerUnavailable, msgBackendDown)
 	}
 	return &m, &b, ""
 }

@@ -70,12 +70,12 @@ func (r *bbbRequest) create() string {
 		if err != nil {
 			r.s.metrics.PlaceFailures.WithLabelValues(placeFailureReason(err, attempt)).Inc()
 			if e, ok := err.(control.ErrServerTagUnavailable); ok {
-				return r.fail(bbb.KeyServerTagUnavailable, e.Error())
+				return r.Fail(bbb.KeyServerTagUnavailable, e.Error())
 			}
 			if attempt > 0 {
-				return r.fail(bbb.KeyServerUnavailable, "No backend accepted the meeting: "+err.Error())
+				return r.Fail(bbb.KeyServerUnavailable, "No backend accepted the meeting: "+err.Error())
 			}
-			return r.fail(bbb.KeyNoBackendAvailable, err.Error())
+			return r.Fail(bbb.KeyNoBackendAvailable, err.Error())
 		}
 		r.s.ctl.AddPending(b.ID, 1)
 		ctx, cancel := context.WithTimeout(context.Background(), claimTimeout)
@@ -89,7 +89,7 @@ func (r *bbbRequest) create() string {
 		if err != nil {
 			r.s.metrics.PlaceFailures.WithLabelValues("no_quorum").Inc()
 			r.s.log.Warn("claim not committed", "meeting", mid, "frontend", r.frontend.Key, "err", err)
-			return r.fail(bbb.KeyServerUnavailable, msgUnavailable)
+			return r.Fail(bbb.KeyServerUnavailable, msgUnavailable)
 		}
 		if claim.Error != nil {
 			tried[b.ID] = true // became unplaceable meanwhile: choose again
@@ -105,7 +105,7 @@ func (r *bbbRequest) create() string {
 			if res := r.createOn(target, internal, mid, body, contentType, false); res != "retry" {
 				return res
 			}
-			return r.fail(bbb.KeyServerUnavailable, msgBackendDown)
+			return r.Fail(bbb.KeyServerUnavailable, msgBackendDown)
 		}
 		r.s.metrics.Placements.WithLabelValues(target.ID).Inc()
 		if claim.PreviousBackend != "" {
@@ -118,7 +118,7 @@ func (r *bbbRequest) create() string {
 		}
 		tried[target.ID] = true
 	}
-	return r.fail(bbb.KeyServerUnavailable, "No backend accepted the meeting after several attempts.")
+	return r.Fail(bbb.KeyServerUnavailable, "No backend accepted the meeting after several attempts.")
 }
 
 func placeFailureReason(err error, attempt int) string {
@@ -230,7 +230,7 @@ func (r *bbbRequest) createBody() (body []byte, contentType string, res string, 
 			})
 			// Form parameters carry no slides: the default presentation applies.
 		default:
-			return nil, "", r.fail(bbb.KeyUnsupportedContentType, "POST create takes an XML body or form parameters."), false
+			return nil, "", r.Fail(bbb.KeyUnsupportedContentType, "POST create takes an XML body or form parameters."), false
 		}
 	}
 	if p != nil && p.URL != "" {
@@ -327,7 +327,7 @@ func (r *bbbRequest) findMeeting() (mid, internal string, m *fsm.Meeting, b *fsm
 		return "", "", nil, nil, "leader"
 	}
 	if err != nil {
-		return "", "", nil, nil, r.fail(bbb.KeyServerUnavailable, "The cluster cannot confirm the meeting now. Please retry.")
+		return "", "", nil, nil, r.Fail(bbb.KeyServerUnavailable, "The cluster cannot confirm the meeting now. Please retry.")
 	}
 	r.args.Set("meetingID", internal)
 	return mid, internal, m, b, ""
@@ -343,17 +343,17 @@ func (r *bbbRequest) findMeeting() (mid, internal string, m *fsm.Meeting, b *fsm
 // on a live node first (failover.go).
 func (r *bbbRequest) join() string {
 	if len(bytes.TrimSpace(r.args.Peek("fullName"))) == 0 {
-		return r.fail(bbb.KeyMissingParamFullName, msgMissingFullName)
+		return r.Fail(bbb.KeyMissingParamFullName, msgMissingFullName)
 	}
 	mid, internal, m, b, res := r.findMeeting()
 	if res != "" {
 		return res
 	}
 	if m == nil {
-		return r.fail(bbb.KeyInvalidMeetingID, msgInvalidMeetingID)
+		return r.Fail(bbb.KeyInvalidMeetingID, msgInvalidMeetingID)
 	}
 	if !r.joinRoleOK(m) {
-		return r.fail(bbb.KeyMissingParamPassword, msgInvalidPassword)
+		return r.Fail(bbb.KeyMissingParamPassword, msgInvalidPassword)
 	}
 	if meetingDown(m, b) {
 		if m, b, res = r.recreate(mid, internal, m); res != "" {
@@ -368,7 +368,7 @@ func (r *bbbRequest) join() string {
 	if strings.EqualFold(string(r.args.Peek("redirect")), "false") {
 		answer, err := r.s.node.Call(b, "join", r.args, nil, "", nodeclient.DefaultTimeout)
 		if err != nil {
-			return r.fail(bbb.KeyServerUnavailable, msgBackendDown)
+			return r.Fail(bbb.KeyServerUnavailable, msgBackendDown)
 		}
 		writeXML(r.ctx, nodeclient.RewriteMeetingIDs(answer, internal, mid))
 		return "success"
@@ -409,7 +409,7 @@ func (r *bbbRequest) forwardMeetingCall(mode notFoundMode, after func(m *fsm.Mee
 			writeXML(r.ctx, []byte(notRunningAnswer))
 			return "success"
 		}
-		return r.fail(bbb.KeyNotFound, bbb.MsgNotFound)
+		return r.Fail(bbb.KeyNotFound, bbb.MsgNotFound)
 	}
 	var body []byte
 	var ct string
@@ -418,7 +418,7 @@ func (r *bbbRequest) forwardMeetingCall(mode notFoundMode, after func(m *fsm.Mee
 	}
 	answer, err := r.s.node.Call(b, r.call, r.args, body, ct, nodeclient.DefaultTimeout)
 	if err != nil {
-		return r.fail(bbb.KeyServerUnavailable, msgBackendDown)
+		return r.Fail(bbb.KeyServerUnavailable, msgBackendDown)
 	}
 	env, els, _ := nodeclient.ParseAnswer(answer)
 	if after != nil {

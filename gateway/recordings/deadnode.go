@@ -1,4 +1,4 @@
-package bbbapi
+package recordings
 
 import (
 	"strconv"
@@ -20,13 +20,13 @@ import (
 //     nothing (the index keeps listing the recording with its last known
 //     URLs; the node's files are what would change, and they are out of
 //     reach);
-//   - meeting calls (meetings.go) answer for a meeting that is not
+//   - meeting calls (gateway/bbbapi) answer for a meeting that is not
 //     running, or fail over.
 //
 // A node held in error only because its getMeetings answer is over the
 // size limit is alive and answers every other call: it stays usable (its
-// meetings are listed one by one, see getMeetings). backendDead
-// (failover.go) is the one rule for "do not call this node".
+// meetings are listed one by one, see getMeetings). control.BackendDead
+// is the one rule for "do not call this node".
 
 // deadBackendMessage says why a call was not sent to backend b, for the
 // message of a FAILED answer: which server, since when.

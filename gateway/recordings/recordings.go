@@ -1,13 +1,27 @@
-package bbbapi
+// Package recordings answers the BBB API's recording calls and keeps the
+// recordings index. Recordings live in a replicated index (fsm.Recording),
+// fed by BBB's recording-ready callbacks and by the leader's periodic sync
+// of every backend's getRecordings. A recording belongs to the frontend whose key
+// prefixes its internal meeting ID; getRecordings is answered from the
+// index, and calls that change a recording check its owner there first, so
+// a frontend can never publish, update or delete another's, even knowing
+// its recordID (b3scale lets publish and update through). Playback URLs
+// stay those of the backend holding the files; a recording whose backend is
+// gone stays listed with its last known URLs.
+package recordings
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -19,21 +33,54 @@ import (
 	"github.com/conclave-lb/conclave/gateway/nodeclient"
 )
 
-// Recordings live in a replicated index (fsm.Recording), fed by BBB's
-// recording-ready callbacks and by the leader's periodic sync of every
-// backend's getRecordings. A recording belongs to the frontend whose key
-// prefixes its internal meeting ID; getRecordings is answered from the
-// index, and calls that change a recording check its owner there first, so
-// a frontend can never publish, update or delete another's, even knowing
-// its recordID (b3scale lets publish and update through). Playback URLs
-// stay those of the backend holding the files; a recording whose backend is
-// gone stays listed with its last known URLs.
+// Request is one BBB API call whose checksum has passed (bbbapi's pooled
+// request).
+type Request interface {
+	Ctx() *fasthttp.RequestCtx
+	// Call is the BBB call's name, e.g. "publishRecordings".
+	Call() string
+	Frontend() *fsm.Frontend
+	// Args are the verified query parameters, checksum removed.
+	Args() *fasthttp.Args
+	// Body is the request body, read within its bound (nil without one).
+	Body() []byte
+	// WriteXML answers body as BBB's XML.
+	WriteXML(body []byte)
+	// Fail answers BBB's FAILED envelope and returns key.
+	Fail(key, msg string) string
+}
+
+// Cluster is what the recordings need of the replicated core.
+type Cluster interface {
+	// FSM is the local replica, for reads.
+	FSM() *fsm.FSM
+	// Apply returns once the local replica holds the write.
+	Apply(ctx context.Context, c fsm.Command) (*fsm.Result, error)
+	// Commit returns on the leader's answer alone.
+	Commit(ctx context.Context, c fsm.Command) (*fsm.Result, error)
+}
+
+// commitTimeout bounds each write of a sync round.
+const commitTimeout = 5 * time.Second
+
+// Recordings answers the recording calls from the index and keeps it in
+// line with the nodes.
+type Recordings struct {
+	cluster Cluster
+	node    *nodeclient.Client
+	log     *slog.Logger
+}
+
+// New builds the recordings' calls over cluster, calling nodes through node.
+func New(cluster Cluster, node *nodeclient.Client, log *slog.Logger) *Recordings {
+	return &Recordings{cluster: cluster, node: node, log: log}
+}
 
 const noRecordingsAnswer = "<response><returncode>SUCCESS</returncode><messageKey>noRecordings</messageKey><message>No recordings found</message><recordings/></response>"
 
 // clientMeetingID shows the client its own meeting ID for an internal one.
-func (s *API) clientMeetingID(frontend, internal string) string {
-	if m, ok := s.cluster.FSM().Meeting(internal); ok && m.Frontend == frontend {
+func (x *Recordings) clientMeetingID(frontend, internal string) string {
+	if m, ok := x.cluster.FSM().Meeting(internal); ok && m.Frontend == frontend {
 		return m.MeetingID
 	}
 	return strings.TrimPrefix(internal, frontend+"~")
@@ -42,13 +89,13 @@ func (s *API) clientMeetingID(frontend, internal string) string {
 // parseRecordings reads a backend's getRecordings answer into index
 // entries: only recordings of known frontends, each element kept as the
 // backend wrote it but with the client's meeting ID.
-func (s *API) parseRecordings(backend string, doc []byte) ([]fsm.Recording, bool) {
+func (x *Recordings) parseRecordings(backend string, doc []byte) ([]fsm.Recording, bool) {
 	doc = callbacks.HideRelayURLs(doc) // a recording's metadata shows the client's own callback URLs
 	els, err := xmlscan.Scan(doc, "returncode", "recording", "recordID", "meetingID", "state", "startTime", "metadata")
 	if err != nil {
 		return nil, false
 	}
-	st := s.cluster.FSM()
+	st := x.cluster.FSM()
 	var out []fsm.Recording
 	for i, rec := range els {
 		if rec.Name == "returncode" && rec.Depth == 2 && rec.Text != "SUCCESS" {
@@ -82,7 +129,7 @@ func (s *API) parseRecordings(backend string, doc []byte) ([]fsm.Recording, bool
 			continue
 		}
 		r.Frontend = fe
-		r.MeetingID = s.clientMeetingID(fe, r.InternalID)
+		r.MeetingID = x.clientMeetingID(fe, r.InternalID)
 		r.Meta = capMeta(metadataOf(doc[rec.Start:rec.End], meta, rec.Start))
 		r.XML = string(nodeclient.RewriteMeetingIDs(doc[rec.Start:rec.End], r.InternalID, r.MeetingID))
 		out = append(out, r)
@@ -131,21 +178,26 @@ func capMeta(m map[string]string) map[string]string {
 	return m
 }
 
-// syncRecordings brings the index in line with one backend's recordings
-// (all of them, or just ids): new and changed ones are put, ones the
-// backend no longer has are dropped. wait makes the change visible on this
-// peer before returning.
-func (s *API) syncRecordings(b *fsm.Backend, ids []string, wait bool) error {
-	apply := s.cluster.Commit
+// Sync brings the index in line with one backend's recordings (all of
+// them, or just ids): new and changed ones are put, ones the backend no
+// longer has are dropped. wait makes the change visible on this peer
+// before returning.
+func (x *Recordings) Sync(b *fsm.Backend, ids []string, wait bool) error {
+	apply := x.cluster.Commit
 	if wait {
-		apply = s.cluster.Apply
+		apply = x.cluster.Apply
 	}
-	return s.syncRecordingsWith(context.Background(), apply, b, ids)
+	return x.sync(context.Background(), apply, b, ids)
 }
 
-// syncRecordingsWith is syncRecordings committing through apply, within
-// parent (the recordings sync: its leadership term's).
-func (s *API) syncRecordingsWith(parent context.Context, apply control.ApplyFunc, b *fsm.Backend, ids []string) error {
+// SyncWith is the recordings sync's round for b, committing through apply
+// (the leader's term-bound apply), within parent (its term's context).
+func (x *Recordings) SyncWith(parent context.Context, apply control.ApplyFunc, b *fsm.Backend) error {
+	return x.sync(parent, apply, b, nil)
+}
+
+// sync is Sync committing through apply, within parent.
+func (x *Recordings) sync(parent context.Context, apply control.ApplyFunc, b *fsm.Backend, ids []string) error {
 	args := fasthttp.AcquireArgs()
 	defer fasthttp.ReleaseArgs(args)
 	args.Set("state", "any")
@@ -154,15 +206,15 @@ func (s *API) syncRecordingsWith(parent context.Context, apply control.ApplyFunc
 		args.Set("recordID", strings.Join(ids, ","))
 		timeout = nodeclient.DefaultTimeout // a few: a read
 	}
-	answer, err := s.node.Call(b, "getRecordings", args, nil, "", timeout)
+	answer, err := x.node.Call(b, "getRecordings", args, nil, "", timeout)
 	if err != nil {
 		return err
 	}
-	recs, ok := s.parseRecordings(b.ID, answer)
+	recs, ok := x.parseRecordings(b.ID, answer)
 	if !ok {
 		return fmt.Errorf("backend %s: unreadable getRecordings answer", b.ID)
 	}
-	have := s.cluster.FSM().RecordingsOn(b.ID)
+	have := x.cluster.FSM().RecordingsOn(b.ID)
 	var put []fsm.Recording
 	seen := map[string]bool{}
 	for _, r := range recs {
@@ -181,7 +233,7 @@ func (s *API) syncRecordingsWith(parent context.Context, apply control.ApplyFunc
 			drop = append(drop, id)
 		}
 	}
-	ctx, cancel := context.WithTimeout(parent, claimTimeout)
+	ctx, cancel := context.WithTimeout(parent, commitTimeout)
 	defer cancel()
 	for len(put) > 0 { // in slices, to keep log entries small
 		n := min(len(put), 200)
@@ -199,8 +251,8 @@ func (s *API) syncRecordingsWith(parent context.Context, apply control.ApplyFunc
 	return nil
 }
 
-// internalMeetingList maps a client's comma list of meeting IDs.
-func (r *bbbRequest) clientMeetingSet(list string) map[string]bool {
+// clientMeetingSet is a client's comma list of meeting IDs as a set.
+func clientMeetingSet(list string) map[string]bool {
 	out := map[string]bool{}
 	for _, id := range splitIDs(list) {
 		out[id] = true
@@ -224,12 +276,12 @@ func matchMeta(v, f string) bool {
 	return v == f
 }
 
-// getRecordings is answered from the local index: meetingID and recordID
+// Get answers getRecordings from the local index: meetingID and recordID
 // lists (recordID as a prefix, and winning over meetingID), state (default
 // published,unpublished; any = all), meta_* filters, offset/limit paging.
-func (r *bbbRequest) getRecordings() string {
-	a := r.args
-	meetings := r.clientMeetingSet(string(a.Peek("meetingID")))
+func (x *Recordings) Get(r Request) string {
+	a := r.Args()
+	meetings := clientMeetingSet(string(a.Peek("meetingID")))
 	recordIDs := splitIDs(string(a.Peek("recordID")))
 	states := map[string]bool{"published": true, "unpublished": true}
 	if v := string(a.Peek("state")); v != "" {
@@ -269,7 +321,7 @@ func (r *bbbRequest) getRecordings() string {
 		}
 		return true
 	}
-	recs := r.s.cluster.FSM().RecordingsOf(r.frontend.Key, keep)
+	recs := x.cluster.FSM().RecordingsOf(r.Frontend().Key, keep)
 
 	offset, limit, paged := PagingParams(a.Peek("offset"), a.Peek("limit"))
 	total := len(recs)
@@ -278,7 +330,7 @@ func (r *bbbRequest) getRecordings() string {
 		page = pageOf(recs, offset, limit)
 	}
 	if len(page) == 0 && !paged {
-		writeXML(r.ctx, []byte(noRecordingsAnswer))
+		r.WriteXML([]byte(noRecordingsAnswer))
 		return "success"
 	}
 	var out bytes.Buffer
@@ -295,7 +347,7 @@ func (r *bbbRequest) getRecordings() string {
 			offset, limit, offset/limit, total, offset+len(page) >= total, pages, offset == 0, len(page) == 0)
 	}
 	out.WriteString("</response>")
-	writeXML(r.ctx, out.Bytes())
+	r.WriteXML(out.Bytes())
 	return "success"
 }
 
@@ -327,9 +379,9 @@ func pageOf[T any](recs []T, offset, limit int) []T {
 }
 
 // ownRecording returns the caller's recording from the index.
-func (r *bbbRequest) ownRecording(id string) (fsm.Recording, bool) {
-	rec, ok := r.s.cluster.FSM().Recording(id)
-	return rec, ok && rec.Frontend == r.frontend.Key
+func (x *Recordings) ownRecording(r Request, id string) (fsm.Recording, bool) {
+	rec, ok := x.cluster.FSM().Recording(id)
+	return rec, ok && rec.Frontend == r.Frontend().Key
 }
 
 func splitIDs(s string) []string {
@@ -342,103 +394,95 @@ func splitIDs(s string) []string {
 	return out
 }
 
-// changeRecordings forwards publish/update/delete to the backends holding
-// the recordings, after checking every one belongs to the caller. When any
+// Change forwards publish/update/delete to the backends holding the
+// recordings, after checking every one belongs to the caller. When any
 // of them is on a node declared dead, nothing is sent anywhere: the call
 // fails at once, whole, rather than change some recordings and not others.
-func (r *bbbRequest) changeRecordings() string {
-	ids := splitIDs(string(r.args.Peek("recordID")))
+func (x *Recordings) Change(r Request) string {
+	ids := splitIDs(string(r.Args().Peek("recordID")))
 	if len(ids) == 0 {
-		return r.fail(bbb.KeyMissingParamRecordID, "You must specify a recordID.")
+		return r.Fail(bbb.KeyMissingParamRecordID, "You must specify a recordID.")
 	}
-	if r.call == "publishRecordings" && !r.args.Has("publish") {
-		return r.fail(bbb.KeyMissingParamPublish, "You must specify a publish value true or false.")
+	if r.Call() == "publishRecordings" && !r.Args().Has("publish") {
+		return r.Fail(bbb.KeyMissingParamPublish, "You must specify a publish value true or false.")
 	}
 	perBackend := map[string][]string{}
 	for _, id := range ids {
-		rec, ok := r.ownRecording(id)
+		rec, ok := x.ownRecording(r, id)
 		if !ok {
-			return r.fail(bbb.KeyNotFound, "We could not find recordings")
+			return r.Fail(bbb.KeyNotFound, "We could not find recordings")
 		}
 		perBackend[rec.BackendID] = append(perBackend[rec.BackendID], id)
 	}
-	bids := sortedSet(keysOf(perBackend))
+	bids := slices.Sorted(maps.Keys(perBackend))
 	backends := make([]fsm.Backend, len(bids))
 	for i, bid := range bids {
-		b, ok := r.s.cluster.FSM().Backend(bid)
+		b, ok := x.cluster.FSM().Backend(bid)
 		if !ok {
-			return r.fail(bbb.KeyNotFound, "We could not find recordings")
+			return r.Fail(bbb.KeyNotFound, "We could not find recordings")
 		}
-		if backendDead(&b) {
-			return r.fail(bbb.KeyServerUnavailable, deadBackendMessage(&b, "recording "+strings.Join(perBackend[bid], ",")))
+		if control.BackendDead(&b) {
+			return r.Fail(bbb.KeyServerUnavailable, deadBackendMessage(&b, "recording "+strings.Join(perBackend[bid], ",")))
 		}
 		backends[i] = b
 	}
 	var answer []byte
 	for i, bid := range bids {
 		b := &backends[i]
-		r.args.Set("recordID", strings.Join(perBackend[bid], ","))
-		a, err := r.s.node.Call(b, r.call, r.args, nil, "", nodeclient.DefaultTimeout)
+		r.Args().Set("recordID", strings.Join(perBackend[bid], ","))
+		a, err := x.node.Call(b, r.Call(), r.Args(), nil, "", nodeclient.DefaultTimeout)
 		if err != nil {
-			return r.fail(bbb.KeyServerUnavailable, "The server holding the recording did not answer.")
+			return r.Fail(bbb.KeyServerUnavailable, "The server holding the recording did not answer.")
 		}
 		env, _, _ := nodeclient.ParseAnswer(a)
 		// Refresh the index from the backend, so both agree afterwards.
-		if err := r.s.syncRecordings(b, perBackend[bid], true); err != nil {
-			r.s.log.Warn("recordings index refresh failed", "backend", bid, "err", err)
+		if err := x.Sync(b, perBackend[bid], true); err != nil {
+			x.log.Warn("recordings index refresh failed", "backend", bid, "err", err)
 		}
 		if !env.OK() {
-			writeXML(r.ctx, a)
+			r.WriteXML(a)
 			return env.MessageKey
 		}
 		answer = a
 	}
-	writeXML(r.ctx, answer)
+	r.WriteXML(answer)
 	return "success"
 }
 
-func keysOf[V any](m map[string]V) map[string]bool {
-	out := make(map[string]bool, len(m))
-	for k := range m {
-		out[k] = true
-	}
-	return out
-}
-
-// textTrackCall forwards getRecordingTextTracks / putRecordingTextTrack
+// TextTrack forwards getRecordingTextTracks / putRecordingTextTrack
 // (JSON answers) to the backend holding the caller's recording.
-func (r *bbbRequest) textTrackCall() string {
-	id := strings.TrimSpace(string(r.args.Peek("recordID")))
+func (x *Recordings) TextTrack(r Request) string {
+	id := strings.TrimSpace(string(r.Args().Peek("recordID")))
 	if id == "" {
-		return r.failJSON("missingParamRecordID", "You must specify a recordID.")
+		return failJSON(r.Ctx(), "missingParamRecordID", "You must specify a recordID.")
 	}
-	rec, ok := r.ownRecording(id)
+	rec, ok := x.ownRecording(r, id)
 	if !ok {
-		return r.failJSON("noRecordings", "No recording found for "+id)
+		return failJSON(r.Ctx(), "noRecordings", "No recording found for "+id)
 	}
-	b, ok := r.s.cluster.FSM().Backend(rec.BackendID)
+	b, ok := x.cluster.FSM().Backend(rec.BackendID)
 	if !ok {
-		return r.failJSON("noRecordings", "No recording found for "+id)
+		return failJSON(r.Ctx(), "noRecordings", "No recording found for "+id)
 	}
-	if backendDead(&b) {
-		return r.failJSON(bbb.KeyServerUnavailable, deadBackendMessage(&b, "recording "+id))
+	if control.BackendDead(&b) {
+		return failJSON(r.Ctx(), bbb.KeyServerUnavailable, deadBackendMessage(&b, "recording "+id))
 	}
 	var body []byte
 	var ct string
-	if r.ctx.IsPost() {
-		body, ct = r.body, string(r.ctx.Request.Header.ContentType())
+	if r.Ctx().IsPost() {
+		body, ct = r.Body(), string(r.Ctx().Request.Header.ContentType())
 	}
-	a, err := r.s.node.Call(&b, r.call, r.args, body, ct, nodeclient.DefaultTimeout)
+	a, err := x.node.Call(&b, r.Call(), r.Args(), body, ct, nodeclient.DefaultTimeout)
 	if err != nil {
-		return r.failJSON("serverUnavailable", "The server holding the recording did not answer.")
+		return failJSON(r.Ctx(), "serverUnavailable", "The server holding the recording did not answer.")
 	}
-	r.ctx.SetStatusCode(fasthttp.StatusOK)
-	r.ctx.SetContentType("application/json")
-	r.ctx.SetBody(a)
+	r.Ctx().SetStatusCode(fasthttp.StatusOK)
+	r.Ctx().SetContentType("application/json")
+	r.Ctx().SetBody(a)
 	return "success"
 }
 
-func (r *bbbRequest) failJSON(key, msg string) string {
+func failJSON(ctx *fasthttp.RequestCtx, key, msg string) string {
 	var v struct {
 		Response struct {
 			ReturnCode string `json:"returncode"`
@@ -448,8 +492,8 @@ func (r *bbbRequest) failJSON(key, msg string) string {
 	}
 	v.Response.ReturnCode, v.Response.MessageKey, v.Response.Message = "FAILED", key, msg
 	b, _ := json.Marshal(v)
-	r.ctx.SetStatusCode(fasthttp.StatusOK)
-	r.ctx.SetContentType("application/json")
-	r.ctx.SetBody(b)
+	ctx.SetStatusCode(fasthttp.StatusOK)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(b)
 	return key
 }
