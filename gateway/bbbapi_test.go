@@ -14,6 +14,7 @@ import (
 	"github.com/conclave-lb/conclave/bbb"
 	"github.com/conclave-lb/conclave/fsm"
 	"github.com/conclave-lb/conclave/gateway/bbbapi"
+	"github.com/conclave-lb/conclave/gateway/getmeetings"
 	"github.com/conclave-lb/conclave/raftnode"
 	"github.com/conclave-lb/conclave/test/fakebbb"
 	"github.com/conclave-lb/conclave/test/harness"
@@ -285,7 +286,7 @@ func TestGetMeetingsSurvivesADeadBackend(t *testing.T) {
 	r.nodes[1].Close()
 	start := time.Now()
 	a := c.Get(t, "getMeetings", "")
-	if took := time.Since(start); took > bbbapi.GetMeetingsTimeout+2*time.Second {
+	if took := time.Since(start); took > getmeetings.NodeTimeout+2*time.Second {
 		t.Fatalf("getMeetings took %v with a dead backend", took)
 	}
 	if len(a.Meetings) != 4 {

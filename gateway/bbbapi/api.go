@@ -17,6 +17,7 @@ import (
 
 	"github.com/conclave-lb/conclave/fsm"
 	"github.com/conclave-lb/conclave/gateway/control"
+	"github.com/conclave-lb/conclave/gateway/getmeetings"
 	"github.com/conclave-lb/conclave/gateway/internal/guard"
 	"github.com/conclave-lb/conclave/gateway/nodeclient"
 	"github.com/conclave-lb/conclave/gateway/recordings"
@@ -72,15 +73,13 @@ type API struct {
 	node    *nodeclient.Client // calls to backends
 	// recordings answers the recording calls and keeps their index.
 	recordings *recordings.Recordings
+	meetings   *getmeetings.Lister
 	metrics    *Metrics
 	guard      *guard.Guard
 	ctl        Placement
 	relay      Relay
 	// lastConfirmed: when a checksum miss last made the replica consistent.
 	lastConfirmed atomic.Int64
-	// listBarrier shares a follower's read-index waits between concurrent
-	// getMeetings (getmeetings.go).
-	listBarrier readBarrier
 }
 
 // New builds the BBB API.
@@ -91,6 +90,7 @@ func New(cfg Config, cluster Cluster) *API {
 	node := nodeclient.New(cfg.Metrics.observeBackend)
 	return &API{cfg: cfg, cluster: cluster, log: cfg.Logger, node: node,
 		recordings: recordings.New(cluster, node, cfg.Logger),
+		meetings:   getmeetings.New(cluster, node, cfg.Logger, cfg.Metrics.TooLarge),
 		metrics:    cfg.Metrics, guard: cfg.Guard, ctl: cfg.Placement, relay: cfg.Relay}
 }
 

@@ -178,7 +178,7 @@ func (r *bbbRequest) serve(key string) string {
 	case "sendChatMessage":
 		return r.forwardMeetingCall(notFoundIsError, nil)
 	case "getMeetings":
-		return r.getMeetings()
+		return r.s.meetings.Serve(r)
 	case "getRecordings":
 		return r.s.recordings.Get(r)
 	case "publishRecordings", "updateRecordings", "deleteRecordings":
@@ -243,7 +243,8 @@ func (r *bbbRequest) Fail(key, msg string) string {
 }
 
 // The request as the calls answered in other packages see it
-// (recordings.Request).
+// (recordings.Request, getmeetings.Request; AnswerFromLeader is in
+// leaderproxy.go).
 
 func (r *bbbRequest) Ctx() *fasthttp.RequestCtx { return r.ctx }
 func (r *bbbRequest) Call() string              { return r.call }

@@ -16,13 +16,13 @@ const leaderProxyTimeout = 3 * time.Second
 
 var errAnsweredByLeader = errors.New("answered by the leader")
 
-// answerFromLeader sends the client's request, unchanged, to the leader and
+// AnswerFromLeader sends the client's request, unchanged, to the leader and
 // relays its answer. A follower whose replica lags (after a partition heals,
 // raft may wait seconds before sending it what it missed) would otherwise
 // answer serverUnavailable for meetings created meanwhile. The leader checks
 // the checksum itself. It reports false, having written nothing, when there
 // is no leader to ask or the leader did not answer.
-func (r *bbbRequest) answerFromLeader() bool {
+func (r *bbbRequest) AnswerFromLeader() bool {
 	if len(r.ctx.Request.Header.Peek(HeaderVia)) > 0 {
 		return false
 	}

@@ -277,7 +277,7 @@ func (r *bbbRequest) lookup(internal string) (*fsm.Meeting, *fsm.Backend, error)
 	ctx, cancel := context.WithTimeout(context.Background(), consistentTimeout)
 	err := r.s.cluster.ConsistentRead(ctx)
 	cancel()
-	if errors.Is(err, raftnode.ErrBehind) && r.answerFromLeader() {
+	if errors.Is(err, raftnode.ErrBehind) && r.AnswerFromLeader() {
 		return nil, nil, errAnsweredByLeader
 	}
 	if err != nil {

@@ -1,4 +1,4 @@
-package bbbapi
+package getmeetings
 
 import (
 	"os"
@@ -55,16 +55,5 @@ func TestOwnMeetingsOnRealAnswer(t *testing.T) {
 	want := strings.Replace(orig[start:end], "<meetingID>"+ids[0]+"</meetingID>", "<meetingID>client-id-&lt;1&gt;</meetingID>", 1)
 	if out != want {
 		t.Fatalf("element changed beyond its ID:\n%s\nwant\n%s", out, want)
-	}
-}
-
-func TestInternalMeetingID(t *testing.T) {
-	if got := InternalMeetingID("moodle", "m1"); got != "moodle~m1" || !ownedBy(got, "moodle") || ownedBy(got, "mood") {
-		t.Fatal(got)
-	}
-	long := strings.Repeat("x", 256)
-	got := InternalMeetingID("moodle", long)
-	if len(got) > 256 || !ownedBy(got, "moodle") || got == InternalMeetingID("moodle", long[:255]+"y") {
-		t.Fatalf("long ID mapping: %s", got)
 	}
 }

@@ -1,13 +1,18 @@
-package bbbapi
+// Package getmeetings answers the BBB API's getMeetings: the frontend's
+// meetings gathered from every node that runs one, read-your-writes.
+package getmeetings
 
 import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 
 	"github.com/conclave-lb/conclave/fsm"
@@ -18,12 +23,49 @@ import (
 	"github.com/conclave-lb/conclave/raftnode"
 )
 
-// GetMeetingsTimeout bounds each backend's answer in getMeetings' fan-out.
-const GetMeetingsTimeout = nodeclient.ReadTimeout
+// Request is one getMeetings call whose checksum has passed (bbbapi's
+// pooled request).
+type Request interface {
+	Frontend() *fsm.Frontend
+	// WriteXML answers body as BBB's XML.
+	WriteXML(body []byte)
+	// AnswerFromLeader hands the request to the leader and relays its
+	// answer; false, having written nothing, when it could not.
+	AnswerFromLeader() bool
+}
+
+// Cluster is what getMeetings needs of the replicated core.
+type Cluster interface {
+	// FSM is the local replica, for reads.
+	FSM() *fsm.FSM
+	// ConsistentRead waits until the local replica has applied what the
+	// leader had (raftnode.ErrBehind when it could not catch up quickly).
+	ConsistentRead(ctx context.Context) error
+	IsLeader() bool
+}
+
+// Lister answers getMeetings.
+type Lister struct {
+	cluster Cluster
+	node    *nodeclient.Client
+	log     *slog.Logger
+	// tooLarge counts, per backend, getMeetings answers over the size limit.
+	tooLarge *prometheus.CounterVec
+	// barrier shares a follower's read-index waits between concurrent calls.
+	barrier readBarrier
+}
+
+// New builds a Lister over cluster, calling nodes through node.
+func New(cluster Cluster, node *nodeclient.Client, log *slog.Logger, tooLarge *prometheus.CounterVec) *Lister {
+	return &Lister{cluster: cluster, node: node, log: log, tooLarge: tooLarge}
+}
+
+// NodeTimeout bounds each backend's answer in getMeetings' fan-out.
+const NodeTimeout = nodeclient.ReadTimeout
 
 const noMeetingsAnswer = "<response><returncode>SUCCESS</returncode><meetings/><messageKey>noMeetings</messageKey><message>no meetings were found on this server</message></response>"
 
-// getMeetings gathers the frontend's meetings from every backend that runs
+// Serve gathers the frontend's meetings from every backend that runs
 // one, concurrently, each with its own timeout: a dead backend costs its
 // meetings in the answer, never the whole call (Scalelite fails it), and a
 // backend the cluster has declared dead is not asked at all (its meetings
@@ -35,8 +77,8 @@ const noMeetingsAnswer = "<response><returncode>SUCCESS</returncode><meetings/><
 // create any peer answered before this call (readYourWrites), and a
 // meeting the replica binds to a live node that the node's own list lacks
 // (a create the node has not listed yet) is asked for by getMeetingInfo.
-func (r *bbbRequest) getMeetings() string {
-	if r.readYourWrites() {
+func (l *Lister) Serve(r Request) string {
+	if l.readYourWrites(r) {
 		return "leader"
 	}
 	mine := map[string]string{} // internal ID -> client's ID
@@ -44,7 +86,7 @@ func (r *bbbRequest) getMeetings() string {
 	onBackend := map[string][]string{} // backend -> the frontend's meetings there
 	recent := map[string][]string{}    // backend -> those created (or re-created) within listGrace
 	now := time.Now()
-	for _, m := range r.s.cluster.FSM().Meetings(r.frontend.Key) {
+	for _, m := range l.cluster.FSM().Meetings(r.Frontend().Key) {
 		mine[m.InternalID] = m.MeetingID
 		perBackend[m.BackendID] = true
 		onBackend[m.BackendID] = append(onBackend[m.BackendID], m.InternalID)
@@ -53,45 +95,45 @@ func (r *bbbRequest) getMeetings() string {
 		}
 	}
 	if len(mine) == 0 {
-		writeXML(r.ctx, []byte(noMeetingsAnswer))
+		r.WriteXML([]byte(noMeetingsAnswer))
 		return "success"
 	}
-	ids := sortedSet(perBackend)
+	ids := slices.Sorted(maps.Keys(perBackend))
 	parts := make([][]byte, len(ids))
 	var wg sync.WaitGroup
 	for i, id := range ids {
-		b, ok := r.s.cluster.FSM().Backend(id)
+		b, ok := l.cluster.FSM().Backend(id)
 		if !ok {
 			continue
 		}
-		if backendDead(&b) {
-			r.s.log.Debug("getMeetings: backend declared dead, not asked; its meetings are left out",
+		if control.BackendDead(&b) {
+			l.log.Debug("getMeetings: backend declared dead, not asked; its meetings are left out",
 				"backend", b.ID, "meetings", len(onBackend[b.ID]))
 			continue
 		}
 		wg.Add(1)
 		go func(i int, b fsm.Backend) {
 			defer wg.Done()
-			answer, err := r.s.node.Call(&b, "getMeetings", nil, nil, "", GetMeetingsTimeout)
+			answer, err := l.node.Call(&b, "getMeetings", nil, nil, "", NodeTimeout)
 			if err != nil {
 				if control.IsTooLarge(err) {
 					// Not a dead node: one that outgrew the limit. Say so
 					// every time (metric) and in the log (once a minute),
 					// and ask for this frontend's meetings one by one.
-					r.s.metrics.TooLarge.WithLabelValues(b.ID).Inc()
-					if r.s.warnEvery("getMeetings-too-large:"+b.ID, time.Minute) {
-						r.s.log.Error("getMeetings: backend's answer is over the size limit; its meetings are asked one by one (getMeetingInfo)",
+					l.tooLarge.WithLabelValues(b.ID).Inc()
+					if warnEvery("getMeetings-too-large:"+b.ID, time.Minute) {
+						l.log.Error("getMeetings: backend's answer is over the size limit; its meetings are asked one by one (getMeetingInfo)",
 							"backend", b.ID, "limit_bytes", control.MaxBackendResponse, "meetings", len(onBackend[b.ID]))
 					}
-					parts[i] = callbacks.HideRelayURLs(r.meetingsByInfo(&b, onBackend[b.ID], mine))
+					parts[i] = callbacks.HideRelayURLs(l.meetingsByInfo(&b, onBackend[b.ID], mine))
 					return
 				}
-				r.s.log.Debug("getMeetings: backend skipped", "backend", b.ID, "err", err)
+				l.log.Debug("getMeetings: backend skipped", "backend", b.ID, "err", err)
 				return
 			}
 			own, listed := listOwnMeetings(answer, mine)
 			if missing := unlisted(recent[b.ID], listed); len(missing) > 0 {
-				own = append(own, r.meetingsByInfo(&b, missing, mine)...)
+				own = append(own, l.meetingsByInfo(&b, missing, mine)...)
 			}
 			parts[i] = callbacks.HideRelayURLs(own)
 		}(i, b)
@@ -102,7 +144,7 @@ func (r *bbbRequest) getMeetings() string {
 		total += len(p)
 	}
 	if total == 0 {
-		writeXML(r.ctx, []byte(noMeetingsAnswer))
+		r.WriteXML([]byte(noMeetingsAnswer))
 		return "success"
 	}
 	out := make([]byte, 0, total+96)
@@ -111,7 +153,7 @@ func (r *bbbRequest) getMeetings() string {
 		out = append(out, p...)
 	}
 	out = append(out, "</meetings></response>"...)
-	writeXML(r.ctx, out)
+	r.WriteXML(out)
 	return "success"
 }
 
@@ -127,10 +169,10 @@ const (
 // (internal IDs) on backend b from one getMeetingInfo each: getMeetingInfo
 // answers a meeting's <meeting> element's children inside its <response>.
 // Meetings the node does not know, or whose call fails, are left out.
-func (r *bbbRequest) meetingsByInfo(b *fsm.Backend, internals []string, mine map[string]string) []byte {
-	internals = sortStrings(internals)
+func (l *Lister) meetingsByInfo(b *fsm.Backend, internals []string, mine map[string]string) []byte {
+	slices.Sort(internals)
 	if len(internals) > maxInfoFallback {
-		r.s.log.Warn("getMeetings: too many meetings to ask one by one; the rest are left out",
+		l.log.Warn("getMeetings: too many meetings to ask one by one; the rest are left out",
 			"backend", b.ID, "meetings", len(internals), "asked", maxInfoFallback)
 		internals = internals[:maxInfoFallback]
 	}
@@ -145,7 +187,7 @@ func (r *bbbRequest) meetingsByInfo(b *fsm.Backend, internals []string, mine map
 			args := fasthttp.AcquireArgs()
 			defer fasthttp.ReleaseArgs(args)
 			args.Set("meetingID", internal)
-			answer, err := r.s.node.Call(b, "getMeetingInfo", args, nil, "", GetMeetingsTimeout)
+			answer, err := l.node.Call(b, "getMeetingInfo", args, nil, "", NodeTimeout)
 			if err != nil {
 				return
 			}
@@ -253,25 +295,25 @@ const listReadTimeout = 2 * time.Second
 // know what other peers committed without asking: it waits for one
 // read-index (ConsistentRead: the leader's applied index, then the local
 // replica reaching it), shared by every getMeetings that arrived before it
-// started (listBarrier), so a burst of them costs one or two leader round
+// started (barrier), so a burst of them costs one or two leader round
 // trips, not one each. A replica that cannot catch up hands the request to
 // the leader (true: answered); with no leader reachable, the local replica
 // answers as it stands — a list that may lack the newest meetings rather
 // than no list.
-func (r *bbbRequest) readYourWrites() bool {
-	if r.s.cluster.IsLeader() {
+func (l *Lister) readYourWrites(r Request) bool {
+	if l.cluster.IsLeader() {
 		return false
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*listReadTimeout)
-	err := r.s.listBarrier.wait(ctx, r.s.cluster.ConsistentRead)
+	err := l.barrier.wait(ctx, l.cluster.ConsistentRead)
 	cancel()
 	switch {
 	case err == nil:
 		return false
-	case errors.Is(err, raftnode.ErrBehind) && r.answerFromLeader():
+	case errors.Is(err, raftnode.ErrBehind) && r.AnswerFromLeader():
 		return true
 	}
-	r.s.log.Debug("getMeetings: replica not confirmed; answering from it as it stands", "err", err)
+	l.log.Debug("getMeetings: replica not confirmed; answering from it as it stands", "err", err)
 	return false
 }
 
@@ -329,29 +371,16 @@ func (b *readBarrier) run(read func(context.Context) error) {
 	}
 }
 
-func sortedSet(m map[string]bool) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	return sortStrings(keys)
-}
-
 // warnLimiter remembers when each rate-limited warning was last logged.
 var warnLimiter sync.Map // key -> time.Time
 
 // warnEvery reports whether a warning under key may be logged now: at
 // most once per every.
-func (s *API) warnEvery(key string, every time.Duration) bool {
+func warnEvery(key string, every time.Duration) bool {
 	now := time.Now()
 	if last, ok := warnLimiter.Load(key); ok && now.Sub(last.(time.Time)) < every {
 		return false
 	}
 	warnLimiter.Store(key, now)
 	return true
-}
-
-func sortStrings(s []string) []string {
-	slices.Sort(s)
-	return s
 }
