@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/conclave-lb/conclave/adminapi"
 	"github.com/conclave-lb/conclave/auth"
 	"github.com/conclave-lb/conclave/internal/testwait"
 	"github.com/conclave-lb/conclave/test/fakebbb"
@@ -51,8 +52,8 @@ func startAgent(t *testing.T, c *harness.Cluster, n *fakeNode, env ...string) *e
 	return cmd
 }
 
-func backendByHost(t *testing.T, c *harness.Cluster, host string) (ctlBackend, bool) {
-	var bs []ctlBackend
+func backendByHost(t *testing.T, c *harness.Cluster, host string) (adminapi.Backend, bool) {
+	var bs []adminapi.Backend
 	if err := c.API(c.Peers[0], "GET", "/api/v1/backends", nil, &bs); err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +62,7 @@ func backendByHost(t *testing.T, c *harness.Cluster, host string) (ctlBackend, b
 			return b, true
 		}
 	}
-	return ctlBackend{}, false
+	return adminapi.Backend{}, false
 }
 
 // within waits (testwait) until ok holds, checking every 50 ms, and
@@ -97,7 +98,7 @@ func TestAgentsRegisterReportLoadAndFail(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := c.API(c.Peers[0], "POST", "/api/v1/frontends", map[string]string{"key": "moodle", "secret": frontendSecret}, nil); err != nil {
+	if err := c.API(c.Peers[0], "POST", "/api/v1/frontends", adminapi.AddFrontendRequest{Key: "moodle", Secret: frontendSecret}, nil); err != nil {
 		t.Fatal(err)
 	}
 	within(t, 10*time.Second, "both ready", func() bool {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/conclave-lb/conclave/adminapi"
 	"github.com/conclave-lb/conclave/bbb"
 	"github.com/conclave-lb/conclave/test/fakebbb"
 	"github.com/conclave-lb/conclave/test/harness"
@@ -37,20 +38,18 @@ func withBBB(t *testing.T, hc *harness.Cluster, nodes int) *bbbCluster {
 		n, api, host := fakebbb.StartTest(t, secret)
 		c.nodes, c.secrets, c.hosts = append(c.nodes, n), append(c.secrets, secret), append(c.hosts, host)
 		p := c.Peers[i%3]
-		if err := c.API(p, "POST", "/api/v1/backends", map[string]string{"url": api, "secret": secret}, nil); err != nil {
+		if err := c.API(p, "POST", "/api/v1/backends", adminapi.AddBackendRequest{URL: api, Secret: secret}, nil); err != nil {
 			t.Fatal(err)
 		}
 		if err := c.API(p, "POST", "/api/v1/backends/"+url.PathEscape(host)+"/enable", nil, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := c.API(c.Peers[0], "POST", "/api/v1/frontends", map[string]string{"key": "moodle", "secret": frontendSecret}, nil); err != nil {
+	if err := c.API(c.Peers[0], "POST", "/api/v1/frontends", adminapi.AddFrontendRequest{Key: "moodle", Secret: frontendSecret}, nil); err != nil {
 		t.Fatal(err)
 	}
 	harness.Eventually(t, 10*time.Second, func() error {
-		var bs []struct {
-			NodeState string `json:"node_state"`
-		}
+		var bs []adminapi.Backend
 		for _, p := range c.Peers { // the new frontend has reached every replica
 			if err := c.API(p, "GET", "/api/v1/frontends/moodle", nil, nil); err != nil {
 				return err
@@ -61,7 +60,7 @@ func withBBB(t *testing.T, hc *harness.Cluster, nodes int) *bbbCluster {
 		}
 		for _, b := range bs {
 			if b.NodeState != "ready" {
-				return fmt.Errorf("backend not ready yet: %+v", bs)
+				return fmt.Errorf("backend %s not ready yet: NodeState %s", b.URL, b.NodeState)
 			}
 		}
 		return nil

@@ -12,20 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/conclave-lb/conclave/adminapi"
 	"github.com/conclave-lb/conclave/test/harness"
 )
 
-type backend struct {
-	ID         string `json:"id"`
-	URL        string `json:"url"`
-	AdminState string `json:"admin_state"`
-}
-
-func addBackend(c *harness.Cluster, p *harness.Peer, i int) (backend, error) {
-	var b backend
-	err := c.API(p, "POST", "/api/v1/backends", map[string]string{
-		"url": backendURL(i), "secret": "s",
-	}, &b)
+func addBackend(c *harness.Cluster, p *harness.Peer, i int) (adminapi.Backend, error) {
+	var b adminapi.Backend
+	err := c.API(p, "POST", "/api/v1/backends", adminapi.AddBackendRequest{URL: backendURL(i), Secret: "s"}, &b)
 	return b, err
 }
 
@@ -38,7 +31,7 @@ func backendURL(i int) string {
 
 func backendURLs(t *testing.T, c *harness.Cluster, p *harness.Peer) map[string]bool {
 	t.Helper()
-	var bs []backend
+	var bs []adminapi.Backend
 	if err := c.API(p, "GET", "/api/v1/backends", nil, &bs); err != nil {
 		t.Fatalf("list backends on %s: %v", p.ID, err)
 	}

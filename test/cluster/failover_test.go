@@ -9,28 +9,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/conclave-lb/conclave/adminapi"
 	"github.com/conclave-lb/conclave/bbb"
 	"github.com/conclave-lb/conclave/internal/testwait"
 	"github.com/conclave-lb/conclave/test/fakebbb"
 	"github.com/conclave-lb/conclave/test/harness"
 )
 
-// stateMeeting is a meeting as the admin API lists it.
-type boundMeeting struct {
-	InternalID  string `json:"internal_id"`
-	BackendID   string `json:"backend_id"`
-	Lost        bool   `json:"lost"`
-	Recreating  int64  `json:"recreating"`
-	Recreations int    `json:"recreations"`
-}
-
-func (c *bbbCluster) boundMeetings(t *testing.T, p *harness.Peer) map[string]boundMeeting {
+func (c *bbbCluster) boundMeetings(t *testing.T, p *harness.Peer) map[string]adminapi.Meeting {
 	t.Helper()
-	var ms []boundMeeting
+	var ms []adminapi.Meeting
 	if err := c.API(p, "GET", "/api/v1/meetings", nil, &ms); err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]boundMeeting{}
+	out := map[string]adminapi.Meeting{}
 	for _, m := range ms {
 		out[m.InternalID] = m
 	}
@@ -294,9 +286,7 @@ func TestFailoverJoinErrorsAndCallbacks(t *testing.T) {
 		if _, ok := c.boundMeetings(t, c.Peers[1])["moodle~talk"]; !ok && released == 0 {
 			released = time.Since(ended)
 		}
-		var recs []struct {
-			RecordID string `json:"record_id"`
-		}
+		var recs []adminapi.Recording
 		if err := c.API(c.Peers[1], "GET", "/api/v1/recordings?frontend=moodle", nil, &recs); err != nil {
 			t.Fatal(err)
 		}

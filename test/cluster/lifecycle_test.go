@@ -8,35 +8,24 @@ import (
 	"testing"
 	"time"
 
+	"github.com/conclave-lb/conclave/adminapi"
 	"github.com/conclave-lb/conclave/bbb"
 	"github.com/conclave-lb/conclave/gateway"
 	"github.com/conclave-lb/conclave/test/fakebbb"
 	"github.com/conclave-lb/conclave/test/harness"
 )
 
-type ctlBackend struct {
-	ID         string  `json:"id"`
-	URL        string  `json:"url"`
-	AdminState string  `json:"admin_state"`
-	NodeState  string  `json:"node_state"`
-	Meetings   int     `json:"meetings"`
-	Attendees  int     `json:"attendees"`
-	LatencyNs  int64   `json:"latency_ns"`
-	LoadFactor float64 `json:"load_factor"`
-	Bound      int     `json:"bound_meetings"`
-}
-
-func (c *bbbCluster) backends(t *testing.T) map[string]ctlBackend {
+func (c *bbbCluster) backends(t *testing.T) map[string]adminapi.Backend {
 	t.Helper()
 	out, err := c.Ctl(c.Peers[0], "show", "backends", "-o", "json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var bs []ctlBackend
+	var bs []adminapi.Backend
 	if err := json.Unmarshal([]byte(out), &bs); err != nil {
 		t.Fatal(err)
 	}
-	m := map[string]ctlBackend{}
+	m := map[string]adminapi.Backend{}
 	for _, b := range bs {
 		u, _ := url.Parse(b.URL)
 		m[u.Host] = b
@@ -129,7 +118,7 @@ func TestBackendLifecycle(t *testing.T) {
 	}
 	harness.Eventually(t, 10*time.Second, func() error {
 		if b := c.backends(t)[hostA]; b.NodeState != "ready" || b.AdminState != "ready" {
-			return fmt.Errorf("A: %+v", b)
+			return fmt.Errorf("A: NodeState %q, AdminState %q", b.NodeState, b.AdminState)
 		}
 		return nil
 	})

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/conclave-lb/conclave/adminapi"
 	"github.com/conclave-lb/conclave/auth"
 	"github.com/conclave-lb/conclave/test/harness"
 )
@@ -51,7 +52,7 @@ func TestMetricsMoveAndSecretsStayHidden(t *testing.T) {
 	}
 	// An agent token may not add a frontend.
 	agentTok, _ := auth.Mint(jwtSecret, "node9.local", []string{auth.ScopeAgent}, time.Hour)
-	err := harness.APIWithToken(c.Peers[1].HTTP, agentTok, "POST", "/api/v1/frontends", map[string]string{"key": "evil", "secret": "x"}, nil)
+	err := harness.APIWithToken(c.Peers[1].HTTP, agentTok, "POST", "/api/v1/frontends", adminapi.AddFrontendRequest{Key: "evil", Secret: "x"}, nil)
 	if err == nil || !strings.Contains(err.Error(), "403") {
 		t.Fatalf("agent token adding a frontend: %v", err)
 	}
@@ -124,7 +125,7 @@ func TestMetricsMoveAndSecretsStayHidden(t *testing.T) {
 	})
 
 	// Kill a node: its NodeState gauge moves to error.
-	var backends []struct{ ID, URL string }
+	var backends []adminapi.Backend
 	if err := c.API(c.Peers[0], "GET", "/api/v1/backends", nil, &backends); err != nil {
 		t.Fatal(err)
 	}

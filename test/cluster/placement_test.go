@@ -1,12 +1,15 @@
 package cluster
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/conclave-lb/conclave/adminapi"
+	"github.com/conclave-lb/conclave/fsm"
 	"github.com/conclave-lb/conclave/internal/testwait"
 	"github.com/conclave-lb/conclave/test/harness"
 )
@@ -96,7 +99,7 @@ func TestPlacementAgentLoadFactor(t *testing.T) {
 	dir := t.TempDir()
 	heavy, light := newFakeNode(t, dir, "heavy"), newFakeNode(t, dir, "light")
 	// heavy is registered before its agent starts (load factor 1).
-	if err := c.API(c.Peers[2], "POST", "/api/v1/backends", map[string]string{"url": heavy.api, "secret": heavy.secret}, nil); err != nil {
+	if err := c.API(c.Peers[2], "POST", "/api/v1/backends", adminapi.AddBackendRequest{URL: heavy.api, Secret: heavy.secret}, nil); err != nil {
 		t.Fatal(err)
 	}
 	startAgent(t, c, heavy, "CONCLAVE_LOAD_FACTOR=10")
@@ -111,7 +114,7 @@ func TestPlacementAgentLoadFactor(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := c.API(c.Peers[0], "POST", "/api/v1/frontends", map[string]string{"key": "moodle", "secret": frontendSecret}, nil); err != nil {
+	if err := c.API(c.Peers[0], "POST", "/api/v1/frontends", adminapi.AddFrontendRequest{Key: "moodle", Secret: frontendSecret}, nil); err != nil {
 		t.Fatal(err)
 	}
 	took := within(t, 10*time.Second, "heavy's load factor 10 in the state, both ready", func() bool {
@@ -174,14 +177,13 @@ func TestPlacementDefaultPresentationForce(t *testing.T) {
 	if p := create(c.Peers[2], "forced"); fmt.Sprint(p) != "[https://lb.example/default.pdf]" {
 		t.Fatalf("with force: %v", p)
 	}
-	var fe struct {
-		Settings struct {
-			DefaultPresentation struct {
-				Force bool `json:"force"`
-			} `json:"default_presentation"`
-		} `json:"settings"`
+	var fe adminapi.Frontend
+	var st fsm.FrontendSettings
+	err := c.API(c.Peers[1], "GET", "/api/v1/frontends/moodle", nil, &fe)
+	if err == nil {
+		err = json.Unmarshal(fe.Settings, &st)
 	}
-	if err := c.API(c.Peers[1], "GET", "/api/v1/frontends/moodle", nil, &fe); err != nil || !fe.Settings.DefaultPresentation.Force {
-		t.Fatalf("force not shown by the admin API: %+v %v", fe, err)
+	if err != nil || st.DefaultPresentation == nil || !st.DefaultPresentation.Force {
+		t.Fatalf("force not shown by the admin API: settings %s, %v", fe.Settings, err)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/conclave-lb/conclave/adminapi"
 	"github.com/conclave-lb/conclave/auth"
 	"github.com/conclave-lb/conclave/discovery"
 	"github.com/conclave-lb/conclave/internal/testwait"
@@ -114,19 +115,19 @@ func TestForgedGossipLoadIgnored(t *testing.T) {
 	})
 	// The state does not carry the forged figures, for 3 s: past the
 	// prober's load commit (2 s) ...
-	var b ctlBackend
+	var b adminapi.Backend
 	testwait.AssertUntilEvery(t, 3*time.Second, 200*time.Millisecond, func() error {
 		var ok bool
 		if b, ok = backendByHost(t, c.Cluster, c.hosts[0]); !ok {
 			return errors.New("victim backend gone")
 		}
-		var raw []map[string]any
-		if err := c.API(c.Peers[0], "GET", "/api/v1/backends", nil, &raw); err != nil {
+		var bs []adminapi.Backend
+		if err := c.API(c.Peers[0], "GET", "/api/v1/backends", nil, &bs); err != nil {
 			return err
 		}
-		for _, x := range raw {
-			if a, _ := x["attendees"].(float64); a >= 1000 {
-				return fmt.Errorf("forged load reached the state: %v", x)
+		for _, x := range bs {
+			if x.Attendees >= 1000 {
+				return fmt.Errorf("forged load reached the state: backend %s (%s) has %d meetings, %d attendees", x.ID, x.URL, x.Meetings, x.Attendees)
 			}
 		}
 		return nil
@@ -297,7 +298,7 @@ func TestAgentTokenHostPortAndPeerAddresses(t *testing.T) {
 		if err := harness.APIWithToken(p.HTTP, mint(c.hosts[0]), "PATCH", "/api/v1/backends/"+url.PathEscape(c.hosts[1]), patch, nil); err == nil || !strings.Contains(err.Error(), "403") {
 			t.Fatalf("host:port token changed another port's backend: %v", err)
 		}
-		if err := harness.APIWithToken(p.HTTP, mint(host0), "POST", "/api/v1/agent/load-key", map[string]string{"url": "http://" + c.hosts[1] + "/bigbluebutton/api/"}, nil); err == nil || !strings.Contains(err.Error(), "403") {
+		if err := harness.APIWithToken(p.HTTP, mint(host0), "POST", "/api/v1/agent/load-key", adminapi.LoadKeyRequest{URL: "http://" + c.hosts[1] + "/bigbluebutton/api/"}, nil); err == nil || !strings.Contains(err.Error(), "403") {
 			t.Fatalf("bare-host token got a load key: %v", err)
 		}
 	}
@@ -306,7 +307,7 @@ func TestAgentTokenHostPortAndPeerAddresses(t *testing.T) {
 	}
 	for _, p := range c.Peers {
 		for _, addr := range []string{p.HTTP, p.Raft, p.Gossip} {
-			u := map[string]string{"url": "http://" + addr + "/bigbluebutton/api/", "secret": "s"}
+			u := adminapi.AddBackendRequest{URL: "http://" + addr + "/bigbluebutton/api/", Secret: "s"}
 			if err := c.API(c.Peers[0], "POST", "/api/v1/backends", u, nil); err == nil || !strings.Contains(err.Error(), "400") {
 				t.Fatalf("admin registered peer %s's address %s as a backend: %v", p.ID, addr, err)
 			}
@@ -371,7 +372,7 @@ func TestTooLargeNodeAnswerIsLoud(t *testing.T) {
 	}))
 	defer node.Close()
 	host := strings.TrimPrefix(node.URL, "http://")
-	if err := c.API(c.Peers[0], "POST", "/api/v1/backends", map[string]string{"url": node.URL + "/bigbluebutton/api/", "secret": "s"}, nil); err != nil {
+	if err := c.API(c.Peers[0], "POST", "/api/v1/backends", adminapi.AddBackendRequest{URL: node.URL + "/bigbluebutton/api/", Secret: "s"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.API(c.Peers[0], "POST", "/api/v1/backends/"+url.PathEscape(host)+"/enable", nil, nil); err != nil {
@@ -387,24 +388,21 @@ func TestTooLargeNodeAnswerIsLoud(t *testing.T) {
 		t.Fatal(a.Raw)
 	}
 	huge.Store(true)
-	var b ctlBackend
+	var b adminapi.Backend
 	harness.Eventually(t, 15*time.Second, func() error {
-		var bs []struct {
-			ID        string `json:"id"`
-			URL       string `json:"url"`
-			NodeState string `json:"node_state"`
-			LastError string `json:"last_error"`
-		}
+		var bs []adminapi.Backend
 		if err := c.API(c.Peers[2], "GET", "/api/v1/backends", nil, &bs); err != nil {
 			return err
 		}
+		var seen []string
 		for _, x := range bs {
 			if strings.Contains(x.URL, host) && x.NodeState == "error" && strings.Contains(x.LastError, "larger than 16 MiB") {
 				b.ID = x.ID
 				return nil
 			}
+			seen = append(seen, fmt.Sprintf("%s %s %s %q", x.ID, x.URL, x.NodeState, x.LastError))
 		}
-		return fmt.Errorf("backend not in error with the reason: %+v", bs)
+		return fmt.Errorf("backend not in error with the reason: %v", seen)
 	})
 	leader := c.Leader(10 * time.Second)
 	if v, ok := metricValue(scrape(t, leader), `conclave_backend_answers_too_large_total{backend="`+b.ID+`"}`); !ok || v < 1 {
@@ -418,7 +416,7 @@ func TestTooLargeNodeAnswerIsLoud(t *testing.T) {
 	if v, _ := metricValue(scrape(t, c.Peers[0]), `conclave_backend_answers_too_large_total{backend="`+b.ID+`"}`); v < 1 {
 		t.Fatalf("aggregated getMeetings did not count the too large answer: %v", v)
 	}
-	var ms []map[string]any
+	var ms []adminapi.Meeting
 	if err := c.API(c.Peers[0], "GET", "/api/v1/meetings?frontend=moodle", nil, &ms); err != nil || len(ms) != 1 {
 		t.Fatalf("the node's meeting left the state: %v %v", ms, err)
 	}

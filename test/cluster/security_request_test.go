@@ -3,6 +3,7 @@ package cluster
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -14,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/conclave-lb/conclave/adminapi"
+	"github.com/conclave-lb/conclave/fsm"
 	"github.com/conclave-lb/conclave/test/harness"
 )
 
@@ -159,15 +162,18 @@ func TestRequestPathReplays(t *testing.T) {
 	})
 
 	t.Run("settings limits", func(t *testing.T) {
-		huge := map[string]any{"key": "huge", "secret": "s", "settings": map[string]any{
-			"create_default_params": map[string]string{"welcome": strings.Repeat("w", 20<<20)}}}
-		err := c.API(target, "POST", "/api/v1/frontends", huge, nil)
+		withWelcome := func(key string, n int) adminapi.AddFrontendRequest {
+			settings, err := json.Marshal(fsm.FrontendSettings{CreateDefaultParams: map[string]string{"welcome": strings.Repeat("w", n)}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return adminapi.AddFrontendRequest{Key: key, Secret: "s", Settings: settings}
+		}
+		err := c.API(target, "POST", "/api/v1/frontends", withWelcome("huge", 20<<20), nil)
 		if he, ok := err.(*harness.HTTPError); !ok || he.Status != 413 {
 			t.Fatalf("20 MB of settings: %v", err)
 		}
-		big := map[string]any{"key": "big", "secret": "s", "settings": map[string]any{
-			"create_default_params": map[string]string{"welcome": strings.Repeat("w", 5000)}}}
-		err = c.API(target, "POST", "/api/v1/frontends", big, nil)
+		err = c.API(target, "POST", "/api/v1/frontends", withWelcome("big", 5000), nil)
 		if he, ok := err.(*harness.HTTPError); !ok || he.Status != 400 || !strings.Contains(he.Body, "4096") {
 			t.Fatalf("a 5000-byte value: %v", err)
 		}
@@ -175,11 +181,13 @@ func TestRequestPathReplays(t *testing.T) {
 			t.Fatal("an oversized patch was accepted")
 		}
 		for _, p := range c.Peers {
-			var fs []struct {
-				Key string `json:"key"`
-			}
+			var fs []adminapi.Frontend
 			if err := c.API(p, "GET", "/api/v1/frontends", nil, &fs); err != nil || len(fs) != 1 {
-				t.Fatalf("%s frontends: %v %+v", p.ID, err, fs)
+				var keys []string
+				for _, f := range fs {
+					keys = append(keys, f.Key)
+				}
+				t.Fatalf("%s frontends: %v %v", p.ID, err, keys)
 			}
 		}
 		c.assertJoins(t, target)
@@ -295,9 +303,7 @@ func TestRequestPathReplays(t *testing.T) {
 			t.Fatalf("heap %.0f MB after bodies sent to routes that take none", h/1e6)
 		}
 		c.assertJoins(t, target)
-		var st struct {
-			Ready bool `json:"ready"`
-		}
+		var st adminapi.Status
 		if err := c.API(target, "GET", "/api/v1/status", nil, &st); err != nil || !st.Ready {
 			t.Fatalf("status after the flood: %v %+v", err, st)
 		}
