@@ -1,9 +1,12 @@
 // Package bbbapi answers the BBB API (/bigbluebutton/api/*, /bbb/<key>/...)
-// for a Conclave peer: create, join and the meeting calls, getMeetings,
-// recordings, failover (re-creating a meeting whose node died), and the
-// client that calls the BBB nodes. It depends on the cluster only through
-// Cluster, and on the rest of the server through Placement, Relay and the
-// body gate (guard); package gateway routes to it and wires it.
+// for a Conclave peer: checksum and frontend resolution, create, join and
+// the meeting calls, failover (re-creating a meeting whose node died), and
+// the hand-over of a request to the leader. getMeetings and the recording
+// calls are answered by packages getmeetings and recordings, which see the
+// pooled request through small interfaces; nodes are called through
+// nodeclient. It depends on the cluster only through Cluster, and on the
+// rest of the server through Placement, Relay and the body gate (guard);
+// package gateway routes to it and wires it.
 package bbbapi
 
 import (
