@@ -209,15 +209,24 @@ func run(o options) error {
 	_ = gossip.Leave(2 * time.Second)
 	_ = gossip.Shutdown()
 	node.HandOverLeadership()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// From here on new connections are refused until the process exits:
+	// requests still in flight get shutdownGrace, no more (a create
+	// waiting on a dead node would otherwise keep the port closed for
+	// seconds while the process lives).
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
+	closed := time.Now()
 	_ = srv.Shutdown(ctx)
 	if err := node.Shutdown(); err != nil {
 		logger.Warn("raft shutdown", "err", err)
 	}
-	logger.Info("stopped")
+	logger.Info("stopped", "refusing_for", time.Since(closed).Round(time.Millisecond).String())
 	return exitErr
 }
+
+// shutdownGrace bounds how long a stopping peer's listener is closed
+// while requests in flight finish.
+const shutdownGrace = 500 * time.Millisecond
 
 // callbackBase is the URL backends use to reach this peer for BBB's
 // callbacks: CONCLAVE_CALLBACK_URL, else http://<http-advertise>.
