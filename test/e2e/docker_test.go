@@ -27,7 +27,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/conclave-lb/conclave/adminapi"
 	"github.com/conclave-lb/conclave/auth"
+	"github.com/conclave-lb/conclave/internal/testwait"
 )
 
 const (
@@ -430,57 +432,41 @@ func (c *cluster) api(svc, method, path string, body, out any) error {
 	return nil
 }
 
-type status struct {
-	ID           string `json:"id"`
-	State        string `json:"state"`
-	LeaderID     string `json:"leader_id"`
-	Term         uint64 `json:"term"`
-	AppliedIndex uint64 `json:"applied_index"`
-	CommitIndex  uint64 `json:"commit_index"`
-	Ready        bool   `json:"ready"`
-	NotReady     string `json:"not_ready"`
-}
-
-func (c *cluster) status(svc string) (status, error) {
-	var st status
+func (c *cluster) status(svc string) (adminapi.Status, error) {
+	var st adminapi.Status
 	err := c.api(svc, "GET", "/api/v1/status", nil, &st)
 	return st, err
 }
 
-// eventually retries fn every 100 ms until it succeeds or timeout passes.
+// eventually retries fn every 100 ms until it succeeds or timeout (times
+// CONCLAVE_TEST_TIMEOUT_SCALE) passes: testwait.Poll at the interval these
+// tests poll Docker's published ports.
 func eventually(timeout time.Duration, fn func() error) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not within %v: %w", timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	return testwait.Poll(timeout, 100*time.Millisecond, fn)
 }
 
 // waitReady waits until svc answers /readyz with 200.
 func (c *cluster) waitReady(svc string, timeout time.Duration) error {
-	return eventually(timeout, func() error {
-		a, err := c.addr(svc, peerPort)
-		if err != nil {
-			return err
-		}
-		resp, err := c.http.Get("http://" + a + "/readyz")
-		if err != nil {
-			c.forget(svc)
-			return err
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return fmt.Errorf("%s /readyz: %d %s", svc, resp.StatusCode, strings.TrimSpace(string(b)))
-		}
-		return nil
-	})
+	return eventually(timeout, func() error { return c.readyz(svc) })
+}
+
+// readyz asks svc's /readyz once: nil when it answers 200.
+func (c *cluster) readyz(svc string) error {
+	a, err := c.addr(svc, peerPort)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Get("http://" + a + "/readyz")
+	if err != nil {
+		c.forget(svc)
+		return err
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("%s /readyz: %d %s", svc, resp.StatusCode, strings.TrimSpace(string(b)))
+	}
+	return nil
 }
 
 // leader waits for one of among to say it leads and is ready.
@@ -535,28 +521,21 @@ func (c *cluster) waitCaughtUp(svc string, timeout time.Duration) error {
 	})
 }
 
-type peerInfo struct {
-	ID        string `json:"id"`
-	Voter     bool   `json:"voter"`
-	Leader    bool   `json:"leader"`
-	Reachable bool   `json:"reachable"`
-}
-
-// waitHealthy waits until every peer is ready and the leader lists three
-// reachable voters.
+// waitHealthy waits until every peer is ready (one after another) and the
+// leader lists three reachable voters, all within one timeout.
 func (c *cluster) waitHealthy(timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for _, s := range peers {
-		if err := c.waitReady(s, time.Until(deadline)); err != nil {
-			return err
+	ready := 0 // peers[:ready] have answered /readyz
+	return eventually(timeout, func() error {
+		for ; ready < len(peers); ready++ {
+			if err := c.readyz(peers[ready]); err != nil {
+				return err
+			}
 		}
-	}
-	return eventually(time.Until(deadline), func() error {
 		l, err := c.leader(peers, time.Second)
 		if err != nil {
 			return err
 		}
-		var ps []peerInfo
+		var ps []adminapi.Peer
 		if err := c.api(l, "GET", "/api/v1/peers", nil, &ps); err != nil {
 			return err
 		}
@@ -573,15 +552,8 @@ func (c *cluster) waitHealthy(timeout time.Duration) error {
 	})
 }
 
-type meeting struct {
-	InternalID string `json:"internal_id"`
-	Frontend   string `json:"frontend"`
-	MeetingID  string `json:"meeting_id"`
-	BackendID  string `json:"backend_id"`
-}
-
 func (c *cluster) meetings(svc string) (map[string]string, error) {
-	var ms []meeting
+	var ms []adminapi.Meeting
 	if err := c.api(svc, "GET", "/api/v1/meetings?frontend="+frontendKey, nil, &ms); err != nil {
 		return nil, err
 	}

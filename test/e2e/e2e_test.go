@@ -28,6 +28,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/conclave-lb/conclave/adminapi"
 	"github.com/conclave-lb/conclave/test/harness"
 )
 
@@ -48,8 +49,8 @@ func (c *cluster) configure() {
 	t := c.t
 	via := "peer2"
 	for _, n := range bbbNodes {
-		if err := c.api(via, "POST", "/api/v1/backends", map[string]string{
-			"url": "http://" + n + ":8090/bigbluebutton/api/", "secret": bbbSecret(n),
+		if err := c.api(via, "POST", "/api/v1/backends", adminapi.AddBackendRequest{
+			URL: "http://" + n + ":8090/bigbluebutton/api/", Secret: bbbSecret(n),
 		}, nil); err != nil {
 			t.Fatalf("add backend %s: %v", n, err)
 		}
@@ -57,16 +58,12 @@ func (c *cluster) configure() {
 			t.Fatalf("enable backend %s: %v", n, err)
 		}
 	}
-	if err := c.api(via, "POST", "/api/v1/frontends", map[string]string{"key": frontendKey, "secret": frontendSecret}, nil); err != nil {
+	if err := c.api(via, "POST", "/api/v1/frontends", adminapi.AddFrontendRequest{Key: frontendKey, Secret: frontendSecret}, nil); err != nil {
 		t.Fatalf("add frontend: %v", err)
 	}
 	err := eventually(30*time.Second, func() error {
 		for _, p := range peers {
-			var bs []struct {
-				URL        string `json:"url"`
-				NodeState  string `json:"node_state"`
-				AdminState string `json:"admin_state"`
-			}
+			var bs []adminapi.Backend
 			if err := c.api(p, "GET", "/api/v1/backends", nil, &bs); err != nil {
 				return err
 			}
@@ -92,10 +89,7 @@ func (c *cluster) configure() {
 // backendHosts maps backend IDs to their URL's host (what a join's
 // Location points at).
 func (c *cluster) backendHosts(svc string) (map[string]string, error) {
-	var bs []struct {
-		ID  string `json:"id"`
-		URL string `json:"url"`
-	}
+	var bs []adminapi.Backend
 	if err := c.api(svc, "GET", "/api/v1/backends", nil, &bs); err != nil {
 		return nil, err
 	}

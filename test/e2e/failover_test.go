@@ -10,7 +10,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/conclave-lb/conclave/adminapi"
 	"github.com/conclave-lb/conclave/bbb"
+	"github.com/conclave-lb/conclave/internal/testwait"
 )
 
 // noRedirect reads a join's 302 instead of following it to the node.
@@ -98,37 +100,42 @@ func (c *cluster) nodeFailover(acked map[string]bool) (failoverResult, error) {
 	killed := time.Now()
 	errorSeen := make(chan time.Duration, 1)
 	go func() { // when the leader's replica calls the node dead
-		for time.Since(killed) < 60*time.Second {
-			var bs []struct {
-				URL       string `json:"url"`
-				NodeState string `json:"node_state"`
+		err := testwait.Poll(60*time.Second, 50*time.Millisecond, func() error {
+			var bs []adminapi.Backend
+			if err := c.api("peer1", "GET", "/api/v1/backends", nil, &bs); err != nil {
+				return err
 			}
-			if c.api("peer1", "GET", "/api/v1/backends", nil, &bs) == nil {
-				for _, b := range bs {
-					if strings.Contains(b.URL, "//"+victimHost+"/") && b.NodeState == "error" {
-						errorSeen <- time.Since(killed)
-						return
-					}
+			for _, b := range bs {
+				if strings.Contains(b.URL, "//"+victimHost+"/") && b.NodeState == "error" {
+					return nil
 				}
 			}
-			time.Sleep(50 * time.Millisecond)
+			return fmt.Errorf("%s not in NodeState error yet", victimHost)
+		})
+		if err != nil {
+			errorSeen <- -1
+			return
 		}
-		errorSeen <- -1
+		errorSeen <- time.Since(killed)
 	}()
 
-	for i := 0; ; i++ {
-		if time.Since(killed) > 60*time.Second {
-			return res, fmt.Errorf("no join of %s reached a live node within 60 s of killing %s", probe, node)
+	i := 0
+	err = testwait.Poll(60*time.Second, 50*time.Millisecond, func() error {
+		p := peers[i%len(peers)]
+		i++
+		h, err := c.joinHost(p, probe)
+		if err != nil {
+			return err
 		}
-		h, err := c.joinHost(peers[i%len(peers)], probe)
-		if err == nil && h != victimHost {
-			res.toRedirect = time.Since(killed)
-			break
-		}
-		if err == nil {
+		if h == victimHost {
 			res.notMovedYet++
+			return fmt.Errorf("join through %s still sent to the dead %s", p, victimHost)
 		}
-		time.Sleep(50 * time.Millisecond)
+		res.toRedirect = time.Since(killed)
+		return nil
+	})
+	if err != nil {
+		return res, fmt.Errorf("no join of %s reached a live node after killing %s: %w", probe, node, err)
 	}
 	res.toError = <-errorSeen
 
@@ -177,10 +184,7 @@ func (c *cluster) nodeFailover(acked map[string]bool) (failoverResult, error) {
 		return res, err
 	}
 	return res, eventually(60*time.Second, func() error {
-		var bs []struct {
-			URL       string `json:"url"`
-			NodeState string `json:"node_state"`
-		}
+		var bs []adminapi.Backend
 		if err := c.api("peer1", "GET", "/api/v1/backends", nil, &bs); err != nil {
 			return err
 		}
