@@ -12,6 +12,8 @@ import (
 	"regexp"
 	"testing"
 	"time"
+
+	"github.com/conclave-lb/conclave/internal/testwait"
 )
 
 // The trivial redirect server and the fake BBB nodes run as processes of
@@ -84,7 +86,7 @@ func startProcess(t *testing.T, cmd *exec.Cmd, re *regexp.Regexp) string {
 	select {
 	case s := <-found:
 		return s
-	case <-time.After(20 * time.Second):
+	case <-time.After(testwait.Scaled(20 * time.Second)):
 		t.Fatalf("%s printed no address", cmd.Path)
 		return ""
 	}

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/conclave-lb/conclave/adminapi"
+	"github.com/conclave-lb/conclave/internal/testwait"
 	"github.com/conclave-lb/conclave/test/fakebbb"
 	"github.com/conclave-lb/conclave/test/harness"
 )
@@ -53,7 +55,7 @@ func TestScale(t *testing.T) {
 	row(fmt.Sprintf("register %d backends (16 at a time) until all are ready", nBackends), time.Since(started).Round(100*time.Millisecond).String())
 
 	// The meetings, through the BBB API on all three peers.
-	if err := c.API(c.Peers[0], "POST", "/api/v1/frontends", map[string]string{"key": "scale", "secret": feSecret}, nil); err != nil {
+	if err := c.API(c.Peers[0], "POST", "/api/v1/frontends", adminapi.AddFrontendRequest{Key: "scale", Secret: feSecret}, nil); err != nil {
 		t.Fatal(err)
 	}
 	urls := make([]string, nMeetings)
@@ -158,12 +160,15 @@ func appliedIndex(t *testing.T, p *harness.Peer) uint64 {
 }
 
 func waitApplied(t *testing.T, p *harness.Peer, target uint64, timeout time.Duration) {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if st, err := p.Status(); err == nil && st.AppliedIndex >= target {
-			return
+	t.Helper()
+	testwait.Eventually(t, timeout, func() error {
+		st, err := p.Status()
+		if err != nil {
+			return err
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("%s did not reach applied index %d within %v", p.ID, target, timeout)
+		if st.AppliedIndex < target {
+			return fmt.Errorf("%s has applied %d, not yet %d", p.ID, st.AppliedIndex, target)
+		}
+		return nil
+	})
 }

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/conclave-lb/conclave/adminapi"
 	"github.com/conclave-lb/conclave/test/harness"
 )
 
@@ -58,7 +59,7 @@ func register(t *testing.T, c *harness.Cluster, nodes []node) {
 		go func() {
 			defer wg.Done()
 			for n := range work {
-				err := c.API(c.Peers[0], "POST", "/api/v1/backends", map[string]string{"url": n.api, "secret": n.secret}, nil)
+				err := c.API(c.Peers[0], "POST", "/api/v1/backends", adminapi.AddBackendRequest{URL: n.api, Secret: n.secret}, nil)
 				if err == nil {
 					err = c.API(c.Peers[0], "POST", "/api/v1/backends/"+url.PathEscape(n.host)+"/enable", nil, nil)
 				}
@@ -78,9 +79,7 @@ func register(t *testing.T, c *harness.Cluster, nodes []node) {
 		t.Fatal(err)
 	}
 	harness.Eventually(t, 60*time.Second, func() error {
-		var bs []struct {
-			NodeState string `json:"node_state"`
-		}
+		var bs []adminapi.Backend
 		if err := c.API(c.Peers[0], "GET", "/api/v1/backends", nil, &bs); err != nil {
 			return err
 		}
@@ -109,7 +108,7 @@ func TestScenarios(t *testing.T) {
 	c := harness.StartCluster(t, 3, "CONCLAVE_LOG_LEVEL=info") // the production default: debug logs every request
 	nodes := startNodes(t, c, 0, 2)
 	register(t, c, nodes)
-	if err := c.API(c.Peers[0], "POST", "/api/v1/frontends", map[string]string{"key": "bench", "secret": feSecret}, nil); err != nil {
+	if err := c.API(c.Peers[0], "POST", "/api/v1/frontends", adminapi.AddFrontendRequest{Key: "bench", Secret: feSecret}, nil); err != nil {
 		t.Fatal(err)
 	}
 	peerBase := func(i int) string { return "http://" + c.Peers[i].HTTP + "/bigbluebutton/api" }
@@ -180,7 +179,7 @@ func TestScenarios(t *testing.T) {
 	// its own on each (the busy nodes above are cordoned meanwhile, so its
 	// meetings land only on the new ones).
 	if only == "" || strings.Contains("getMeetings", only) {
-		if err := c.API(c.Peers[0], "POST", "/api/v1/frontends", map[string]string{"key": "gm", "secret": "gm-secret"}, nil); err != nil {
+		if err := c.API(c.Peers[0], "POST", "/api/v1/frontends", adminapi.AddFrontendRequest{Key: "gm", Secret: "gm-secret"}, nil); err != nil {
 			t.Fatal(err)
 		}
 		gmClient := func(i int) harness.BBBClient { return harness.BBBClient{Base: peerBase(i), Secret: "gm-secret"} }
