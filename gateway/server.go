@@ -27,6 +27,7 @@ import (
 	"github.com/conclave-lb/conclave/gateway/bbbapi"
 	"github.com/conclave-lb/conclave/gateway/callbacks"
 	"github.com/conclave-lb/conclave/gateway/control"
+	"github.com/conclave-lb/conclave/gateway/internal/admit"
 	"github.com/conclave-lb/conclave/gateway/internal/guard"
 	"github.com/conclave-lb/conclave/internal/peertls"
 	"github.com/conclave-lb/conclave/raftnode"
@@ -65,6 +66,10 @@ type Config struct {
 	// PeerTLS, when set, serves the peer-to-peer routes over mutual TLS
 	// on the same port and refuses them in plain HTTP (peerserver.go).
 	PeerTLS *peertls.Config
+	// MaxReads and MaxWrites bound the BBB API requests served at once, by
+	// class (admission.go); past them a request is shed with 503. Zero
+	// takes admit's defaults.
+	MaxReads, MaxWrites int
 }
 
 // DefaultMaxBodySize fits a create with a few inline slides.
@@ -85,6 +90,8 @@ type Server struct {
 	relay    *callbacks.Relay // BBB callbacks relayed to the clients
 	draining atomic.Bool      // set by Drain
 	guard    *guard.Guard     // body gate, trusted proxies, refusals and panics counted
+	gate     *admit.Gate      // BBB API requests in flight, by class (admission.go)
+	shed     [2]prometheus.Counter
 	// beforeRoute, when set (tests only), runs before each request is routed.
 	beforeRoute func(*fasthttp.RequestCtx)
 }
@@ -103,6 +110,8 @@ func New(cfg Config, cluster Cluster) *Server {
 	}
 	s := &Server{cfg: cfg, cluster: cluster, log: cfg.Logger}
 	s.metrics = newMetrics(cfg.Registry, cluster, cfg.Loads)
+	s.gate = admit.New(cfg.MaxReads, cfg.MaxWrites)
+	s.shed = newShedMetrics(cfg.Registry, s.gate)
 	s.ctl = control.New(control.Config{
 		Logger: cfg.Logger, Loads: cfg.Loads, LoadWeights: cfg.LoadWeights,
 		TooLarge: func(id string) { s.metrics.TooLarge.WithLabelValues(id).Inc() },
@@ -192,7 +201,7 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 	path := ctx.Path()
 	switch {
 	case bytes.HasPrefix(path, prefixBBB):
-		s.api.ServeBBB(ctx, "", path[len(prefixBBB):])
+		s.serveAdmitted(ctx, "", path[len(prefixBBB):])
 	case bytes.HasPrefix(path, prefixTenant):
 		rest := path[len(prefixTenant):]
 		i := bytes.IndexByte(rest, '/')
@@ -200,7 +209,7 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 			ctx.Error("not found", fasthttp.StatusNotFound)
 			return
 		}
-		s.api.ServeBBB(ctx, string(rest[:i]), rest[i+len(prefixBBB):])
+		s.serveAdmitted(ctx, string(rest[:i]), rest[i+len(prefixBBB):])
 	case bytes.HasPrefix(path, []byte(callbacks.Prefix)):
 		// BBB's callbacks carry a small form body (signed_parameters): read
 		// within a bound before the handler parses it.

@@ -1,0 +1,63 @@
+package gateway
+
+import (
+	"bytes"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
+
+	"github.com/conclave-lb/conclave/bbb"
+	"github.com/conclave-lb/conclave/gateway/internal/admit"
+)
+
+// writeCalls are the BBB calls admitted as writes: they change state, wait
+// on Raft or a node, and a user cannot redo them by reloading a page.
+var writeCalls = [][]byte{[]byte("create"), []byte("end"), []byte("insertDocument"), []byte("sendChatMessage"),
+	[]byte("publishRecordings"), []byte("deleteRecordings"), []byte("updateRecordings"), []byte("putRecordingTextTrack")}
+
+// callClass tells a BBB call's admission class from the path after
+// /bigbluebutton/api.
+func callClass(rest []byte) admit.Class {
+	call := bytes.Trim(rest, "/")
+	for _, w := range writeCalls {
+		if bytes.Equal(call, w) {
+			return admit.Write
+		}
+	}
+	return admit.Read
+}
+
+// shedAnswer is what a client gets when this peer is at its bound: BBB's
+// FAILED envelope, so BBB clients show a message, with 503 and
+// Retry-After, so a proxy in front or the client tries again (through DNS,
+// likely another peer).
+var shedAnswer = bbb.FailedXML(bbb.KeyServerUnavailable, "This server is busy. Please retry in a moment.")
+
+// serveAdmitted serves a BBB API request when the gate admits it, and
+// sheds it at once otherwise.
+func (s *Server) serveAdmitted(ctx *fasthttp.RequestCtx, key string, rest []byte) {
+	class := callClass(rest)
+	if !s.gate.Enter(class) {
+		s.shed[class].Inc()
+		ctx.Response.Header.Set("Retry-After", "1")
+		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+		ctx.SetContentType("text/xml; charset=utf-8")
+		ctx.SetBody(shedAnswer)
+		return
+	}
+	defer s.gate.Leave(class)
+	s.api.ServeBBB(ctx, key, rest)
+}
+
+// newShedMetrics registers the shed counters and the in-flight gauges.
+func newShedMetrics(reg *prometheus.Registry, g *admit.Gate) [2]prometheus.Counter {
+	shed := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "conclave_requests_shed_total",
+		Help: "BBB API requests answered 503 at once because this peer had as many of their class (read, write) in flight as it admits.",
+	}, []string{"class"})
+	inflight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "conclave_requests_inflight", Help: "BBB API requests being served (reads and writes).",
+	}, func() float64 { return float64(g.InFlight(admit.Read) + g.InFlight(admit.Write)) })
+	reg.MustRegister(shed, inflight)
+	return [2]prometheus.Counter{admit.Read: shed.WithLabelValues("read"), admit.Write: shed.WithLabelValues("write")}
+}

@@ -1,0 +1,92 @@
+package gateway
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/conclave-lb/conclave/bbb"
+	"github.com/conclave-lb/conclave/gateway/internal/admit"
+)
+
+// A peer at its bound of reads in flight sheds the next read at once, as
+// a BBB FAILED answer with 503 and Retry-After, and counts it; writes go
+// on (their own bound), and so do the admin API and health checks.
+func TestReadsPastTheBoundAreShedWritesAreNot(t *testing.T) {
+	r := newRig(t, 1)
+	c := r.client("fe1")
+	if a := c.Get(t, "create", "meetingID=shed-1&name=S"); a.ReturnCode != "SUCCESS" {
+		t.Fatalf("create: %s", a.Raw)
+	}
+	// Fill the reads' bound as a flood of slow reads would.
+	g := r.srv.gate
+	for g.Enter(admit.Read) {
+	}
+	filled := g.InFlight(admit.Read)
+	defer func() {
+		for i := int64(0); i < filled; i++ {
+			g.Leave(admit.Read)
+		}
+	}()
+
+	resp, err := noRedirect.Get(c.URL("join", "meetingID=shed-1&fullName=U&role=viewer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("shed join: HTTP %d, Retry-After %q; want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if !strings.Contains(string(body), "<returncode>FAILED</returncode>") || !strings.Contains(string(body), bbb.KeyServerUnavailable) {
+		t.Fatalf("shed join body is not BBB's FAILED envelope: %s", body)
+	}
+	var m dto.Metric
+	if err := r.srv.shed[admit.Read].Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.GetCounter().GetValue(); got != 1 {
+		t.Fatalf("conclave_requests_shed_total{class=read} = %v, want 1", got)
+	}
+	if got := g.InFlight(admit.Read); got != filled {
+		t.Fatalf("a shed request stayed counted: %d in flight, want %d", got, filled)
+	}
+
+	// A write is admitted while reads are full.
+	if a := c.Get(t, "create", "meetingID=shed-2&name=S"); a.ReturnCode != "SUCCESS" {
+		t.Fatalf("create while reads are full: %s", a.Raw)
+	}
+	// Health and metrics are not BBB API requests: never shed.
+	for _, path := range []string{"/healthz", "/metrics"} {
+		resp, err := http.Get(r.base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s while reads are full: HTTP %d", path, resp.StatusCode)
+		}
+	}
+
+	// Once a read leaves, reads are served again.
+	g.Leave(admit.Read)
+	filled--
+	if a := c.Get(t, "isMeetingRunning", "meetingID=shed-1"); a.ReturnCode != "SUCCESS" {
+		t.Fatalf("read after the flood: %s", a.Raw)
+	}
+}
+
+func TestCallClass(t *testing.T) {
+	t.Parallel()
+	for call, want := range map[string]admit.Class{
+		"/create": admit.Write, "/end": admit.Write, "/insertDocument": admit.Write, "/deleteRecordings": admit.Write,
+		"/join": admit.Read, "/getMeetings": admit.Read, "/getMeetingInfo": admit.Read, "": admit.Read, "/createX": admit.Read,
+	} {
+		if got := callClass([]byte(call)); got != want {
+			t.Errorf("callClass(%q) = %v, want %v", call, got, want)
+		}
+	}
+}
