@@ -487,3 +487,45 @@ func TestGetMeetingsOnLaggingFollowerAsksTheLeader(t *testing.T) {
 		t.Fatalf("getMeetings through a lagging follower with no leader: %s", a.Raw)
 	}
 }
+
+// Clients' getMeetings calls do not each list every node: a node's
+// listing serves every call for up to a second, and a meeting created
+// meanwhile is still in the answer (read-your-writes), an ended one gone.
+func TestGetMeetingsFromRecentListings(t *testing.T) {
+	r := newRig(t, 2)
+	c := r.client("fe1")
+	for i := 0; i < 4; i++ {
+		if a := c.Get(t, "create", fmt.Sprintf("meetingID=list-%d&name=L", i)); a.ReturnCode != "SUCCESS" {
+			t.Fatalf("create: %s", a.Raw)
+		}
+	}
+	before := r.nodes[0].Requests("getMeetings") + r.nodes[1].Requests("getMeetings")
+	start := time.Now()
+	const calls = 50
+	for i := 0; i < calls; i++ {
+		if a := c.Get(t, "getMeetings", ""); strings.Count(a.Raw, "<meeting>") != 4 {
+			t.Fatalf("getMeetings %d: want 4 meetings, got %s", i, a.Raw)
+		}
+	}
+	listed := r.nodes[0].Requests("getMeetings") + r.nodes[1].Requests("getMeetings") - before
+	// One listing per node per second at most (plus one per node should
+	// the loop cross a second boundary of a listing's age).
+	if limit := 2 * (int(time.Since(start)/time.Second) + 2); listed > limit {
+		t.Fatalf("%d getMeetings calls made %d node listings, want at most %d", calls, listed, limit)
+	}
+
+	// A meeting created now is not in the kept listings, yet answered.
+	if a := c.Get(t, "create", "meetingID=list-new&name=L"); a.ReturnCode != "SUCCESS" {
+		t.Fatalf("create: %s", a.Raw)
+	}
+	if a := c.Get(t, "end", "meetingID=list-0"); a.ReturnCode != "SUCCESS" {
+		t.Fatalf("end: %s", a.Raw)
+	}
+	a := c.Get(t, "getMeetings", "")
+	if !strings.Contains(a.Raw, "<meetingID>list-new</meetingID>") {
+		t.Fatalf("a meeting created after the listing is missing: %s", a.Raw)
+	}
+	if strings.Contains(a.Raw, "<meetingID>list-0</meetingID>") {
+		t.Fatalf("a meeting ended after the listing is still answered: %s", a.Raw)
+	}
+}

@@ -64,10 +64,15 @@ func newMetrics(reg *prometheus.Registry, cluster Cluster, loads LoadSource) *me
 		Name: "conclave_callback_relays_total",
 		Help: "Callbacks from backends, by kind and result (refused, queued, duplicate, queue_full, delivered, failed).",
 	}, []string{"kind", "result"})
+	m.ListingAge = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "conclave_getmeetings_listing_age_seconds",
+		Help:    "Age of the node listings (getMeetings answers, kept up to a second) getMeetings answered from.",
+		Buckets: []float64{.001, .01, .05, .1, .25, .5, .75, 1, 2},
+	})
 	m.Recreations = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "conclave_meetings_recreated_total", Help: "Meetings this peer created again on a live node after their node died or lost them.",
 	})
-	reg.MustRegister(m.BBBRequests, m.BBBLatency, m.BackendCalls, m.BackendLatency, m.Placements, m.PlaceFailures, m.ApplyLatency, m.LeaderAnswers, m.TooLarge, m.callbacks, m.Recreations)
+	reg.MustRegister(m.BBBRequests, m.BBBLatency, m.BackendCalls, m.BackendLatency, m.Placements, m.PlaceFailures, m.ApplyLatency, m.LeaderAnswers, m.TooLarge, m.callbacks, m.Recreations, m.ListingAge)
 	// Known reasons start at zero, so rate() works before the first failure.
 	for _, r := range []string{"no_backend", "no_tagged_backend", "server_tag_unavailable", "backends_failed", "no_quorum"} {
 		m.PlaceFailures.WithLabelValues(r)

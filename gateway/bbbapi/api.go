@@ -93,7 +93,7 @@ func New(cfg Config, cluster Cluster) *API {
 	node := nodeclient.New(cfg.Metrics.observeBackend)
 	return &API{cfg: cfg, cluster: cluster, log: cfg.Logger, node: node,
 		recordings: recordings.New(cluster, node, cfg.Logger),
-		meetings:   getmeetings.New(cluster, node, cfg.Logger, cfg.Metrics.TooLarge),
+		meetings:   getmeetings.New(cluster, node, cfg.Logger, cfg.Metrics.TooLarge, cfg.Metrics.listingAge()),
 		metrics:    cfg.Metrics, guard: cfg.Guard, ctl: cfg.Placement, relay: cfg.Relay}
 }
 
@@ -108,8 +108,10 @@ type Metrics struct {
 	PlaceFailures  *prometheus.CounterVec
 	ApplyLatency   prometheus.Histogram
 	LeaderAnswers  prometheus.Counter
-	TooLarge       *prometheus.CounterVec // backend answers over control.MaxBackendResponse
-	Recreations    prometheus.Counter     // meetings re-created by failover
+	// ListingAge: how old the node listings getMeetings answered from were.
+	ListingAge  prometheus.Histogram
+	TooLarge    *prometheus.CounterVec // backend answers over control.MaxBackendResponse
+	Recreations prometheus.Counter     // meetings re-created by failover
 }
 
 func (m *Metrics) observeBBB(call, frontend, result string, d time.Duration) {
@@ -152,4 +154,13 @@ func (s *API) SyncRecordings(b *fsm.Backend, ids []string, wait bool) error {
 // through apply (the leader's term-bound apply).
 func (s *API) SyncRecordingsWith(ctx context.Context, apply control.ApplyFunc, b *fsm.Backend) error {
 	return s.recordings.SyncWith(ctx, apply, b)
+}
+
+// listingAge is ListingAge as an Observer, nil when unset (a nil
+// Histogram inside an interface would not compare nil).
+func (m *Metrics) listingAge() prometheus.Observer {
+	if m == nil || m.ListingAge == nil {
+		return nil
+	}
+	return m.ListingAge
 }

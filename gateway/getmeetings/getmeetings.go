@@ -18,6 +18,7 @@ import (
 	"github.com/conclave-lb/conclave/fsm"
 	"github.com/conclave-lb/conclave/gateway/callbacks"
 	"github.com/conclave-lb/conclave/gateway/control"
+	"github.com/conclave-lb/conclave/gateway/internal/listings"
 	"github.com/conclave-lb/conclave/gateway/internal/xmlscan"
 	"github.com/conclave-lb/conclave/gateway/nodeclient"
 	"github.com/conclave-lb/conclave/raftnode"
@@ -53,11 +54,18 @@ type Lister struct {
 	tooLarge *prometheus.CounterVec
 	// barrier shares a follower's read-index waits between concurrent calls.
 	barrier readBarrier
+	// listings keeps each node's answer up to a second: the nodes list
+	// their meetings once a second per peer, whatever the client rate.
+	listings *listings.Cache
+	// listingAge observes how old each listing served was (nil: none).
+	listingAge prometheus.Observer
 }
 
 // New builds a Lister over cluster, calling nodes through node.
-func New(cluster Cluster, node *nodeclient.Client, log *slog.Logger, tooLarge *prometheus.CounterVec) *Lister {
-	return &Lister{cluster: cluster, node: node, log: log, tooLarge: tooLarge}
+// listingAge, when set, observes the age of every node listing served.
+func New(cluster Cluster, node *nodeclient.Client, log *slog.Logger, tooLarge *prometheus.CounterVec, listingAge prometheus.Observer) *Lister {
+	return &Lister{cluster: cluster, node: node, log: log, tooLarge: tooLarge,
+		listings: listings.New(listings.DefaultMaxAge), listingAge: listingAge}
 }
 
 // NodeTimeout bounds each backend's answer in getMeetings' fan-out.
@@ -114,7 +122,7 @@ func (l *Lister) Serve(r Request) string {
 		wg.Add(1)
 		go func(i int, b fsm.Backend) {
 			defer wg.Done()
-			answer, err := l.node.Call(&b, "getMeetings", nil, nil, "", NodeTimeout)
+			answer, err := l.listing(&b)
 			if err != nil {
 				if control.IsTooLarge(err) {
 					// Not a dead node: one that outgrew the limit. Say so
@@ -227,6 +235,19 @@ func meetingFromInfo(doc []byte, internal, external string) []byte {
 	out = append(out, doc[rc.End:resp.ContentEnd]...)
 	out = append(out, "</meeting>"...)
 	return nodeclient.RewriteMeetingIDs(out, internal, external)
+}
+
+// listing returns node b's getMeetings answer, at most a second old.
+func (l *Lister) listing(b *fsm.Backend) ([]byte, error) {
+	lst, err := l.listings.Get(b.ID, func() (listings.Listing, error) {
+		started := time.Now()
+		doc, err := l.node.Call(b, "getMeetings", nil, nil, "", NodeTimeout)
+		return listings.Listing{Doc: doc, Started: started}, err
+	})
+	if err == nil && l.listingAge != nil {
+		l.listingAge.Observe(time.Since(lst.Started).Seconds())
+	}
+	return lst.Doc, err
 }
 
 // ownMeetings cuts the <meeting> elements of one backend's getMeetings
