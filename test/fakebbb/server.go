@@ -19,6 +19,7 @@ package fakebbb
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -46,6 +47,9 @@ const (
 	apiRoot        = "/bigbluebutton/api"
 	landingPath    = "/html5client/join"
 	playbackPrefix = "/playback/presentation/2.3/"
+	// RequestsPath answers Requests for every call as JSON, for tests
+	// that run the fake as its own process (benchmarks count node calls).
+	RequestsPath   = "/fakebbb/requests"
 	captionsPrefix = "/bigbluebutton/captions/"
 )
 
@@ -362,6 +366,12 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.apiCall(w, r, p[len(apiRoot)+1:])
 	case p == landingPath:
 		s.landing(w, r)
+	case p == RequestsPath:
+		s.mu.Lock()
+		counts := maps.Clone(s.requests)
+		s.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(counts)
 	case strings.HasPrefix(p, playbackPrefix):
 		s.playback(w, r, p[len(playbackPrefix):])
 	case strings.HasPrefix(p, captionsPrefix):

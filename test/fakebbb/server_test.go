@@ -1,6 +1,7 @@
 package fakebbb_test
 
 import (
+	"encoding/json"
 	"encoding/xml"
 	"fmt"
 	"io"
@@ -217,4 +218,29 @@ func (z countingZeros) Read(p []byte) (int, error) {
 	clear(p)
 	z.n.Add(int64(len(p)))
 	return len(p), nil
+}
+
+// The request counts are readable over HTTP, for a fake run as its own
+// process.
+func TestRequestCountsOverHTTP(t *testing.T) {
+	_, api, host := fakebbb.StartTest(t, "count-secret")
+	for i := 0; i < 3; i++ {
+		resp, err := http.Get(strings.TrimSuffix(api, "/") + "/getMeetings?checksum=x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	resp, err := http.Get("http://" + host + fakebbb.RequestsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var counts map[string]int
+	if err := json.NewDecoder(resp.Body).Decode(&counts); err != nil {
+		t.Fatal(err)
+	}
+	if counts["getMeetings"] != 3 {
+		t.Fatalf("counts %v: want getMeetings 3", counts)
+	}
 }
