@@ -89,13 +89,15 @@ func (l *Lister) Serve(r Request) string {
 	if l.readYourWrites(r) {
 		return "leader"
 	}
-	mine := map[string]string{} // internal ID -> client's ID
+	mine := map[string]string{}    // internal ID -> client's ID
+	boundTo := map[string]string{} // internal ID -> backend
 	perBackend := map[string]bool{}
 	onBackend := map[string][]string{} // backend -> the frontend's meetings there
 	recent := map[string][]string{}    // backend -> those created (or re-created) within listGrace
 	now := time.Now()
 	for _, m := range l.cluster.FSM().Meetings(r.Frontend().Key) {
 		mine[m.InternalID] = m.MeetingID
+		boundTo[m.InternalID] = m.BackendID
 		perBackend[m.BackendID] = true
 		onBackend[m.BackendID] = append(onBackend[m.BackendID], m.InternalID)
 		if !m.Lost && now.Sub(time.Unix(0, max(m.CreatedAt, m.RecreatedAt, m.Recreating))) < listGrace {
@@ -122,7 +124,7 @@ func (l *Lister) Serve(r Request) string {
 		wg.Add(1)
 		go func(i int, b fsm.Backend) {
 			defer wg.Done()
-			answer, err := l.listing(&b)
+			lst, err := l.listing(&b)
 			if err != nil {
 				if control.IsTooLarge(err) {
 					// Not a dead node: one that outgrew the limit. Say so
@@ -139,11 +141,22 @@ func (l *Lister) Serve(r Request) string {
 				l.log.Debug("getMeetings: backend skipped", "backend", b.ID, "err", err)
 				return
 			}
-			own, listed := listOwnMeetings(answer, mine)
-			if missing := unlisted(recent[b.ID], listed); len(missing) > 0 {
-				own = append(own, l.meetingsByInfo(&b, missing, mine)...)
+			var own []byte
+			for _, id := range lst.Order {
+				if boundTo[id] == b.ID { // a stale copy of a meeting moved elsewhere is not listed twice
+					own = append(own, lst.Meetings[id]...)
+				}
 			}
-			parts[i] = callbacks.HideRelayURLs(own)
+			var missing []string
+			for _, id := range recent[b.ID] {
+				if _, ok := lst.Meetings[id]; !ok {
+					missing = append(missing, id)
+				}
+			}
+			if len(missing) > 0 {
+				own = append(own, callbacks.HideRelayURLs(l.meetingsByInfo(&b, missing, mine))...)
+			}
+			parts[i] = own
 		}(i, b)
 	}
 	wg.Wait()
@@ -237,36 +250,38 @@ func meetingFromInfo(doc []byte, internal, external string) []byte {
 	return nodeclient.RewriteMeetingIDs(out, internal, external)
 }
 
-// listing returns node b's getMeetings answer, at most a second old.
-func (l *Lister) listing(b *fsm.Backend) ([]byte, error) {
+// listing returns node b's meetings as its getMeetings listed them, at
+// most a second ago.
+func (l *Lister) listing(b *fsm.Backend) (listings.Listing, error) {
 	lst, err := l.listings.Get(b.ID, func() (listings.Listing, error) {
 		started := time.Now()
 		doc, err := l.node.Call(b, "getMeetings", nil, nil, "", NodeTimeout)
-		return listings.Listing{Doc: doc, Started: started}, err
+		if err != nil {
+			return listings.Listing{}, err
+		}
+		st := l.cluster.FSM()
+		return cutListing(doc, started, func(internal string) (string, bool) {
+			m, ok := st.Meeting(internal)
+			return m.MeetingID, ok
+		}), nil
 	})
 	if err == nil && l.listingAge != nil {
 		l.listingAge.Observe(time.Since(lst.Started).Seconds())
 	}
-	return lst.Doc, err
+	return lst, err
 }
 
-// ownMeetings cuts the <meeting> elements of one backend's getMeetings
-// answer that belong to the frontend, with their meetingID shown as the
-// client's own; the rest of each element is passed on byte for byte.
-func ownMeetings(doc []byte, mine map[string]string) []byte {
-	out, _ := listOwnMeetings(doc, mine)
-	return out
-}
-
-// listOwnMeetings is ownMeetings that also returns the internal IDs it
-// found.
-func listOwnMeetings(doc []byte, mine map[string]string) ([]byte, map[string]bool) {
+// cutListing cuts a node's getMeetings answer into the <meeting> elements
+// of the cluster's meetings (clientID knows their clients' IDs; others are
+// left out), each passed on byte for byte but for its meetingID, shown as
+// the client's own, and relayed callback URLs, shown as the client's. The
+// work is done once per listing, not once per getMeetings.
+func cutListing(doc []byte, started time.Time, clientID func(internal string) (string, bool)) listings.Listing {
+	lst := listings.Listing{Started: started, Meetings: map[string][]byte{}}
 	els, err := xmlscan.Scan(doc, "meeting", "meetingID")
 	if err != nil {
-		return nil, nil
+		return lst
 	}
-	listed := map[string]bool{}
-	var out bytes.Buffer
 	for i, m := range els {
 		if m.Name != "meeting" || m.Depth != 3 {
 			continue
@@ -276,27 +291,21 @@ func listOwnMeetings(doc []byte, mine map[string]string) ([]byte, map[string]boo
 			if c.Name != "meetingID" || c.Depth != m.Depth+1 || c.Start < m.Start || c.End > m.End {
 				continue
 			}
-			ext, ok := mine[c.Text]
+			ext, ok := clientID(c.Text)
 			if !ok {
 				break
 			}
-			listed[c.Text] = true
-			out.Write(nodeclient.RewriteMeetingIDs(doc[m.Start:m.End], c.Text, ext))
+			if _, dup := lst.Meetings[c.Text]; dup {
+				break
+			}
+			el := bytes.Clone(callbacks.HideRelayURLs(nodeclient.RewriteMeetingIDs(doc[m.Start:m.End], c.Text, ext)))
+			lst.Order = append(lst.Order, c.Text)
+			lst.Meetings[c.Text] = el
+			lst.Size += len(el) + len(c.Text)
 			break
 		}
 	}
-	return out.Bytes(), listed
-}
-
-// unlisted returns the meetings of want that listed lacks.
-func unlisted(want []string, listed map[string]bool) []string {
-	var out []string
-	for _, id := range want {
-		if !listed[id] {
-			out = append(out, id)
-		}
-	}
-	return out
+	return lst
 }
 
 // listGrace: a meeting claimed this recently that its node's getMeetings

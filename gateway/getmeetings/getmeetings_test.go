@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/conclave-lb/conclave/gateway/internal/xmlscan"
 )
@@ -18,7 +19,7 @@ func fixture(t *testing.T, name string) []byte {
 	return b
 }
 
-// ownMeetings must keep a real getMeetings answer's elements byte for byte,
+// cutListing must keep a real getMeetings answer's elements byte for byte,
 // dropping other tenants' meetings and showing the client its own ID.
 func TestOwnMeetingsOnRealAnswer(t *testing.T) {
 	doc := fixture(t, "get_meetings.xml")
@@ -36,7 +37,11 @@ func TestOwnMeetingsOnRealAnswer(t *testing.T) {
 		t.Fatalf("fixture has no meetings: %v", ids)
 	}
 	mine := map[string]string{ids[0]: "client-id-<1>"}
-	out := string(ownMeetings(doc, mine))
+	lst := cutListing(doc, time.Now(), func(id string) (string, bool) { ext, ok := mine[id]; return ext, ok })
+	if len(lst.Order) != 1 || lst.Order[0] != ids[0] {
+		t.Fatalf("listing holds %v, want only %s", lst.Order, ids[0])
+	}
+	out := string(lst.Meetings[ids[0]])
 	if !strings.HasPrefix(out, "<meeting>") || !strings.HasSuffix(out, "</meeting>") {
 		t.Fatalf("not a meeting element: %.80s…", out)
 	}

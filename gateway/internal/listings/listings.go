@@ -19,10 +19,17 @@ const DefaultMaxAge = time.Second
 // the calls that wait for it and not kept.
 const MaxBytes = 64 << 20
 
-// Listing is one node's getMeetings answer and when its call was sent.
+// Listing is one node's getMeetings answer, cut into its meetings once
+// (every call served from it only picks its frontend's), and when its call
+// was sent.
 type Listing struct {
-	Doc     []byte
 	Started time.Time
+	// Order lists the meetings' internal IDs as the node listed them;
+	// Meetings holds each one's <meeting> element, ready to answer.
+	Order    []string
+	Meetings map[string][]byte
+	// Size is the bytes held, for the cache's bound.
+	Size int
 }
 
 // Cache holds the latest listing per node (by backend ID). The zero value
@@ -79,7 +86,7 @@ func (c *Cache) Get(id string, fetch func() (Listing, error)) (Listing, error) {
 	}
 	e := &entry{ready: make(chan struct{})}
 	if old, ok := c.nodes[id]; ok {
-		c.bytes -= len(old.l.Doc)
+		c.bytes -= old.l.Size
 	}
 	c.nodes[id] = e
 	c.mu.Unlock()
@@ -88,10 +95,10 @@ func (c *Cache) Get(id string, fetch func() (Listing, error)) (Listing, error) {
 	c.mu.Lock()
 	e.l, e.err = l, err
 	switch {
-	case err != nil, c.bytes+len(l.Doc) > MaxBytes:
+	case err != nil, c.bytes+l.Size > MaxBytes:
 		delete(c.nodes, id) // not kept; waiting callers still get it through e
 	default:
-		c.bytes += len(l.Doc)
+		c.bytes += l.Size
 	}
 	close(e.ready)
 	c.mu.Unlock()
@@ -109,7 +116,7 @@ func (c *Cache) sweep(now time.Time) {
 		select {
 		case <-e.ready:
 			if now.Sub(e.l.Started) > c.maxAge {
-				c.bytes -= len(e.l.Doc)
+				c.bytes -= e.l.Size
 				delete(c.nodes, id)
 			}
 		default:

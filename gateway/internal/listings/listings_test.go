@@ -34,7 +34,7 @@ func TestFreshListingIsServedWithoutCallingTheNode(t *testing.T) {
 	calls := 0
 	fetch := func() (Listing, error) {
 		calls++
-		return Listing{Doc: []byte("<response/>"), Started: clk.now()}, nil
+		return Listing{Size: 1, Started: clk.now()}, nil
 	}
 	for i := 0; i < 10; i++ {
 		if _, err := c.Get("b1", fetch); err != nil {
@@ -65,7 +65,7 @@ func TestConcurrentGetsShareOneCall(t *testing.T) {
 	fetch := func() (Listing, error) {
 		calls.Add(1)
 		<-release
-		return Listing{Doc: []byte("<response>x</response>"), Started: clk.now()}, nil
+		return Listing{Order: []string{"x"}, Started: clk.now()}, nil
 	}
 	var wg sync.WaitGroup
 	docs := make([]string, 20)
@@ -75,7 +75,7 @@ func TestConcurrentGetsShareOneCall(t *testing.T) {
 			defer wg.Done()
 			l, err := c.Get("b1", fetch)
 			if err == nil {
-				docs[i] = string(l.Doc)
+				docs[i] = l.Order[0]
 			}
 		}(i)
 	}
@@ -86,7 +86,7 @@ func TestConcurrentGetsShareOneCall(t *testing.T) {
 		t.Fatalf("20 concurrent Gets made %d node calls, want 1", n)
 	}
 	for i, d := range docs {
-		if d != "<response>x</response>" {
+		if d != "x" {
 			t.Fatalf("caller %d got %q", i, d)
 		}
 	}
@@ -102,34 +102,34 @@ func TestFailedCallIsNotKept(t *testing.T) {
 		if fail {
 			return Listing{}, errors.New("node down")
 		}
-		return Listing{Doc: []byte("ok"), Started: clk.now()}, nil
+		return Listing{Order: []string{"ok"}, Started: clk.now()}, nil
 	}
 	if _, err := c.Get("b1", fetch); err == nil {
 		t.Fatal("the failure was not reported")
 	}
 	fail = false
 	l, err := c.Get("b1", fetch)
-	if err != nil || string(l.Doc) != "ok" || calls != 2 {
-		t.Fatalf("after a failure: doc %q err %v calls %d (want a new call)", l.Doc, err, calls)
+	if err != nil || len(l.Order) != 1 || calls != 2 {
+		t.Fatalf("after a failure: listing %v err %v calls %d (want a new call)", l.Order, err, calls)
 	}
 }
 
 func TestBytesBoundedAndSwept(t *testing.T) {
 	t.Parallel()
 	c, clk := newTestCache(time.Second)
-	big := make([]byte, MaxBytes/2+1)
-	fetch := func() (Listing, error) { return Listing{Doc: big, Started: clk.now()}, nil }
+	big := MaxBytes/2 + 1
+	fetch := func() (Listing, error) { return Listing{Size: big, Started: clk.now()}, nil }
 	if _, err := c.Get("b1", fetch); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.Get("b2", fetch); err != nil {
 		t.Fatal(err)
 	}
-	if got := c.Bytes(); got != len(big) {
-		t.Fatalf("kept %d bytes, want %d (the second listing is over MaxBytes in all)", got, len(big))
+	if got := c.Bytes(); got != big {
+		t.Fatalf("kept %d bytes, want %d (the second listing is over MaxBytes in all)", got, big)
 	}
 	clk.add(11 * time.Second)
-	small := func() (Listing, error) { return Listing{Doc: []byte("s"), Started: clk.now()}, nil }
+	small := func() (Listing, error) { return Listing{Size: 1, Started: clk.now()}, nil }
 	if _, err := c.Get("b3", small); err != nil {
 		t.Fatal(err)
 	}
