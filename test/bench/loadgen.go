@@ -5,6 +5,7 @@ package bench
 
 import (
 	"fmt"
+	"net/http"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -31,6 +32,9 @@ type Load struct {
 	Rate float64
 	// Check validates a response; nil accepts any 2xx/3xx.
 	Check func(status int, body []byte) bool
+	// CountShed counts 503 answers (a peer shedding load) apart, not as
+	// errors; their latencies are in Result.ShedP99, not the others'.
+	CountShed bool
 }
 
 // Result is what a run measured.
@@ -42,6 +46,9 @@ type Result struct {
 	P50, P99, P999, Max time.Duration
 	// ErrorSamples holds the first few failures, to say what went wrong.
 	ErrorSamples []string
+	// Shed answers (Load.CountShed) and their p99.
+	Shed    int
+	ShedP99 time.Duration
 }
 
 func (r Result) String() string {
@@ -63,6 +70,7 @@ func Run(l Load) Result {
 	var samplesMu sync.Mutex
 	var samples []string
 	lat := make([][]time.Duration, l.Conns)
+	shedLat := make([][]time.Duration, l.Conns)
 	deadline := time.Now().Add(l.Duration)
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -99,6 +107,10 @@ func Run(l Load) Result {
 				}
 				err := client.DoTimeout(req, resp, 10*time.Second)
 				d := time.Since(t0)
+				if l.CountShed && err == nil && resp.StatusCode() == http.StatusServiceUnavailable {
+					shedLat[w] = append(shedLat[w], d)
+					continue
+				}
 				lat[w] = append(lat[w], d)
 				ok := err == nil && resp.StatusCode() < 400
 				if ok && l.Check != nil {
@@ -117,21 +129,33 @@ func Run(l Load) Result {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	all, shed := sorted(lat), sorted(shedLat)
+	pct := percentiles(all)
+	r := Result{Name: l.Name, Requests: len(all), Errors: int(errs.Load()), Elapsed: elapsed,
+		P50: pct(.5), P99: pct(.99), P999: pct(.999), Max: pct(1), ErrorSamples: samples,
+		Shed: len(shed), ShedP99: percentiles(shed)(.99)}
+	if elapsed > 0 {
+		r.RPS = float64(len(all)) / elapsed.Seconds()
+	}
+	return r
+}
+
+// sorted merges the per-connection latencies, sorted.
+func sorted(per [][]time.Duration) []time.Duration {
 	var all []time.Duration
-	for _, l := range lat {
+	for _, l := range per {
 		all = append(all, l...)
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
-	pct := func(p float64) time.Duration {
+	return all
+}
+
+// percentiles returns the p-th percentile of sorted latencies.
+func percentiles(all []time.Duration) func(p float64) time.Duration {
+	return func(p float64) time.Duration {
 		if len(all) == 0 {
 			return 0
 		}
 		return all[min(len(all)-1, int(p*float64(len(all))))]
 	}
-	r := Result{Name: l.Name, Requests: len(all), Errors: int(errs.Load()), Elapsed: elapsed,
-		P50: pct(.5), P99: pct(.99), P999: pct(.999), Max: pct(1), ErrorSamples: samples}
-	if elapsed > 0 {
-		r.RPS = float64(len(all)) / elapsed.Seconds()
-	}
-	return r
 }

@@ -1,0 +1,200 @@
+//go:build bench
+
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/conclave-lb/conclave/adminapi"
+	"github.com/conclave-lb/conclave/test/fakebbb"
+	"github.com/conclave-lb/conclave/test/harness"
+)
+
+// metricSum adds up a metric's samples (every label set) on a peer.
+func metricSum(t *testing.T, httpAddr, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + httpAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	sum := 0.0
+	for _, line := range strings.Split(string(body), "\n") {
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok || (rest != "" && rest[0] != ' ' && rest[0] != '{') {
+			continue
+		}
+		if i := strings.LastIndexByte(rest, ' '); i >= 0 {
+			v, _ := strconv.ParseFloat(rest[i+1:], 64)
+			sum += v
+		}
+	}
+	return sum
+}
+
+// leaderChanges sums the leadership changes every peer has seen.
+func leaderChanges(t *testing.T, c *harness.Cluster) float64 {
+	n := 0.0
+	for _, p := range c.Peers {
+		n += metricSum(t, p.HTTP, "conclave_raft_leader_changes_total")
+	}
+	return n
+}
+
+// TestOverload floods the leader with joins at twice what it serves while
+// creates run at a modest rate through the other peers: the leader must
+// keep its leadership, creates stay fast, and the excess is shed at once.
+func TestOverload(t *testing.T) {
+	dur := envDuration("BENCH_OVERLOAD_DURATION", 60*time.Second)
+	c := harness.StartCluster(t, 3, "CONCLAVE_LOG_LEVEL=info")
+	register(t, c, startNodes(t, c, 0, 4))
+	if err := c.API(c.Peers[0], "POST", "/api/v1/frontends", adminapi.AddFrontendRequest{Key: "bench", Secret: feSecret}, nil); err != nil {
+		t.Fatal(err)
+	}
+	leader := c.Leader(10 * time.Second)
+	var followers []*harness.Peer
+	for _, p := range c.Peers {
+		if p != leader {
+			followers = append(followers, p)
+		}
+	}
+	client := func(p *harness.Peer) harness.BBBClient {
+		return harness.BBBClient{Base: "http://" + p.HTTP + "/bigbluebutton/api", Secret: feSecret}
+	}
+	const rooms = 200
+	var joins []string
+	for i := 0; i < rooms; i++ {
+		if a := client(leader).Get(t, "create", fmt.Sprintf("meetingID=room%d&moderatorPW=mp&attendeePW=ap", i)); a.ReturnCode != "SUCCESS" {
+			t.Fatal(a.Raw)
+		}
+		joins = append(joins, client(leader).URL("join", fmt.Sprintf("fullName=U%d&meetingID=room%d&password=ap", i, i)))
+	}
+	// The leader's capacity for joins, closed loop.
+	capacity := Run(Load{Name: "join capacity, leader", URLs: joins, Cycle: true, Conns: 64, Duration: 3 * time.Second, MaxReqs: 1_000_000, Check: redirect})
+	t.Log(capacity.String())
+
+	changes0 := leaderChanges(t, c)
+	term0 := mustStatus(t, leader).Term
+	shed0 := metricSum(t, leader.HTTP, "conclave_requests_shed_total")
+	creates := make([]string, int(20*dur.Seconds()))
+	for i := range creates {
+		creates[i] = client(followers[i%len(followers)]).URL("create", fmt.Sprintf("meetingID=ov%d&moderatorPW=mp&attendeePW=ap", i))
+	}
+	var flood, writes Result
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		flood = Run(Load{Name: fmt.Sprintf("join flood on the leader at %.0f req/s (2× capacity), 512 conns", 2*capacity.RPS),
+			URLs: joins, Cycle: true, Conns: 512, Rate: 2 * capacity.RPS, Duration: dur, MaxReqs: 50_000_000, Check: redirect, CountShed: true})
+	}()
+	go func() {
+		defer wg.Done()
+		writes = Run(Load{Name: "creates through the followers, 20 req/s", URLs: creates, Conns: 8, Rate: 20, Duration: dur, MaxReqs: len(creates), Check: okBody("SUCCESS")})
+	}()
+	wg.Wait()
+	changes := leaderChanges(t, c) - changes0
+	st := mustStatus(t, leader)
+	shed := metricSum(t, leader.HTTP, "conclave_requests_shed_total") - shed0
+
+	var out strings.Builder
+	fmt.Fprintf(&out, "\nOverload (%d cores, everything on this machine, %s, %s): leader's join capacity %.0f req/s closed loop.\n\n",
+		runtime.NumCPU(), dur, time.Now().UTC().Format("2006-01-02"), capacity.RPS)
+	out.WriteString("| load | served | errors | served req/s | p50 | p99 | p99.9 | shed (503) | shed p99 |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, r := range []Result{flood, writes} {
+		fmt.Fprintf(&out, "| %s | %d | %d | %.0f | %s | %s | %s | %d | %s |\n", r.Name, r.Requests, r.Errors, r.RPS,
+			ms(r.P50), ms(r.P99), ms(r.P999), r.Shed, ms(r.ShedP99))
+	}
+	fmt.Fprintf(&out, "\nLeader changes seen by the peers during the flood: %.0f (term %d → %d, leader still %s: %v); the leader counted %.0f shed requests.\n",
+		changes, term0, st.Term, leader.ID, st.State == "Leader", shed)
+	for _, e := range append(flood.ErrorSamples, writes.ErrorSamples...) {
+		t.Log("  error: " + e)
+	}
+	fmt.Print(out.String())
+	appendBenchOut(t, out.String())
+}
+
+func mustStatus(t *testing.T, p *harness.Peer) harness.Status {
+	t.Helper()
+	st, err := p.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// nodeGetMeetings sums the getMeetings calls the fake nodes answered.
+func nodeGetMeetings(t *testing.T, nodes []node) int {
+	t.Helper()
+	total := 0
+	for _, n := range nodes {
+		resp, err := http.Get("http://" + n.host + fakebbb.RequestsPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var counts map[string]int
+		err = json.NewDecoder(resp.Body).Decode(&counts)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += counts["getMeetings"]
+	}
+	return total
+}
+
+// TestGetMeetingsNodeLoad measures getMeetings through one peer with 200
+// and 2 000 meetings over 10 nodes, and what it costs the nodes: their
+// getMeetings calls per client call (the leader's prober lists each node
+// every 2 s on its own; that is counted too).
+func TestGetMeetingsNodeLoad(t *testing.T) {
+	dur := envDuration("BENCH_DURATION", 8*time.Second)
+	c := harness.StartCluster(t, 3, "CONCLAVE_LOG_LEVEL=info")
+	nodes := startNodes(t, c, 0, 10)
+	register(t, c, nodes)
+	if err := c.API(c.Peers[0], "POST", "/api/v1/frontends", adminapi.AddFrontendRequest{Key: "gm", Secret: feSecret}, nil); err != nil {
+		t.Fatal(err)
+	}
+	leader := c.Leader(10 * time.Second)
+	via := c.Peers[0]
+	if via == leader {
+		via = c.Peers[1]
+	}
+	cl := harness.BBBClient{Base: "http://" + via.HTTP + "/bigbluebutton/api", Secret: feSecret}
+	var out strings.Builder
+	fmt.Fprintf(&out, "\ngetMeetings through one follower, 10 fake nodes, 16 conns, %s per run (%d cores, %s).\n\n"+
+		"| meetings | requests | errors | req/s | p50 | p99 | node getMeetings calls | per client call |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+		dur, runtime.NumCPU(), time.Now().UTC().Format("2006-01-02"))
+	made := 0
+	for _, total := range []int{200, 2000} {
+		creates := make([]string, 0, total-made)
+		for ; made < total; made++ {
+			creates = append(creates, cl.URL("create", fmt.Sprintf("meetingID=gm%d&moderatorPW=mp", made)))
+		}
+		if r := Run(Load{Name: "creates", URLs: creates, Conns: 16, Duration: time.Minute, MaxReqs: len(creates), Check: okBody("SUCCESS")}); r.Errors > 0 {
+			t.Fatalf("creating %d meetings: %d errors, e.g. %v", total, r.Errors, r.ErrorSamples)
+		}
+		if a := cl.Get(t, "getMeetings", ""); strings.Count(a.Raw, "<meeting>") != total {
+			t.Fatalf("getMeetings lists %d meetings, want %d", strings.Count(a.Raw, "<meeting>"), total)
+		}
+		before := nodeGetMeetings(t, nodes)
+		r := Run(Load{Name: fmt.Sprintf("getMeetings, %d meetings", total), URLs: []string{cl.URL("getMeetings", "")}, Cycle: true,
+			Conns: 16, Duration: dur, MaxReqs: 10_000_000, Check: okBody("SUCCESS")})
+		calls := nodeGetMeetings(t, nodes) - before
+		t.Log(r.String())
+		fmt.Fprintf(&out, "| %d | %d | %d | %.0f | %s | %s | %d | %.4f |\n", total, r.Requests, r.Errors, r.RPS, ms(r.P50), ms(r.P99),
+			calls, float64(calls)/float64(max(1, r.Requests)))
+	}
+	fmt.Print(out.String())
+	appendBenchOut(t, out.String())
+}
