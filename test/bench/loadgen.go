@@ -33,7 +33,8 @@ type Load struct {
 	// Check validates a response; nil accepts any 2xx/3xx.
 	Check func(status int, body []byte) bool
 	// CountShed counts 503 answers (a peer shedding load) apart, not as
-	// errors; their latencies are in Result.ShedP99, not the others'.
+	// errors; their latencies, from when each left (not when it was due:
+	// how fast the peer sheds), are in Result.ShedP99, not the others'.
 	CountShed bool
 }
 
@@ -105,10 +106,11 @@ func Run(l Load) Result {
 						t0 = due
 					}
 				}
+				sent := time.Now()
 				err := client.DoTimeout(req, resp, 10*time.Second)
 				d := time.Since(t0)
 				if l.CountShed && err == nil && resp.StatusCode() == http.StatusServiceUnavailable {
-					shedLat[w] = append(shedLat[w], d)
+					shedLat[w] = append(shedLat[w], time.Since(sent))
 					continue
 				}
 				lat[w] = append(lat[w], d)
