@@ -31,12 +31,17 @@ type HealthConfig struct {
 	EndedGrace time.Duration
 }
 
-// DefaultHealth makes a dead backend `error` within
-// Interval×FailAfter + Timeout = 1s×3 + 1s = 4 s (Interval + Timeout = 2 s
-// when its agent is gone from the gossip too); load reaches the state at
-// most every 2 s, and each backend's meetings are listed as often.
+// DefaultHealth makes a dead backend `error` within about 2 s: a round
+// every 500 ms, and two failed probes in a row, each given 750 ms (a node
+// whose port is closed fails at once: about 1 s; one that vanished from
+// the network times out: up to Interval + 2×Timeout = 2 s); one failed
+// probe when its agent is gone from the gossip too. A live node is not
+// called dead for one slow answer, nor for a slow listing alone: listing
+// rounds (every LoadEvery) are one in four, and the cheap rounds between
+// them reset the count. Load reaches the state at most every 2 s, and each
+// backend's meetings are listed as often.
 var DefaultHealth = HealthConfig{
-	Interval: time.Second, Timeout: time.Second, FailAfter: 3, RecoverAfter: 2,
+	Interval: 500 * time.Millisecond, Timeout: 750 * time.Millisecond, FailAfter: 2, RecoverAfter: 2,
 	LoadEvery: 2 * time.Second, EndedGrace: 30 * time.Second,
 }
 

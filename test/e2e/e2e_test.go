@@ -334,11 +334,14 @@ func TestFaultsUnderLoad(t *testing.T) {
 			return err
 		}
 		killed := time.Now()
+		firstCreate := make(chan time.Duration, 1)
+		go func() { firstCreate <- c.firstCreateAfter(killed, others(peers, l), "afterkill", 20*time.Second) }()
 		nl, err := c.leader(others(peers, l), 20*time.Second)
 		if err != nil {
 			return err
 		}
 		n.add("docker kill %s (leader); %s leads and is ready %v later", l, nl, time.Since(killed).Round(10*time.Millisecond))
+		n.add("first create acknowledged %v after the kill", (<-firstCreate).Round(10*time.Millisecond))
 		time.Sleep(time.Until(killed.Add(5 * time.Second)))
 		if err := c.start(l); err != nil {
 			return err

@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"sort"
@@ -44,6 +45,38 @@ func (c *cluster) joinHost(peer, mid string) (string, error) {
 		return "", fmt.Errorf("join %s on %s: bad Location %q", mid, peer, resp.Header.Get("Location"))
 	}
 	return loc.Host, nil
+}
+
+// createOK sends one create of mid through a peer (from the host) and
+// reports whether it was acknowledged (SUCCESS).
+func (c *cluster) createOK(peer, mid string) bool {
+	a, err := c.addr(peer, peerPort)
+	if err != nil {
+		return false
+	}
+	u := bbb.SignedURL("http://"+a+"/bigbluebutton/api/", "create",
+		url.Values{"meetingID": {mid}, "name": {mid}, "attendeePW": {"ap"}, "moderatorPW": {"mp"}}, frontendSecret)
+	resp, err := noRedirect.Get(u)
+	if err != nil {
+		c.forget(peer)
+		return false
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	return resp.StatusCode == http.StatusOK && strings.Contains(string(body), "<returncode>SUCCESS</returncode>")
+}
+
+// firstCreateAfter sends creates of new meetings through the peers in via,
+// one after another, from the moment it is called, and returns how long
+// after since the first was acknowledged (-1 if none within limit).
+func (c *cluster) firstCreateAfter(since time.Time, via []string, prefix string, limit time.Duration) time.Duration {
+	for i := 0; time.Since(since) < limit; i++ {
+		if c.createOK(via[i%len(via)], fmt.Sprintf("%s-%d", prefix, i)) {
+			return time.Since(since)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return -1
 }
 
 // failoverResult is what one node kill measured.
