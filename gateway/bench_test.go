@@ -10,6 +10,7 @@ import (
 
 	"github.com/conclave-lb/conclave/bbb"
 	"github.com/conclave-lb/conclave/fsm"
+	"github.com/conclave-lb/conclave/gateway/internal/admit"
 )
 
 func benchCluster(b *testing.B, backends int) *MemCluster {
@@ -47,6 +48,28 @@ func BenchmarkJoinRedirect(b *testing.B) {
 		ctx.Response.Reset()
 		s.Handle(&ctx)
 		if ctx.Response.StatusCode() != 302 {
+			b.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
+		}
+	}
+}
+
+// BenchmarkShedJoin is a join refused because the peer is at its bound
+// of reads in flight: what shedding costs the peer, next to
+// BenchmarkJoinRedirect.
+func BenchmarkShedJoin(b *testing.B) {
+	s := New(Config{MaxReads: 1}, benchCluster(b, 10))
+	s.gate.Enter(admit.Read) // the one read slot, taken
+	q := bbb.SignQuery(bbb.SHA256, "join", "fullName=Alice+Smith&meetingID=room&password=mp&redirect=true", "frontend-secret")
+	var req fasthttp.Request
+	req.SetRequestURI("/bigbluebutton/api/join?" + q)
+	var ctx fasthttp.RequestCtx
+	ctx.Init(&req, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}, nil)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		ctx.Response.Reset()
+		s.Handle(&ctx)
+		if ctx.Response.StatusCode() != fasthttp.StatusServiceUnavailable {
 			b.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
 		}
 	}
