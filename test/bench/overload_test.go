@@ -176,7 +176,7 @@ func TestGetMeetingsNodeLoad(t *testing.T) {
 	}
 	cl := harness.BBBClient{Base: "http://" + via.HTTP + "/bigbluebutton/api", Secret: feSecret}
 	var out strings.Builder
-	fmt.Fprintf(&out, "\ngetMeetings through one follower, 10 fake nodes, 16 conns, %s per run (%d cores, %s).\n\n"+
+	fmt.Fprintf(&out, "\ngetMeetings through one follower, 10 fake nodes, 32 conns (as in the side-by-side with b3scale), %s per run (%d cores, %s).\n\n"+
 		"| meetings | requests | errors | req/s | p50 | p99 | node getMeetings calls | per client call |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n",
 		dur, runtime.NumCPU(), time.Now().UTC().Format("2006-01-02"))
 	made := 0
@@ -193,7 +193,7 @@ func TestGetMeetingsNodeLoad(t *testing.T) {
 		}
 		before := nodeGetMeetings(t, nodes)
 		r := Run(Load{Name: fmt.Sprintf("getMeetings, %d meetings", total), URLs: []string{cl.URL("getMeetings", "")}, Cycle: true,
-			Conns: 16, Duration: dur, MaxReqs: 10_000_000, Check: okBody("SUCCESS")})
+			Conns: 32, Duration: dur, MaxReqs: 10_000_000, Check: okBody("SUCCESS")})
 		calls := nodeGetMeetings(t, nodes) - before
 		t.Log(r.String())
 		fmt.Fprintf(&out, "| %d | %d | %d | %.0f | %s | %s | %d | %.4f |\n", total, r.Requests, r.Errors, r.RPS, ms(r.P50), ms(r.P99),
