@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/conclave-lb/conclave/fsm"
+	"github.com/conclave-lb/conclave/raftnode/peercall"
 )
 
 // Apply commits a command and returns the FSM's answer. On a follower the
@@ -38,7 +39,7 @@ func (n *Node) applyRaw(ctx context.Context, data []byte, waitLocal bool) (*fsm.
 			res, _, err := n.applyLocal(ctx, data)
 			return res, err
 		}
-		var ar applyResponse
+		var ar peercall.ApplyResponse
 		if err := n.forward(ctx, "apply", data, &ar); err != nil {
 			return nil, err
 		}
@@ -51,12 +52,6 @@ func (n *Node) applyRaw(ctx context.Context, data []byte, waitLocal bool) (*fsm.
 		}
 		return &ar.Result, nil
 	})
-}
-
-// applyResponse is the leader's answer to a forwarded command.
-type applyResponse struct {
-	Result fsm.Result `json:"result"`
-	Index  uint64     `json:"index"`
 }
 
 // applyLocal appends to the log on the leader. Concurrent callers are
@@ -120,9 +115,9 @@ func retry[T any](ctx context.Context, n *Node, op func() (T, error)) (T, error)
 }
 
 func retryable(err error) bool {
-	var pe *peerError
+	var pe *peercall.Error
 	if errors.As(err, &pe) {
-		return pe.retry
+		return pe.NotLeader
 	}
 	return errors.Is(err, errNotLeader) || errors.Is(err, ErrNoLeader) || errors.Is(err, errLeaderNotYet) || isNetErr(err)
 }
@@ -182,7 +177,7 @@ func (n *Node) LeaderHTTP() string {
 // leaderReadIndex asks the leader for its read index: a follower's half of
 // ConsistentRead.
 func (n *Node) leaderReadIndex(ctx context.Context) (uint64, error) {
-	var r readIndexResponse
+	var r peercall.ReadIndexResponse
 	err := n.forward(ctx, "readindex", nil, &r)
 	return r.Index, err
 }
@@ -202,7 +197,7 @@ func (n *Node) readIndex() (uint64, error) {
 // WaitApplied blocks until the local FSM has applied index idx.
 func (n *Node) WaitApplied(ctx context.Context, idx uint64) error {
 	for {
-		ch := n.rfsm.waitCh()
+		ch := n.rfsm.WaitCh()
 		if n.fsm.AppliedIndex() >= idx {
 			return nil
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/conclave-lb/conclave/adminapi"
 	"github.com/conclave-lb/conclave/fsm"
+	"github.com/conclave-lb/conclave/raftnode/peercall"
 )
 
 // Join adds a voter. It is idempotent: the same ID and address change
@@ -77,7 +78,7 @@ func mapLeaderErr(err error) error {
 // leadership to another voter, then the new leader removes it. Removing an
 // ID that is not a member is an error (ErrNotFound).
 func (n *Node) Remove(ctx context.Context, id string) error {
-	body, _ := json.Marshal(removeRequest{ID: id})
+	body, _ := json.Marshal(peercall.RemoveRequest{ID: id})
 	_, err := retry(ctx, n, func() (struct{}, error) {
 		if n.raft.State() != raft.Leader {
 			return struct{}{}, n.forward(ctx, "remove", body, nil)
@@ -131,7 +132,7 @@ func (n *Node) joinLoop() {
 				continue
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-			err := n.client.call(ctx, addr, "join", body, nil)
+			err := n.client.Call(ctx, addr, "join", body, nil)
 			cancel()
 			if err == nil {
 				n.log.Info("joined the cluster", "via", addr)
@@ -304,7 +305,7 @@ func (n *Node) Peers(ctx context.Context) ([]PeerInfo, error) {
 			cctx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
 			defer cancel()
 			var st Status
-			if err := n.client.call(cctx, p.HTTPAddr, "status", nil, &st); err != nil {
+			if err := n.client.Call(cctx, p.HTTPAddr, "status", nil, &st); err != nil {
 				p.Error = err.Error()
 				return
 			}

@@ -4,7 +4,10 @@
 //
 // Peer-to-peer calls (forwarded writes, read-index, join, remove, status)
 // travel over the peers' HTTP port; ServeInternal answers them and the
-// gateway mounts it, so this package needs no server of its own.
+// gateway mounts it, so this package needs no server of its own. Their
+// wire protocol (bodies, failures, the client) is package peercall; what
+// raft is handed in place of its own parts (the FSM adapter, the logger,
+// the counting log store, the TLS stream layer) is internal/raftadapt.
 package raftnode
 
 import (
@@ -24,6 +27,8 @@ import (
 
 	"github.com/conclave-lb/conclave/fsm"
 	"github.com/conclave-lb/conclave/internal/peertls"
+	"github.com/conclave-lb/conclave/raftnode/internal/raftadapt"
+	"github.com/conclave-lb/conclave/raftnode/peercall"
 )
 
 // Config configures a Node.
@@ -72,14 +77,14 @@ type Node struct {
 	cfg        Config
 	log        *slog.Logger
 	fsm        *fsm.FSM
-	rfsm       *raftFSM
+	rfsm       *raftadapt.FSM
 	raft       *raft.Raft
 	transport  *raft.NetworkTransport
 	store      *raftboltdb.BoltStore
-	logCount   *countingLogStore // in front of store, behind the cache
+	logCount   *raftadapt.CountingLogStore // in front of store, behind the cache
 	readyCache leaderAppliedCache
 	snaps      *raft.FileSnapshotStore
-	client     *peerClient
+	client     *peercall.Client
 
 	// leaderReady is set once this node, as leader, has applied everything
 	// its predecessors committed (a barrier at the start of its term).
@@ -121,10 +126,9 @@ func Open(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("raftnode: data dir: %w", err)
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, fsm: fsm.New(cfg.FSMOptions...), stop: make(chan struct{})}
-	n.rfsm = newRaftFSM(n.fsm)
-	n.rfsm.onHalt, n.rfsm.onSkip = n.halt, n.skip
+	n.rfsm = raftadapt.NewFSM(n.fsm, n.halt, n.skip)
 	n.haltCh, n.opened = make(chan struct{}), make(chan struct{})
-	n.client = newPeerClient(cfg.PeerToken, cfg.TLS)
+	n.client = peercall.New(cfg.PeerToken, cfg.TLS)
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.ID)
@@ -149,14 +153,14 @@ func Open(cfg Config) (*Node, error) {
 	if cfg.SnapshotThreshold > 0 {
 		rc.SnapshotThreshold = cfg.SnapshotThreshold
 	}
-	rc.Logger = newHCLogAdapter(cfg.Logger)
+	rc.Logger = raftadapt.NewLogger(cfg.Logger)
 
 	var err error
 	n.store, err = raftboltdb.NewBoltStore(filepath.Join(cfg.DataDir, "raft.db"))
 	if err != nil {
 		return nil, fmt.Errorf("raftnode: open log store in %s: %w", cfg.DataDir, err)
 	}
-	n.logCount = &countingLogStore{LogStore: n.store}
+	n.logCount = &raftadapt.CountingLogStore{LogStore: n.store}
 	logs, err := raft.NewLogCache(512, n.logCount)
 	if err != nil {
 		n.store.Close()
@@ -173,7 +177,7 @@ func Open(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("raftnode: advertise address: %w", err)
 	}
 	if cfg.TLS != nil {
-		n.transport, err = newTLSTransport(cfg.RaftBind, addr, cfg.TLS, rc.Logger, cfg.Logger)
+		n.transport, err = raftadapt.NewTLSTransport(cfg.RaftBind, addr, cfg.TLS, rc.Logger, cfg.Logger)
 	} else {
 		n.transport, err = raft.NewTCPTransportWithLogger(cfg.RaftBind, addr, 5, 10*time.Second, rc.Logger)
 	}
@@ -269,6 +273,10 @@ func (n *Node) LeaderChanges() uint64 { return n.leaderChanges.Load() }
 
 // RaftStats exposes raft's own counters (term, indexes, state).
 func (n *Node) RaftStats() map[string]string { return n.raft.Stats() }
+
+// LogWrites returns how many writes (fsyncs) the log store has taken since
+// start, and how many entries they held.
+func (n *Node) LogWrites() (writes, entries uint64) { return n.logCount.Counts() }
 
 func (n *Node) watchLeadership() {
 	defer n.wg.Done()

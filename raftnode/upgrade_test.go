@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/conclave-lb/conclave/fsm"
+	"github.com/conclave-lb/conclave/raftnode/peercall"
 	"github.com/conclave-lb/conclave/test/harness"
 )
 
@@ -88,7 +89,7 @@ func TestLeaderRefusesBadCommandsBeforeTheLog(t *testing.T) {
 		"settings limit":     fsm.Encode(&fsm.SetFrontendSettings{Key: "fe", Patch: []byte(`{"create_default_params":{"w":"` + big + `"}}`)}),
 	} {
 		status, body := n.ServeInternal(context.Background(), "apply", data)
-		var ar applyResponse
+		var ar peercall.ApplyResponse
 		if err := json.Unmarshal(body, &ar); err != nil || status != http.StatusOK {
 			t.Fatalf("%s: %d %s", name, status, body)
 		}

@@ -1,4 +1,4 @@
-package raftnode
+package raftadapt
 
 import (
 	"context"
@@ -34,9 +34,9 @@ func (s *tlsStream) Dial(address raft.ServerAddress, timeout time.Duration) (net
 	return d.DialContext(ctx, "tcp", string(address))
 }
 
-// newTLSTransport is raft.NewTCPTransportWithLogger with the TLS stream
+// NewTLSTransport is raft.NewTCPTransportWithLogger with the TLS stream
 // layer: the same pool size and I/O timeout.
-func newTLSTransport(bind string, advertise *net.TCPAddr, tc *peertls.Config, hl hclog.Logger, log *slog.Logger) (*raft.NetworkTransport, error) {
+func NewTLSTransport(bind string, advertise *net.TCPAddr, tc *peertls.Config, hl hclog.Logger, log *slog.Logger) (*raft.NetworkTransport, error) {
 	ln, err := net.Listen("tcp", bind)
 	if err != nil {
 		return nil, err

@@ -1,4 +1,10 @@
-package raftnode
+// Package raftadapt holds what raftnode hands hashicorp/raft in place of
+// raft's own parts: the FSM (fsm.FSM, with a wait for an applied index and
+// the halts on commands this release does not know), the logger (slog
+// behind hclog), the log store (counting its writes) and, under mutual
+// TLS, the transport's stream layer. Each implements one of raft's
+// interfaces and nothing else; raftnode wires them together.
+package raftadapt
 
 import (
 	"errors"
@@ -11,30 +17,33 @@ import (
 	"github.com/conclave-lb/conclave/fsm"
 )
 
-// raftFSM adapts fsm.FSM to raft's FSM and BatchingFSM interfaces and lets
+// FSM adapts fsm.FSM to raft's FSM and BatchingFSM interfaces and lets
 // readers wait for an index to be applied.
-type raftFSM struct {
+type FSM struct {
 	f       *fsm.FSM
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced after every apply
 	// onHalt is told once when the FSM halts on a command type it does not
-	// know; onSkip of every skipped one (halt.go). Either may be nil.
+	// know; onSkip of every skipped one (raftnode's halt.go). Either may be
+	// nil.
 	onHalt func(error)
 	onSkip func(t fsm.CmdType, index uint64)
 }
 
-func newRaftFSM(f *fsm.FSM) *raftFSM {
-	return &raftFSM{f: f, changed: make(chan struct{})}
+// NewFSM adapts f; onHalt and onSkip (either may be nil) are told of halts
+// and skipped commands, on raft's FSM goroutine.
+func NewFSM(f *fsm.FSM, onHalt func(error), onSkip func(t fsm.CmdType, index uint64)) *FSM {
+	return &FSM{f: f, changed: make(chan struct{}), onHalt: onHalt, onSkip: onSkip}
 }
 
-func (r *raftFSM) Apply(l *raft.Log) any {
+func (r *FSM) Apply(l *raft.Log) any {
 	res := r.apply(l)
 	r.notify()
 	return res
 }
 
 // ApplyBatch applies the entries raft committed together.
-func (r *raftFSM) ApplyBatch(logs []*raft.Log) []any {
+func (r *FSM) ApplyBatch(logs []*raft.Log) []any {
 	out := make([]any, len(logs))
 	for i, l := range logs {
 		out[i] = r.apply(l)
@@ -43,7 +52,7 @@ func (r *raftFSM) ApplyBatch(logs []*raft.Log) []any {
 	return out
 }
 
-func (r *raftFSM) apply(l *raft.Log) any {
+func (r *FSM) apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand {
 		return nil
 	}
@@ -57,15 +66,15 @@ func (r *raftFSM) apply(l *raft.Log) any {
 	return res
 }
 
-func (r *raftFSM) notify() {
+func (r *FSM) notify() {
 	r.mu.Lock()
 	close(r.changed)
 	r.changed = make(chan struct{})
 	r.mu.Unlock()
 }
 
-// waitCh returns a channel closed at the next apply.
-func (r *raftFSM) waitCh() <-chan struct{} {
+// WaitCh returns a channel closed at the next apply.
+func (r *FSM) WaitCh() <-chan struct{} {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.changed
@@ -73,14 +82,14 @@ func (r *raftFSM) waitCh() <-chan struct{} {
 
 // Snapshot is refused once the FSM has halted: a snapshot would cover the
 // entry it could not apply, and the upgraded peer would never replay it.
-func (r *raftFSM) Snapshot() (raft.FSMSnapshot, error) {
+func (r *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	if h := r.f.Halted(); h != nil {
 		return nil, fmt.Errorf("no snapshot of a halted FSM: %w", h)
 	}
 	return &fsmSnapshot{s: r.f.Snapshot()}, nil
 }
 
-func (r *raftFSM) Restore(rc io.ReadCloser) error {
+func (r *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	err := r.f.Restore(rc)
 	r.notify()

@@ -1,4 +1,4 @@
-package raftnode
+package raftadapt
 
 import (
 	"context"
@@ -17,7 +17,8 @@ type hclogAdapter struct {
 	args []any
 }
 
-func newHCLogAdapter(l *slog.Logger) hclog.Logger {
+// NewLogger is raft's logger writing to l (component=raft).
+func NewLogger(l *slog.Logger) hclog.Logger {
 	return &hclogAdapter{l: l.With("component", "raft")}
 }
 
