@@ -1,28 +1,18 @@
 package getmeetings
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/conclave-lb/conclave/gateway/internal/xmlscan"
+	"github.com/conclave-lb/conclave/internal/fixtures"
 )
-
-func fixture(t *testing.T, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "bbb-responses", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 // cutListing must keep a real getMeetings answer's elements byte for byte,
 // dropping other tenants' meetings and showing the client its own ID.
 func TestOwnMeetingsOnRealAnswer(t *testing.T) {
-	doc := fixture(t, "get_meetings.xml")
+	doc := fixtures.BBBResponse(t, "get_meetings.xml")
 	els, err := xmlscan.Scan(doc, "meeting", "meetingID")
 	if err != nil {
 		t.Fatal(err)

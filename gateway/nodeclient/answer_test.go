@@ -2,36 +2,19 @@ package nodeclient
 
 import (
 	"encoding/xml"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/conclave-lb/conclave/bbb"
 	"github.com/conclave-lb/conclave/gateway/internal/xmlscan"
+	"github.com/conclave-lb/conclave/internal/fixtures"
 )
-
-func bbbFixtures(t testing.TB) map[string][]byte {
-	paths, _ := filepath.Glob(filepath.Join("..", "..", "testdata", "bbb-responses", "*.xml"))
-	if len(paths) == 0 {
-		t.Fatal("no BBB response fixtures in testdata/bbb-responses")
-	}
-	out := map[string][]byte{}
-	for _, p := range paths {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[filepath.Base(p)] = b
-	}
-	return out
-}
 
 // ParseAnswer reads the same envelope as encoding/xml (the gateway's first
 // implementation) from every real answer, and refuses what is not a BBB
 // <response>.
 func TestParseAnswerMatchesEncodingXML(t *testing.T) {
-	for name, doc := range bbbFixtures(t) {
+	for name, doc := range fixtures.BBBResponses(t) {
 		var want struct {
 			XMLName xml.Name `xml:"response"`
 			bbb.Envelope
@@ -64,7 +47,7 @@ func TestShowMeetingIDsNestedIDElements(t *testing.T) {
 }
 
 func TestRewriteMeetingIDsOnlyExactMatch(t *testing.T) {
-	doc := bbbFixtures(t)["create_meeting.xml"]
+	doc := fixtures.BBBResponses(t)["create_meeting.xml"]
 	els, _ := xmlscan.Scan(doc, "meetingID")
 	if len(els) != 1 {
 		t.Fatalf("create fixture meetingIDs: %d", len(els))

@@ -3,11 +3,11 @@ package xmlscan
 import (
 	"bytes"
 	"encoding/xml"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/conclave-lb/conclave/internal/fixtures"
 )
 
 // scanStd is Scan written on encoding/xml, its first implementation:
@@ -58,22 +58,6 @@ func scanStd(doc []byte, names ...string) ([]Element, error) {
 	}
 }
 
-func bbbFixtures(t testing.TB) map[string][]byte {
-	paths, _ := filepath.Glob(filepath.Join("..", "..", "..", "testdata", "bbb-responses", "*.xml"))
-	if len(paths) == 0 {
-		t.Fatal("no BBB response fixtures in testdata/bbb-responses")
-	}
-	out := map[string][]byte{}
-	for _, p := range paths {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[filepath.Base(p)] = b
-	}
-	return out
-}
-
 // Every real BBB answer scans to exactly what encoding/xml sees: names,
 // depths, byte offsets and texts.
 func TestScanXMLMatchesEncodingXMLOnRealAnswers(t *testing.T) {
@@ -83,7 +67,7 @@ func TestScanXMLMatchesEncodingXMLOnRealAnswers(t *testing.T) {
 		"crlf":        []byte("<r>\r\n<a>one\r\ntwo\rthree</a>\r\n</r>"),
 		"nested text": []byte("<r>before<a>inner</a>after</r>"),
 	}
-	docs := bbbFixtures(t)
+	docs := fixtures.BBBResponses(t)
 	for k, v := range extra {
 		docs[k] = v
 	}
@@ -112,7 +96,7 @@ func TestScanXMLRejectsMalformed(t *testing.T) {
 // FuzzScanXMLMatchesEncodingXML: whatever both accept, both read alike, and
 // Scan never panics or returns offsets outside the document.
 func FuzzScanXMLMatchesEncodingXML(f *testing.F) {
-	for _, doc := range bbbFixtures(f) {
+	for _, doc := range fixtures.BBBResponses(f) {
 		f.Add(doc)
 	}
 	f.Add([]byte("<r><a x='1>2'>A &amp; &#233; &x; &</a><b/><!--c--><![CDATA[d]]></r>"))
@@ -131,7 +115,7 @@ func FuzzScanXMLMatchesEncodingXML(f *testing.F) {
 }
 
 func BenchmarkScanGetMeetings(b *testing.B) {
-	doc := bbbFixtures(b)["get_meetings.xml"]
+	doc := fixtures.BBBResponses(b)["get_meetings.xml"]
 	names := []string{"returncode", "messageKey", "meeting", "meetingID", "participantCount"}
 	for _, impl := range []struct {
 		name string
