@@ -244,6 +244,19 @@ func (f *FSM) Meetings(frontend string) []Meeting {
 	return out
 }
 
+// EachMeetingOf calls fn with every meeting of a frontend, in no order,
+// without copying them (getMeetings reads them on every call). fn runs
+// under the state's read lock: it must not call the FSM, nor keep m.
+func (f *FSM) EachMeetingOf(frontend string, fn func(m *Meeting)) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	for _, m := range f.st.Meetings {
+		if m.Frontend == frontend {
+			fn(m)
+		}
+	}
+}
+
 // MeetingsOn returns the meetings bound to one backend.
 func (f *FSM) MeetingsOn(backendID string) []Meeting {
 	f.mu.RLock()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand"
+	"sort"
 	"strings"
 	"testing"
 )
@@ -388,5 +389,29 @@ func TestSnapshotWith10kRecordings(t *testing.T) {
 	}
 	if r, ok := g.Recording("rec-04242"); !ok || r.Meta["course"] != "0" || r.MeetingID != "m42" {
 		t.Fatalf("restored recording: %+v", r)
+	}
+}
+
+// EachMeetingOf sees exactly the frontend's meetings, as Meetings does.
+func TestEachMeetingOfMatchesMeetings(t *testing.T) {
+	f := New()
+	readyBackend(t, f, "b1")
+	mustApply(t, f, &AddFrontend{Key: "fe1", Secret: "s1"})
+	mustApply(t, f, &AddFrontend{Key: "fe2", Secret: "s2"})
+	for i, fe := range []string{"fe1", "fe2", "fe1", "fe1"} {
+		id := fmt.Sprintf("m%d", i)
+		mustApply(t, f, &ClaimMeeting{InternalID: fe + "~" + id, Frontend: fe, MeetingID: id, BackendID: "b1"})
+	}
+	for _, fe := range []string{"fe1", "fe2", "none"} {
+		var got []string
+		f.EachMeetingOf(fe, func(m *Meeting) { got = append(got, m.InternalID) })
+		sort.Strings(got)
+		var want []string
+		for _, m := range f.Meetings(fe) {
+			want = append(want, m.InternalID)
+		}
+		if strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Errorf("%s: EachMeetingOf saw %v, Meetings lists %v", fe, got, want)
+		}
 	}
 }

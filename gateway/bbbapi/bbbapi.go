@@ -253,6 +253,13 @@ func (r *bbbRequest) Args() *fasthttp.Args      { return r.args }
 func (r *bbbRequest) Body() []byte              { return r.body }
 func (r *bbbRequest) WriteXML(body []byte)      { writeXML(r.ctx, body) }
 
+// WriteOwnedXML is WriteXML for a body the caller gives up: not copied.
+func (r *bbbRequest) WriteOwnedXML(body []byte) {
+	r.ctx.SetStatusCode(fasthttp.StatusOK)
+	r.ctx.SetContentType("text/xml; charset=utf-8")
+	r.ctx.Response.SetBodyRaw(body)
+}
+
 func writeXML(ctx *fasthttp.RequestCtx, body []byte) {
 	ctx.SetStatusCode(fasthttp.StatusOK)
 	ctx.SetContentType("text/xml; charset=utf-8")

@@ -28,8 +28,10 @@ import (
 // pooled request).
 type Request interface {
 	Frontend() *fsm.Frontend
-	// WriteXML answers body as BBB's XML.
+	// WriteXML answers body as BBB's XML; WriteOwnedXML too, without a
+	// copy: body is the answer's from then on.
 	WriteXML(body []byte)
+	WriteOwnedXML(body []byte)
 	// AnswerFromLeader hands the request to the leader and relays its
 	// answer; false, having written nothing, when it could not.
 	AnswerFromLeader() bool
@@ -95,7 +97,7 @@ func (l *Lister) Serve(r Request) string {
 	onBackend := map[string][]string{} // backend -> the frontend's meetings there
 	recent := map[string][]string{}    // backend -> those created (or re-created) within listGrace
 	now := time.Now()
-	for _, m := range l.cluster.FSM().Meetings(r.Frontend().Key) {
+	l.cluster.FSM().EachMeetingOf(r.Frontend().Key, func(m *fsm.Meeting) {
 		mine[m.InternalID] = m.MeetingID
 		boundTo[m.InternalID] = m.BackendID
 		perBackend[m.BackendID] = true
@@ -103,13 +105,15 @@ func (l *Lister) Serve(r Request) string {
 		if !m.Lost && now.Sub(time.Unix(0, max(m.CreatedAt, m.RecreatedAt, m.Recreating))) < listGrace {
 			recent[m.BackendID] = append(recent[m.BackendID], m.InternalID)
 		}
-	}
+	})
 	if len(mine) == 0 {
 		r.WriteXML([]byte(noMeetingsAnswer))
 		return "success"
 	}
 	ids := slices.Sorted(maps.Keys(perBackend))
-	parts := make([][]byte, len(ids))
+	// Each backend's part: its <meeting> elements, slices of the kept
+	// listing (not copied until the answer is assembled).
+	parts := make([][][]byte, len(ids))
 	var wg sync.WaitGroup
 	for i, id := range ids {
 		b, ok := l.cluster.FSM().Backend(id)
@@ -135,16 +139,16 @@ func (l *Lister) Serve(r Request) string {
 						l.log.Error("getMeetings: backend's answer is over the size limit; its meetings are asked one by one (getMeetingInfo)",
 							"backend", b.ID, "limit_bytes", control.MaxBackendResponse, "meetings", len(onBackend[b.ID]))
 					}
-					parts[i] = callbacks.HideRelayURLs(l.meetingsByInfo(&b, onBackend[b.ID], mine))
+					parts[i] = [][]byte{callbacks.HideRelayURLs(l.meetingsByInfo(&b, onBackend[b.ID], mine))}
 					return
 				}
 				l.log.Debug("getMeetings: backend skipped", "backend", b.ID, "err", err)
 				return
 			}
-			var own []byte
+			var own [][]byte
 			for _, id := range lst.Order {
 				if boundTo[id] == b.ID { // a stale copy of a meeting moved elsewhere is not listed twice
-					own = append(own, lst.Meetings[id]...)
+					own = append(own, lst.Meetings[id])
 				}
 			}
 			var missing []string
@@ -154,7 +158,7 @@ func (l *Lister) Serve(r Request) string {
 				}
 			}
 			if len(missing) > 0 {
-				own = append(own, callbacks.HideRelayURLs(l.meetingsByInfo(&b, missing, mine))...)
+				own = append(own, callbacks.HideRelayURLs(l.meetingsByInfo(&b, missing, mine)))
 			}
 			parts[i] = own
 		}(i, b)
@@ -162,7 +166,9 @@ func (l *Lister) Serve(r Request) string {
 	wg.Wait()
 	total := 0
 	for _, p := range parts {
-		total += len(p)
+		for _, el := range p {
+			total += len(el)
+		}
 	}
 	if total == 0 {
 		r.WriteXML([]byte(noMeetingsAnswer))
@@ -171,10 +177,12 @@ func (l *Lister) Serve(r Request) string {
 	out := make([]byte, 0, total+96)
 	out = append(out, "<response><returncode>SUCCESS</returncode><meetings>"...)
 	for _, p := range parts {
-		out = append(out, p...)
+		for _, el := range p {
+			out = append(out, el...)
+		}
 	}
 	out = append(out, "</meetings></response>"...)
-	r.WriteXML(out)
+	r.WriteOwnedXML(out)
 	return "success"
 }
 

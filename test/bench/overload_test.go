@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -191,6 +192,9 @@ func TestGetMeetingsNodeLoad(t *testing.T) {
 		if a := cl.Get(t, "getMeetings", ""); strings.Count(a.Raw, "<meeting>") != total {
 			t.Fatalf("getMeetings lists %d meetings, want %d", strings.Count(a.Raw, "<meeting>"), total)
 		}
+		if path := os.Getenv("BENCH_PROFILE_GETMEETINGS"); path != "" && total == 200 {
+			go profile(via.HTTP, 5, path) // the follower's CPU profile during the run
+		}
 		before := nodeGetMeetings(t, nodes)
 		r := Run(Load{Name: fmt.Sprintf("getMeetings, %d meetings", total), URLs: []string{cl.URL("getMeetings", "")}, Cycle: true,
 			Conns: 32, Duration: dur, MaxReqs: 10_000_000, Check: okBody("SUCCESS")})
@@ -201,4 +205,15 @@ func TestGetMeetingsNodeLoad(t *testing.T) {
 	}
 	fmt.Print(out.String())
 	appendBenchOut(t, out.String())
+}
+
+// profile writes a peer's CPU profile over the next seconds to path.
+func profile(httpAddr string, seconds int, path string) {
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", httpAddr, seconds))
+	if err != nil {
+		return
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	os.WriteFile(path, data, 0o644)
 }

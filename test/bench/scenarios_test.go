@@ -225,15 +225,7 @@ func TestScenarios(t *testing.T) {
 	run(Load{Name: "create: three peers, 1 conn", URLs: createURLs("s", func(i int) harness.BBBClient { return client(i % 3) }, 5000), Conns: 1, Duration: dur / 2, MaxReqs: 5000, Check: okBody("SUCCESS")})
 	leader := c.Leader(5 * time.Second)
 	if path := os.Getenv("BENCH_PROFILE"); path != "" { // the leader's CPU profile during the next scenario
-		go func() {
-			resp, err := http.Get("http://" + leader.HTTP + "/debug/pprof/profile?seconds=5")
-			if err != nil {
-				return
-			}
-			defer resp.Body.Close()
-			data, _ := io.ReadAll(resp.Body)
-			os.WriteFile(path, data, 0o644)
-		}()
+		go profile(leader.HTTP, 5, path)
 	}
 	w0, e0 := logWrites(t, leader.HTTP)
 	run(Load{Name: "create: three peers, 64 conns", URLs: createURLs("c", func(i int) harness.BBBClient { return client(i % 3) }, 100000), Conns: 64, Duration: dur, MaxReqs: 100000, Check: okBody("SUCCESS")})
