@@ -93,7 +93,9 @@ func deadline(ctx context.Context) time.Time {
 }
 
 // retry runs op until it succeeds, fails for a reason other than
-// leadership, or ctx ends.
+// leadership, or ctx ends. The wait between tries stays short (at most
+// retryMaxWait): a new leader is elected 0.5–1 s after the old one dies,
+// and a longer wait (500 ms, before) put writes half a second behind it.
 func retry[T any](ctx context.Context, n *Node, op func() (T, error)) (T, error) {
 	backoff := 20 * time.Millisecond
 	for {
@@ -110,9 +112,12 @@ func retry[T any](ctx context.Context, n *Node, op func() (T, error)) (T, error)
 			return zero, ErrShuttingDown
 		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 500*time.Millisecond)
+		backoff = min(backoff*2, retryMaxWait)
 	}
 }
+
+// retryMaxWait bounds the wait between two tries of a forwarded call.
+const retryMaxWait = 100 * time.Millisecond
 
 func retryable(err error) bool {
 	var pe *peercall.Error
