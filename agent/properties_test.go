@@ -11,6 +11,7 @@ import (
 )
 
 func TestParseProperties(t *testing.T) {
+	t.Parallel()
 	in := "# a comment\r\n" +
 		"! another comment\n" +
 		"   \n" +
@@ -60,6 +61,7 @@ func writeFile(t *testing.T, dir, name, content string) string {
 }
 
 func TestReadProperties(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	base := writeFile(t, dir, "bigbluebutton.properties", `
 # defaults shipped with bbb-web
@@ -119,6 +121,7 @@ securitySalt = 8cd8ef52e8e101574e400365b55e11a6
 }
 
 func TestEmptySaltRefused(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	good := writeFile(t, dir, "good.properties", "bigbluebutton.web.serverURL=https://bbb.example.org\nsecuritySalt=s3cret\n")
 	for name, content := range map[string]string{
@@ -142,6 +145,7 @@ func TestEmptySaltRefused(t *testing.T) {
 }
 
 func TestChooseAlgorithm(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]bbb.Algorithm{
 		"": bbb.SHA256, "sha1,sha256,sha384,sha512": bbb.SHA256, "sha1": bbb.SHA1, "sha1,sha512": bbb.SHA512,
 		"sha384,sha1": bbb.SHA384, "md5,sha1": bbb.SHA1,

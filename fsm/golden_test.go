@@ -50,6 +50,7 @@ func goldenCommands() map[string]Command {
 }
 
 func TestGoldenCommands(t *testing.T) {
+	t.Parallel()
 	cmds := goldenCommands()
 	covered := map[CmdType]bool{}
 	for name, c := range cmds {
@@ -114,6 +115,7 @@ func goldenState(t *testing.T) *FSM {
 }
 
 func TestGoldenSnapshot(t *testing.T) {
+	t.Parallel()
 	current := filepath.Join("testdata", fmt.Sprintf("snapshot-v%d.jsonl", snapshotVersion))
 	if *update {
 		if err := os.WriteFile(current, []byte(goldenState(t).Dump()), 0o644); err != nil {

@@ -12,6 +12,7 @@ import (
 // cutListing must keep a real getMeetings answer's elements byte for byte,
 // dropping other tenants' meetings and showing the client its own ID.
 func TestOwnMeetingsOnRealAnswer(t *testing.T) {
+	t.Parallel()
 	doc := fixtures.BBBResponse(t, "get_meetings.xml")
 	els, err := xmlscan.Scan(doc, "meeting", "meetingID")
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 // implementation) from every real answer, and refuses what is not a BBB
 // <response>.
 func TestParseAnswerMatchesEncodingXML(t *testing.T) {
+	t.Parallel()
 	for name, doc := range fixtures.BBBResponses(t) {
 		var want struct {
 			XMLName xml.Name `xml:"response"`
@@ -35,6 +36,7 @@ func TestParseAnswerMatchesEncodingXML(t *testing.T) {
 // A hostile answer nesting ID elements cannot make the rewrite cut the
 // document out of order.
 func TestShowMeetingIDsNestedIDElements(t *testing.T) {
+	t.Parallel()
 	doc := []byte("<response><returncode>SUCCESS</returncode><meetingName>fe~m<meetingID>fe~m</meetingID></meetingName></response>")
 	_, els, err := ParseAnswer(doc)
 	if err != nil {
@@ -47,6 +49,7 @@ func TestShowMeetingIDsNestedIDElements(t *testing.T) {
 }
 
 func TestRewriteMeetingIDsOnlyExactMatch(t *testing.T) {
+	t.Parallel()
 	doc := fixtures.BBBResponses(t)["create_meeting.xml"]
 	els, _ := xmlscan.Scan(doc, "meetingID")
 	if len(els) != 1 {

@@ -9,6 +9,7 @@ import (
 )
 
 func TestPagingParamsAsBBBWeb(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		offset, limit string
 		o, l          int
@@ -42,6 +43,7 @@ func TestPagingParamsAsBBBWeb(t *testing.T) {
 }
 
 func TestCapMetaKeepsRecordingsIndexable(t *testing.T) {
+	t.Parallel()
 	m := map[string]string{"long": strings.Repeat("v", fsm.MaxSettingsValueLen+1), strings.Repeat("k", fsm.MaxSettingsKeyLen+1): "v"}
 	for i := 0; i < fsm.MaxSettingsKeys+20; i++ {
 		m[fmt.Sprintf("k%03d", i)] = "v"

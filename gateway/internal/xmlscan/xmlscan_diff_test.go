@@ -61,6 +61,7 @@ func scanStd(doc []byte, names ...string) ([]Element, error) {
 // Every real BBB answer scans to exactly what encoding/xml sees: names,
 // depths, byte offsets and texts.
 func TestScanXMLMatchesEncodingXMLOnRealAnswers(t *testing.T) {
+	t.Parallel()
 	extra := map[string][]byte{
 		"entities":    []byte("<r><a x='1>2' y=\"&amp;\">A &amp; B &lt;c&gt; &#233;&#xE9; &unknown; &amp</a><b/><c:d>x</c:d></r>"),
 		"cdata":       []byte("<?xml version=\"1.0\"?>\n<!DOCTYPE r [<!ELEMENT r ANY>]><r><!-- c > d --><a><![CDATA[<not> &amp; a tag]]>tail</a></r>"),
@@ -86,6 +87,7 @@ func TestScanXMLMatchesEncodingXMLOnRealAnswers(t *testing.T) {
 }
 
 func TestScanXMLRejectsMalformed(t *testing.T) {
+	t.Parallel()
 	for _, doc := range []string{"<a>", "<a></b>", "<a><b></a>", "<a", "<a><!-- x</a>", "<a><![CDATA[x</a>", "</a>", "<>x</>"} {
 		if _, err := Scan([]byte(doc)); err == nil {
 			t.Errorf("%q: no error", doc)
