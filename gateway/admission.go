@@ -19,6 +19,9 @@ var writeCalls = [][]byte{[]byte("create"), []byte("end"), []byte("insertDocumen
 // /bigbluebutton/api.
 func callClass(rest []byte) admit.Class {
 	call := bytes.Trim(rest, "/")
+	if string(call) == "join" {
+		return admit.Join
+	}
 	for _, w := range writeCalls {
 		if bytes.Equal(call, w) {
 			return admit.Write
@@ -50,14 +53,17 @@ func (s *Server) serveAdmitted(ctx *fasthttp.RequestCtx, key string, rest []byte
 }
 
 // newShedMetrics registers the shed counters and the in-flight gauges.
-func newShedMetrics(reg *prometheus.Registry, g *admit.Gate) [2]prometheus.Counter {
+func newShedMetrics(reg *prometheus.Registry, g *admit.Gate) [3]prometheus.Counter {
 	shed := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "conclave_requests_shed_total",
-		Help: "BBB API requests answered 503 at once because this peer had as many of their class (read, write) in flight as it admits.",
+		Help: "BBB API requests answered 503 because this peer had as many of their class (join, read, write) in flight as it admits (a join after waiting up to 20 ms for a slot).",
 	}, []string{"class"})
 	inflight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "conclave_requests_inflight", Help: "BBB API requests being served (reads and writes).",
-	}, func() float64 { return float64(g.InFlight(admit.Read) + g.InFlight(admit.Write)) })
+		Name: "conclave_requests_inflight", Help: "BBB API requests being served (joins, reads and writes).",
+	}, func() float64 {
+		return float64(g.InFlight(admit.Join) + g.InFlight(admit.Read) + g.InFlight(admit.Write))
+	})
 	reg.MustRegister(shed, inflight)
-	return [2]prometheus.Counter{admit.Read: shed.WithLabelValues("read"), admit.Write: shed.WithLabelValues("write")}
+	return [3]prometheus.Counter{admit.Join: shed.WithLabelValues("join"), admit.Read: shed.WithLabelValues("read"),
+		admit.Write: shed.WithLabelValues("write")}
 }

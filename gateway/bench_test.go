@@ -53,15 +53,15 @@ func BenchmarkJoinRedirect(b *testing.B) {
 	}
 }
 
-// BenchmarkShedJoin is a join refused because the peer is at its bound
+// BenchmarkShedRead is a read refused because the peer is at its bound
 // of reads in flight: what shedding costs the peer, next to
-// BenchmarkJoinRedirect.
-func BenchmarkShedJoin(b *testing.B) {
+// BenchmarkJoinRedirect (a join is shed the same way, after its wait).
+func BenchmarkShedRead(b *testing.B) {
 	s := New(Config{MaxReads: 1}, benchCluster(b, 10))
 	s.gate.Enter(admit.Read) // the one read slot, taken
-	q := bbb.SignQuery(bbb.SHA256, "join", "fullName=Alice+Smith&meetingID=room&password=mp&redirect=true", "frontend-secret")
+	q := bbb.SignQuery(bbb.SHA256, "getMeetingInfo", "meetingID=room", "frontend-secret")
 	var req fasthttp.Request
-	req.SetRequestURI("/bigbluebutton/api/join?" + q)
+	req.SetRequestURI("/bigbluebutton/api/getMeetingInfo?" + q)
 	var ctx fasthttp.RequestCtx
 	ctx.Init(&req, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}, nil)
 	b.ReportAllocs()

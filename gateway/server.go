@@ -66,10 +66,10 @@ type Config struct {
 	// PeerTLS, when set, serves the peer-to-peer routes over mutual TLS
 	// on the same port and refuses them in plain HTTP (peerserver.go).
 	PeerTLS *peertls.Config
-	// MaxReads and MaxWrites bound the BBB API requests served at once, by
-	// class (admission.go); past them a request is shed with 503. Zero
-	// takes admit's defaults.
-	MaxReads, MaxWrites int
+	// MaxJoins, MaxReads and MaxWrites bound the BBB API requests served
+	// at once, by class (admission.go); past them a request is shed with
+	// 503. Zero takes admit's defaults.
+	MaxJoins, MaxReads, MaxWrites int
 }
 
 // DefaultMaxBodySize fits a create with a few inline slides.
@@ -91,7 +91,7 @@ type Server struct {
 	draining atomic.Bool      // set by Drain
 	guard    *guard.Guard     // body gate, trusted proxies, refusals and panics counted
 	gate     *admit.Gate      // BBB API requests in flight, by class (admission.go)
-	shed     [2]prometheus.Counter
+	shed     [3]prometheus.Counter
 	// beforeRoute, when set (tests only), runs before each request is routed.
 	beforeRoute func(*fasthttp.RequestCtx)
 }
@@ -110,7 +110,7 @@ func New(cfg Config, cluster Cluster) *Server {
 	}
 	s := &Server{cfg: cfg, cluster: cluster, log: cfg.Logger}
 	s.metrics = newMetrics(cfg.Registry, cluster, cfg.Loads)
-	s.gate = admit.New(cfg.MaxReads, cfg.MaxWrites)
+	s.gate = admit.New(cfg.MaxJoins, cfg.MaxReads, cfg.MaxWrites)
 	s.shed = newShedMetrics(cfg.Registry, s.gate)
 	s.ctl = control.New(control.Config{
 		Logger: cfg.Logger, Loads: cfg.Loads, LoadWeights: cfg.LoadWeights,
