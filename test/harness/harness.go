@@ -81,13 +81,29 @@ func Build(t testing.TB) Binaries {
 // FreeAddr returns a loopback address with a port free at the time of the call.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// The kernel may hand out a port it just handed out and got back (it
+	// gave one peer's HTTP and gossip ports the same number once): never
+	// return one twice in this process.
+	givenMu.Lock()
+	defer givenMu.Unlock()
+	for try := 0; ; try++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		if !given[addr] || try >= 100 {
+			given[addr] = true
+			return addr
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
+
+var (
+	givenMu sync.Mutex
+	given   = map[string]bool{} // addresses FreeAddr returned
+)
 
 // Peer is one conclaved process.
 type Peer struct {
