@@ -37,7 +37,7 @@ func callClass(rest []byte) admit.Class {
 var shedAnswer = bbb.FailedXML(bbb.KeyServerUnavailable, "This server is busy. Please retry in a moment.")
 
 // serveAdmitted serves a BBB API request when the gate admits it, and
-// sheds it at once otherwise.
+// sheds it otherwise (a join after waiting briefly for a slot).
 func (s *Server) serveAdmitted(ctx *fasthttp.RequestCtx, key string, rest []byte) {
 	class := callClass(rest)
 	if !s.gate.Enter(class) {
