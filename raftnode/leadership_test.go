@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/conclave-lb/conclave/fsm"
+	"github.com/conclave-lb/conclave/internal/testwait"
 	"github.com/conclave-lb/conclave/test/harness"
 )
 
@@ -30,7 +31,7 @@ func threeNodes(t *testing.T) []*Node {
 		t.Cleanup(func() { n.Shutdown() })
 		nodes = append(nodes, n)
 	}
-	waitFor(t, 10*time.Second, "p1 leads", func() bool { return nodes[0].IsLeader() })
+	testwait.EventuallyTrue(t, 10*time.Second, "p1 leads", func() bool { return nodes[0].IsLeader() })
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	for _, n := range nodes[1:] {
@@ -39,17 +40,6 @@ func threeNodes(t *testing.T) []*Node {
 		}
 	}
 	return nodes
-}
-
-func waitFor(t *testing.T, within time.Duration, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func leaderOf(nodes []*Node) *Node {
@@ -134,7 +124,7 @@ func TestLeaderLoopsEndWithTheTermAndItsWritesAreRefused(t *testing.T) {
 	if second.node == old.cfg.ID || second.term <= first.term {
 		t.Fatalf("second loop on %s in term %d after %s's term %d", second.node, second.term, old.cfg.ID, first.term)
 	}
-	waitFor(t, 5*time.Second, "the deposed leader's loop ends", func() bool {
+	testwait.EventuallyTrue(t, 5*time.Second, "the deposed leader's loop ends", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return !first.ended.IsZero() && first.applyErr != nil
@@ -150,7 +140,7 @@ func TestLeaderLoopsEndWithTheTermAndItsWritesAreRefused(t *testing.T) {
 	// The new leader writes in its term; once every replica has that
 	// write, none holds the deposed leader's.
 	neu := leaderOf(nodes)
-	waitFor(t, 5*time.Second, "the new leader known", func() bool { neu = leaderOf(nodes); return neu != nil })
+	testwait.EventuallyTrue(t, 5*time.Second, "the new leader known", func() bool { neu = leaderOf(nodes); return neu != nil })
 	if _, err := neu.ApplyAsLeader(ctx, second.term, &fsm.AddFrontend{Key: "new-term", Secret: "s"}); err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +166,7 @@ func TestLeaderLoopsEndWithTheTermAndItsWritesAreRefused(t *testing.T) {
 // term; one whose parent context ends stops, and does not start again.
 func TestLeaderLoopsRegisteredWhileLeading(t *testing.T) {
 	n := singleNode(t)
-	waitFor(t, 5*time.Second, "the term established", func() bool {
+	testwait.EventuallyTrue(t, 5*time.Second, "the term established", func() bool {
 		n.lead.mu.Lock()
 		defer n.lead.mu.Unlock()
 		return n.lead.cur != nil

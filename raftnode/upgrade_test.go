@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/conclave-lb/conclave/fsm"
+	"github.com/conclave-lb/conclave/internal/testwait"
 	"github.com/conclave-lb/conclave/raftnode/peercall"
 	"github.com/conclave-lb/conclave/test/harness"
 )
@@ -46,17 +47,6 @@ func openUpgradeNode(t *testing.T, id, dir string, bootstrap bool, cfg func(*Con
 	return n
 }
 
-func waitUntil(t *testing.T, within time.Duration, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func mustCommit(t *testing.T, n *Node, c fsm.Command) (*fsm.Result, uint64) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -76,7 +66,7 @@ func mustCommit(t *testing.T, n *Node, c fsm.Command) (*fsm.Result, uint64) {
 // state get a clear error and never reach the log.
 func TestLeaderRefusesBadCommandsBeforeTheLog(t *testing.T) {
 	n := openUpgradeNode(t, "p1", t.TempDir(), true, nil)
-	waitUntil(t, 10*time.Second, "p1 leads", n.IsLeader)
+	testwait.EventuallyTrue(t, 10*time.Second, "p1 leads", n.IsLeader)
 	mustCommit(t, n, &fsm.AddFrontend{Key: "fe", Secret: "s"})
 	last := n.raft.LastIndex()
 	big := strings.Repeat("x", fsm.MaxSettingsJSON+1)
@@ -127,7 +117,7 @@ func TestMixedVersionCluster(t *testing.T) {
 		c.OnHalt = func(err error) { halted <- err }
 	}
 	p1 := openUpgradeNode(t, "p1", t.TempDir(), true, nil)
-	waitUntil(t, 10*time.Second, "p1 leads", p1.IsLeader)
+	testwait.EventuallyTrue(t, 10*time.Second, "p1 leads", p1.IsLeader)
 	p2 := openUpgradeNode(t, "p2", t.TempDir(), false, nil)
 	p3 := openUpgradeNode(t, "p3", oldDir, false, oldOpts)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -140,7 +130,7 @@ func TestMixedVersionCluster(t *testing.T) {
 	caughtUp := func(idx uint64, nodes ...*Node) {
 		t.Helper()
 		for _, n := range nodes {
-			waitUntil(t, 10*time.Second, fmt.Sprintf("%s applies %d", n.cfg.ID, idx), func() bool { return n.fsm.AppliedIndex() >= idx })
+			testwait.EventuallyTrue(t, 10*time.Second, fmt.Sprintf("%s applies %d", n.cfg.ID, idx), func() bool { return n.fsm.AppliedIndex() >= idx })
 		}
 	}
 	mustCommit(t, p1, &fsm.AddBackend{ID: "b1", URL: "https://b1.example", Secret: "s"})
@@ -193,7 +183,7 @@ func TestMixedVersionCluster(t *testing.T) {
 	default:
 		t.Fatal("Halted not closed")
 	}
-	waitUntil(t, 10*time.Second, "p3 shuts down", func() bool { return p3.raft.State() == raft.Shutdown })
+	testwait.EventuallyTrue(t, 10*time.Second, "p3 shuts down", func() bool { return p3.raft.State() == raft.Shutdown })
 	if got := p3.fsm.AppliedIndex(); got >= stopAt {
 		t.Fatalf("p3 applied index %d, at or past the entry it could not apply (%d)", got, stopAt)
 	}
@@ -209,7 +199,7 @@ func TestMixedVersionCluster(t *testing.T) {
 	p3.Shutdown()
 	p3new := openUpgradeNode(t, "p3", oldDir, false, func(c *Config) { c.RaftBind = p3.cfg.RaftBind })
 	caughtUp(idx, p3new)
-	waitUntil(t, 10*time.Second, "p3 upgraded has p1's state", func() bool {
+	testwait.EventuallyTrue(t, 10*time.Second, "p3 upgraded has p1's state", func() bool {
 		return p3new.fsm.AppliedIndex() == p1.fsm.AppliedIndex() && stripPeers(p3new.fsm.Dump()) == stripPeers(p1.fsm.Dump())
 	})
 }
@@ -300,7 +290,7 @@ func TestGenerateUpgradeData(t *testing.T) {
 	}
 	data := filepath.Join(upgradeDir, "data")
 	n := openUpgradeNode(t, "p1", data, true, func(c *Config) { c.HTTPAdvertise = "127.0.0.1:42353" })
-	waitUntil(t, 10*time.Second, "p1 leads", n.IsLeader)
+	testwait.EventuallyTrue(t, 10*time.Second, "p1 leads", n.IsLeader)
 	before, after := upgradeCommands()
 	for _, c := range before {
 		mustCommit(t, n, c)
@@ -336,7 +326,7 @@ func TestUpgradeFromV1(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := openUpgradeNode(t, "p1", dir, false, nil)
-	waitUntil(t, 15*time.Second, "the upgraded peer leads", n.IsLeader)
+	testwait.EventuallyTrue(t, 15*time.Second, "the upgraded peer leads", n.IsLeader)
 	got, err := json.MarshalIndent(served(n.fsm), "", "  ")
 	if err != nil {
 		t.Fatal(err)

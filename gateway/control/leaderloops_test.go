@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/conclave-lb/conclave/fsm"
+	"github.com/conclave-lb/conclave/internal/testwait"
 	"github.com/conclave-lb/conclave/raftnode"
 	"github.com/conclave-lb/conclave/test/harness"
 )
@@ -101,7 +102,7 @@ func startLoopCluster(t *testing.T) []*loopPeer {
 		p.ctl = New(Config{Logger: quiet}, p.rc, httpCaller{})
 		peers = append(peers, p)
 		if i == 0 {
-			waitUntil(t, 10*time.Second, "p1 leads", func() bool { return node.IsLeader() })
+			testwait.EventuallyTrue(t, 10*time.Second, "p1 leads", func() bool { return node.IsLeader() })
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -111,7 +112,7 @@ func startLoopCluster(t *testing.T) []*loopPeer {
 			t.Fatal(err)
 		}
 	}
-	waitUntil(t, 30*time.Second, "every peer knows the leader", func() bool {
+	testwait.EventuallyTrue(t, 30*time.Second, "every peer knows the leader", func() bool {
 		for _, p := range peers {
 			if id, _ := p.rc.Leader(); id == "" {
 				return false
@@ -120,17 +121,6 @@ func startLoopCluster(t *testing.T) []*loopPeer {
 		return true
 	})
 	return peers
-}
-
-func waitUntil(t *testing.T, within time.Duration, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func loopLeader(peers []*loopPeer) *loopPeer {
