@@ -328,31 +328,47 @@ func (a *Agent) registerLoop(ctx context.Context) {
 	})
 }
 
-// register POSTs the backend to one peer. done: registered or already
-// known; refused: the peer rejected the token or the request (retrying
-// other peers now would not help).
-func (a *Agent) register(ctx context.Context, peer string) (done, refused bool) {
-	endpoint := "http://" + peer + "/api/v1/backends"
+// peerURL is path at a peer named by host:port or by a URL.
+func peerURL(peer, path string) string {
 	if strings.Contains(peer, "://") {
-		endpoint = strings.TrimRight(peer, "/") + "/api/v1/backends"
+		return strings.TrimRight(peer, "/") + path
 	}
-	body, _ := json.Marshal(map[string]any{
-		"url": a.cfg.APIURL, "secret": a.cfg.Secret,
-		"settings": map[string]any{"load_factor": a.cfg.LoadFactor},
-	})
-	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(body))
+	return "http://" + peer + path
+}
+
+// errBadPeerAddress: a request to a peer could not even be built.
+var errBadPeerAddress = errors.New("bad peer address")
+
+// callAdmin sends a JSON body to a peer's admin API, with the agent's
+// token when it has one.
+func (a *Agent) callAdmin(ctx context.Context, method, endpoint string, body []byte) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, endpoint, bytes.NewReader(body))
 	if err != nil {
-		a.log.Error("autoregister: bad peer address from gossip", "peer", peer, "err", err)
-		return false, false
+		return nil, fmt.Errorf("%w: %v", errBadPeerAddress, err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
 	if a.cfg.APIToken != "" {
 		req.Header.Set("Authorization", "Bearer "+a.cfg.APIToken)
 	}
-	resp, err := a.adminc.Do(req)
+	return a.adminc.Do(req)
+}
+
+// register POSTs the backend to one peer. done: registered or already
+// known; refused: the peer rejected the token or the request (retrying
+// other peers now would not help).
+func (a *Agent) register(ctx context.Context, peer string) (done, refused bool) {
+	body, _ := json.Marshal(map[string]any{
+		"url": a.cfg.APIURL, "secret": a.cfg.Secret,
+		"settings": map[string]any{"load_factor": a.cfg.LoadFactor},
+	})
+	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
+	defer cancel()
+	resp, err := a.callAdmin(ctx, http.MethodPost, peerURL(peer, "/api/v1/backends"), body)
+	if errors.Is(err, errBadPeerAddress) {
+		a.log.Error("autoregister: bad peer address from gossip", "peer", peer, "err", err)
+		return false, false
+	}
 	if err != nil {
 		a.log.Warn("autoregister: peer unreachable", "peer", peer, "err", err)
 		return false, false

@@ -1,12 +1,10 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 )
 
@@ -58,24 +56,10 @@ func (a *Agent) loadFactorLoop(ctx context.Context) {
 // patchLoadFactor PATCHes {"load_factor": …} onto this agent's backend,
 // named by its API URL, at one peer. Status 0: the peer did not answer.
 func (a *Agent) patchLoadFactor(ctx context.Context, peer string) (int, string) {
-	base := "http://" + peer
-	if strings.Contains(peer, "://") {
-		base = strings.TrimRight(peer, "/")
-	}
-	endpoint := base + "/api/v1/backends/" + url.PathEscape(a.cfg.APIURL)
 	body, _ := json.Marshal(map[string]any{"load_factor": a.cfg.LoadFactor})
 	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPatch, endpoint, bytes.NewReader(body))
-	if err != nil {
-		return 0, err.Error()
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
-	if a.cfg.APIToken != "" {
-		req.Header.Set("Authorization", "Bearer "+a.cfg.APIToken)
-	}
-	resp, err := a.adminc.Do(req)
+	resp, err := a.callAdmin(ctx, http.MethodPatch, peerURL(peer, "/api/v1/backends/"+url.PathEscape(a.cfg.APIURL)), body)
 	if err != nil {
 		return 0, err.Error()
 	}

@@ -1,13 +1,12 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
-	"strings"
 	"time"
 )
 
@@ -59,21 +58,13 @@ func (a *Agent) loadKeyLoop(ctx context.Context) {
 
 // fetchLoadKey asks one peer for the load key. status 0: unreachable.
 func (a *Agent) fetchLoadKey(ctx context.Context, peer string) (key []byte, status int, msg string) {
-	endpoint := "http://" + peer + loadKeyPath
-	if strings.Contains(peer, "://") {
-		endpoint = strings.TrimRight(peer, "/") + loadKeyPath
-	}
 	body, _ := json.Marshal(map[string]string{"url": a.cfg.APIURL})
 	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(body))
-	if err != nil {
+	resp, err := a.callAdmin(ctx, http.MethodPost, peerURL(peer, loadKeyPath), body)
+	if errors.Is(err, errBadPeerAddress) {
 		return nil, 0, ""
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("Authorization", "Bearer "+a.cfg.APIToken)
-	resp, err := a.adminc.Do(req)
 	if err != nil {
 		a.log.Debug("load key: peer unreachable", "peer", peer, "err", err)
 		return nil, 0, ""
