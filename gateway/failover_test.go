@@ -76,8 +76,7 @@ func TestJoinRecreatesMeetingOfDeadNode(t *testing.T) {
 	}
 	waitMeeting(t, r.mc, "fe1~room", 2*time.Second, "with its parameters kept", paramsKept)
 	dead := r.nodeOf("fe1", "room")
-	r.nodes[dead].Close()
-	r.mc.MustApply(&fsm.ReportBackends{Reports: []fsm.BackendReport{{ID: r.ids[dead], NodeState: fsm.NodeError}}})
+	r.killNode(dead)
 
 	if a := c.Get(t, "isMeetingRunning", "meetingID=room"); a.ReturnCode != "SUCCESS" || a.Running != "false" {
 		t.Fatalf("isMeetingRunning of a meeting on a dead node: %s", a.Raw)
@@ -135,8 +134,7 @@ func TestConcurrentJoinsRecreateOnce(t *testing.T) {
 	}
 	waitMeeting(t, r.mc, "fe1~crowd", 2*time.Second, "kept", paramsKept)
 	dead := r.nodeOf("fe1", "crowd")
-	r.nodes[dead].Close()
-	r.mc.MustApply(&fsm.ReportBackends{Reports: []fsm.BackendReport{{ID: r.ids[dead], NodeState: fsm.NodeError}}})
+	r.killNode(dead)
 	before := 0
 	for i, n := range r.nodes {
 		if i != dead {
@@ -321,8 +319,7 @@ func TestRecreationKeepsPlacementRules(t *testing.T) {
 	if dead == 1 {
 		t.Fatal("placed on the untagged node")
 	}
-	r.nodes[dead].Close()
-	r.mc.MustApply(&fsm.ReportBackends{Reports: []fsm.BackendReport{{ID: r.ids[dead], NodeState: fsm.NodeError}}})
+	r.killNode(dead)
 	loc := joinLocation(t, c, "meetingID=render&fullName=Ann&password=mp")
 	if want := r.addrs[2-dead]; loc.Host != want {
 		t.Fatalf("re-created on %s, want the other gpu node %s", loc.Host, want)
@@ -340,8 +337,7 @@ func TestStaleCopyEndedWhenDeadNodeReturns(t *testing.T) {
 	}
 	waitMeeting(t, r.mc, "fe1~split", 2*time.Second, "kept", paramsKept)
 	old := r.nodeOf("fe1", "split")
-	r.nodes[old].Close() // cut off: keeps its meetings
-	r.mc.MustApply(&fsm.ReportBackends{Reports: []fsm.BackendReport{{ID: r.ids[old], NodeState: fsm.NodeError}}})
+	r.killNode(old) // cut off: keeps its meetings
 	loc := joinLocation(t, c, "meetingID=split&fullName=Ann&password=ap")
 	if loc.Host != r.addrs[1-old] {
 		t.Fatalf("re-created on %s", loc.Host)
@@ -397,8 +393,7 @@ func TestKeptParamsHoldClientCallbacksNotRelays(t *testing.T) {
 	// The node dies: the re-created meeting asks its new node for relays
 	// again, the end relay carrying the client's URL.
 	dead := r.nodeOf("fe1", "kept")
-	r.nodes[dead].Close()
-	r.mc.MustApply(&fsm.ReportBackends{Reports: []fsm.BackendReport{{ID: r.ids[dead], NodeState: fsm.NodeError}}})
+	r.killNode(dead)
 	live := r.nodeAt(joinLocation(t, c, "meetingID=kept&fullName=Ann&password=ap").Host)
 	if live < 0 || live == dead {
 		t.Fatalf("not re-created on the live node (dead %d, joined %d)", dead, live)

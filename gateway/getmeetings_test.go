@@ -320,6 +320,12 @@ func (r *rig) markError(id string) {
 		Now: time.Now().UnixNano()})
 }
 
+// killNode stops node i and commits what the prober does for a dead node.
+func (r *rig) killNode(i int) {
+	r.nodes[i].Close()
+	r.markError(r.ids[i])
+}
+
 // A hung node the cluster has marked error is not asked: getMeetings
 // answers at once with the live nodes' meetings, the dead node's left out.
 func TestGetMeetingsSkipsDeadNode(t *testing.T) {
