@@ -273,47 +273,6 @@ func TestGetMeetingsAsksForNewUnlistedMeeting(t *testing.T) {
 	}
 }
 
-// hangAt listens on addr (a fake node's, closed) and accepts connections
-// that are never answered: a hung node. It returns the number accepted.
-func hangAt(t *testing.T, addr string) *atomic.Int32 {
-	t.Helper()
-	var ln net.Listener
-	var err error
-	for try := 0; try < 50; try++ {
-		if ln, err = net.Listen("tcp", addr); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	var accepted atomic.Int32
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted.Add(1)
-			mu.Lock()
-			conns = append(conns, conn)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return &accepted
-}
-
 // markError commits what the prober does for a dead node.
 func (r *rig) markError(id string) {
 	r.mc.MustApply(&fsm.ReportBackends{Reports: []fsm.BackendReport{{ID: id, NodeState: fsm.NodeError, Error: "backend timeout"}},
@@ -343,7 +302,7 @@ func TestGetMeetingsSkipsDeadNode(t *testing.T) {
 		t.Fatalf("placement did not spread: %v", on)
 	}
 	r.nodes[1].Close()
-	accepted := hangAt(t, r.addrs[1])
+	accepted := harness.HangAt(t, r.addrs[1])
 	r.markError(r.ids[1])
 	start := time.Now()
 	a := c.Get(t, "getMeetings", "")
@@ -403,7 +362,7 @@ func TestRecordingCallsOnDeadNodeFailAtOnce(t *testing.T) {
 		t.Fatalf("want a recording on each node: %v", recOn)
 	}
 	r.nodes[1].Close()
-	accepted := hangAt(t, r.addrs[1])
+	accepted := harness.HangAt(t, r.addrs[1])
 	r.markError(r.ids[1])
 	liveCalls := r.nodes[0].Requests("publishRecordings") + r.nodes[0].Requests("updateRecordings") + r.nodes[0].Requests("deleteRecordings")
 
@@ -457,7 +416,7 @@ func TestHungNodeHoldsAReadForItsBound(t *testing.T) {
 		t.Fatal(a.Raw)
 	}
 	r.nodes[0].Close()
-	hangAt(t, r.addrs[0])
+	harness.HangAt(t, r.addrs[0])
 	start := time.Now()
 	a := c.Get(t, "getMeetingInfo", "meetingID=m1")
 	took := time.Since(start)

@@ -4,17 +4,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/conclave-lb/conclave/internal/testwait"
 	"github.com/conclave-lb/conclave/test/harness"
 )
 
@@ -96,34 +93,7 @@ func TestGetMeetingsReadYourWrites(t *testing.T) {
 func (c *bbbCluster) hangNode(t *testing.T, i int) {
 	t.Helper()
 	c.nodes[i].Close()
-	var ln net.Listener
-	if err := testwait.Until(time.Second, func() (err error) {
-		ln, err = net.Listen("tcp", c.hosts[i])
-		return err
-	}); err != nil {
-		t.Fatalf("hang node %d: %v", i, err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, conn)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, conn := range conns {
-			conn.Close()
-		}
-	})
+	harness.HangAt(t, c.hosts[i])
 }
 
 // nodeRunning returns the index of the fake node running meeting mid.
