@@ -31,9 +31,7 @@ func (c *countingTransport) RoundTrip(*http.Request) (*http.Response, error) {
 func FuzzCallback(f *testing.F) {
 	mc := NewMemCluster()
 	mc.MustApply(&fsm.AddFrontend{Key: "fe", Secret: "s"})
-	mc.MustApply(&fsm.AddBackend{ID: "b", URL: "http://127.0.0.1:1/bigbluebutton/api/", Secret: "x"})
-	mc.MustApply(&fsm.SetBackendAdminState{ID: "b", State: fsm.AdminReady})
-	mc.MustApply(&fsm.ReportBackends{Reports: []fsm.BackendReport{{ID: "b", NodeState: fsm.NodeReady}}})
+	mc.MustAddReadyBackend("b", "http://127.0.0.1:1/bigbluebutton/api/", "x")
 	mc.MustApply(&fsm.ClaimMeeting{InternalID: "fe~m", Frontend: "fe", MeetingID: "m", BackendID: "b"})
 	s := New(Config{}, mc)
 	key := s.relay.ClusterKey(context.Background())

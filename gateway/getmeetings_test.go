@@ -252,9 +252,7 @@ func TestGetMeetingsAsksForNewUnlistedMeeting(t *testing.T) {
 	}))
 	t.Cleanup(node.Close)
 	r := newRig(t, 0)
-	r.mc.MustApply(&fsm.AddBackend{ID: "lazy", URL: node.URL + "/bigbluebutton/api/", Secret: "s"})
-	r.mc.MustApply(&fsm.SetBackendAdminState{ID: "lazy", State: fsm.AdminReady})
-	r.setReady("lazy")
+	r.mc.MustAddReadyBackend("lazy", node.URL+"/bigbluebutton/api/", "s")
 	now := time.Now()
 	for _, m := range []struct {
 		id  string
@@ -324,9 +322,7 @@ func TestGetMeetingsListsTooLargeNodeInError(t *testing.T) {
 	huge.Store(true)
 	r := newRig(t, 0)
 	node := hugeNode(t, &huge)
-	r.mc.MustApply(&fsm.AddBackend{ID: "big", URL: node.URL + "/bigbluebutton/api/", Secret: "s"})
-	r.mc.MustApply(&fsm.SetBackendAdminState{ID: "big", State: fsm.AdminReady})
-	r.setReady("big")
+	r.mc.MustAddReadyBackend("big", node.URL+"/bigbluebutton/api/", "s")
 	r.mc.MustApply(&fsm.ClaimMeeting{InternalID: "fe1~big", Frontend: "fe1", MeetingID: "big", BackendID: "big"})
 	r.mc.MustApply(&fsm.ReportBackends{Reports: []fsm.BackendReport{{ID: "big", NodeState: fsm.NodeError, Error: control.TooLargeMessage}}})
 	if a := r.client("fe1").Get(t, "getMeetings", ""); !strings.Contains(a.Raw, "<meetingID>big</meetingID>") {

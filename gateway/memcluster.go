@@ -67,6 +67,14 @@ func (m *MemCluster) MustApply(c fsm.Command) *fsm.Result {
 	return r
 }
 
+// MustAddReadyBackend adds a backend, enabled and reported ready: one
+// that takes meetings at once.
+func (m *MemCluster) MustAddReadyBackend(id, url, secret string) {
+	m.MustApply(&fsm.AddBackend{ID: id, URL: url, Secret: secret})
+	m.MustApply(&fsm.SetBackendAdminState{ID: id, State: fsm.AdminReady})
+	m.MustApply(&fsm.ReportBackends{Reports: []fsm.BackendReport{{ID: id, NodeState: fsm.NodeReady}}})
+}
+
 func (m *MemCluster) ConsistentRead(context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
