@@ -98,6 +98,10 @@ func (s *State) apply(c Command) *Result {
 		return s.putRecordings(c)
 	case *DropRecordings:
 		return s.dropRecordings(c)
+	case *MarkCentral:
+		return s.markCentral(c)
+	case *SetRecordingsPublished:
+		return s.setRecordingsPublished(c)
 	}
 	return fail(invalid("unknown command"))
 }

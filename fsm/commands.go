@@ -300,6 +300,10 @@ func newCommand(t CmdType) Command {
 		return &DropRecordings{}
 	case CmdSetClusterKey:
 		return &SetClusterKey{}
+	case CmdMarkCentral:
+		return &MarkCentral{}
+	case CmdSetRecordingsPublished:
+		return &SetRecordingsPublished{}
 	case CmdSetMeetingParams:
 		return &SetMeetingParams{}
 	case CmdFailoverMeeting:

@@ -18,12 +18,17 @@ type Recording struct {
 	StartTime  int64             `json:"start_time"`
 	Meta       map[string]string `json:"meta,omitempty"`
 	XML        string            `json:"xml"`
+	// Central lists the formats copied whole to central storage (central.go).
+	Central []CentralCopy `json:"central,omitempty"`
 }
 
 // PutRecordings adds or replaces recordings (from a sync or a callback).
 type PutRecordings struct{ Recordings []Recording }
 
-// DropRecordings forgets recordings that backend no longer has.
+// DropRecordings forgets recordings that backend no longer has. With a
+// BackendID (a sync: the node no longer lists them) a recording with a
+// central copy is kept, since it plays from there; without one (a client's
+// deleteRecordings) it goes whatever it is.
 type DropRecordings struct {
 	BackendID string
 	RecordIDs []string
@@ -93,6 +98,11 @@ func (s *State) putRecordings(c *PutRecordings) *Result {
 		if r.RecordID == "" || len(r.RecordID) > maxMeetingID || len(r.XML) > maxRecordingXML {
 			continue
 		}
+		if old, ok := s.Recordings[r.RecordID]; ok {
+			r.Central = old.Central // a node's listing knows nothing of central copies
+		} else {
+			r.Central = nil
+		}
 		s.Recordings[r.RecordID] = &r
 	}
 	return &Result{}
@@ -100,7 +110,7 @@ func (s *State) putRecordings(c *PutRecordings) *Result {
 
 func (s *State) dropRecordings(c *DropRecordings) *Result {
 	for _, id := range c.RecordIDs {
-		if r, ok := s.Recordings[id]; ok && (c.BackendID == "" || r.BackendID == c.BackendID) {
+		if r, ok := s.Recordings[id]; ok && (c.BackendID == "" || (r.BackendID == c.BackendID && len(r.Central) == 0)) {
 			delete(s.Recordings, id)
 		}
 	}
