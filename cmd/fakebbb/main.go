@@ -8,11 +8,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"syscall"
 
 	"github.com/conclave-lb/conclave/test/fakebbb"
@@ -31,11 +33,20 @@ const usage = `fakebbb serves a fake BigBlueButton API: checksums, meetings, joi
 
 Usage:
   fakebbb --listen 127.0.0.1:PORT --secret SECRET [--properties PATH]
+          [--published-dir DIR [--recording-bytes N]]
 
 Flags (each has an environment variable; a flag wins):
   --listen ADDR       FAKEBBB_LISTEN      address to serve on (default 127.0.0.1:8090)
   --secret S          FAKEBBB_SECRET      the API secret (securitySalt); required
   --properties PATH   FAKEBBB_PROPERTIES  write a bigbluebutton.properties there, for an agent
+  --published-dir DIR FAKEBBB_PUBLISHED_DIR
+                      write each published recording's files as BBB does:
+                      DIR/video/<recordID>/ (video-0.m4v, index.html, then
+                      metadata.xml), served at /playback/video/<recordID>/;
+                      unpublished and deleted ones move to DIR/../unpublished
+                      and DIR/../deleted, as in /var/bigbluebutton
+  --recording-bytes N FAKEBBB_RECORDING_BYTES
+                      size of a recording's video-0.m4v (default 262144)
   --version                               print the version and exit
   --help                                  print this help and exit
 
@@ -52,6 +63,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	listen := fs.String("listen", envOr("FAKEBBB_LISTEN", "127.0.0.1:8090"), "")
 	secret := fs.String("secret", os.Getenv("FAKEBBB_SECRET"), "")
 	props := fs.String("properties", os.Getenv("FAKEBBB_PROPERTIES"), "")
+	published := fs.String("published-dir", os.Getenv("FAKEBBB_PUBLISHED_DIR"), "")
+	recBytes := fs.String("recording-bytes", envOr("FAKEBBB_RECORDING_BYTES", strconv.Itoa(fakebbb.DefaultRecordingBytes)), "")
 	showVersion := fs.Bool("version", false, "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -75,7 +88,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 
-	srv := fakebbb.New(*secret)
+	mediaBytes, err := strconv.Atoi(*recBytes)
+	if err != nil || mediaBytes < 1 {
+		fmt.Fprintf(stderr, "fakebbb: --recording-bytes must be a positive number of bytes, not %q\n", *recBytes)
+		return 2
+	}
+	if *published != "" {
+		if err := os.MkdirAll(*published, 0o755); err != nil {
+			fmt.Fprintf(stderr, "fakebbb: published dir: %v\n", err)
+			return 1
+		}
+	}
+
+	srv := fakebbb.NewWithConfig(fakebbb.Config{
+		Secret:         *secret,
+		PublishedDir:   *published,
+		RecordingBytes: mediaBytes,
+		ErrorLog:       log.New(stderr, "", 0),
+	})
 	api, err := srv.Start(*listen)
 	if err != nil {
 		fmt.Fprintf(stderr, "fakebbb: cannot listen on %s: %v\n", *listen, err)

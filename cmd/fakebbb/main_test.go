@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -48,6 +49,14 @@ func TestVersionHelpAndBadFlags(t *testing.T) {
 	t.Setenv("FAKEBBB_SECRET", "")
 	if code, _, errOut := runQuick(t, "--listen", "127.0.0.1:0"); code != 2 || !strings.Contains(errOut, "secret is required") {
 		t.Fatalf("no secret: %d %q", code, errOut)
+	}
+	for _, n := range []string{"0", "-1", "lots"} {
+		if code, _, errOut := runQuick(t, "--secret", "s", "--recording-bytes", n); code != 2 || !strings.Contains(errOut, "--recording-bytes") {
+			t.Fatalf("--recording-bytes %s: %d %q", n, code, errOut)
+		}
+	}
+	if code, out, _ := runQuick(t, "--help"); code != 0 || !strings.Contains(out, "--published-dir") || !strings.Contains(out, "FAKEBBB_RECORDING_BYTES") {
+		t.Fatalf("--help lacks the recording flags: %q", out)
 	}
 }
 
@@ -189,5 +198,44 @@ func TestProcessFaults(t *testing.T) {
 	}
 	if _, err := c.TryGet("getMeetings", ""); err == nil {
 		t.Fatal("a killed node answered")
+	}
+}
+
+// The binary writes the published tree where FAKEBBB_PUBLISHED_DIR says,
+// with FAKEBBB_RECORDING_BYTES of media, and serves it.
+func TestProcessPublishedDir(t *testing.T) {
+	const secret = "pub-secret"
+	pub := filepath.Join(t.TempDir(), "var", "published")
+	p := fakebbb.StartProcess(t, os.Args[0], secret, "FAKEBBB_TEST_AS_MAIN=1",
+		"FAKEBBB_PUBLISHED_DIR="+pub, "FAKEBBB_RECORDING_BYTES=4096")
+	c := harness.BBBClient{Base: strings.TrimSuffix(p.API, "/"), Secret: secret}
+	a := c.Get(t, "create", "meetingID=pubbed&record=true")
+	if a.ReturnCode != "SUCCESS" {
+		t.Fatalf("create: %s", a.Raw)
+	}
+	if a := c.Get(t, "end", "meetingID=pubbed"); a.ReturnCode != "SUCCESS" {
+		t.Fatalf("end: %s", a.Raw)
+	}
+	sum := sha1.Sum([]byte("pubbed"))
+	matches, _ := filepath.Glob(filepath.Join(pub, "video", hex.EncodeToString(sum[:])+"-*", "metadata.xml"))
+	if len(matches) != 1 {
+		t.Fatalf("metadata.xml files: %v", matches)
+	}
+	dir := filepath.Dir(matches[0])
+	id := filepath.Base(dir)
+	media, err := os.ReadFile(filepath.Join(dir, "video-0.m4v"))
+	if err != nil || !bytes.Equal(media, fakebbb.RecordingMedia(id, 4096)) {
+		t.Fatalf("media: %d bytes, %v", len(media), err)
+	}
+	req, _ := http.NewRequest("GET", "http://"+p.Host+"/playback/video/"+id+"/video-0.m4v", nil)
+	req.Header.Set("Range", "bytes=100-199")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(body, media[100:200]) {
+		t.Fatalf("range: HTTP %d, %d bytes", resp.StatusCode, len(body))
 	}
 }

@@ -52,6 +52,7 @@ type meeting struct {
 	createTime              int64 // ms; also the suffix of internalID
 	duration, maxUsers      int
 	record                  bool
+	protect                 bool              // create's protect (BBB 2.6+): its recordings are protected
 	meta                    map[string]string // meta_* parameters, names lower-cased
 	isBreakout              bool
 	parentID                string // the parent's internal ID, for a breakout room
@@ -164,6 +165,7 @@ func (s *Server) create(q *apiRequest) {
 		duration:    atoi(q.params.Get("duration")),
 		maxUsers:    atoi(q.params.Get("maxParticipants")),
 		record:      parseBool(q.params.Get("record")),
+		protect:     parseBool(q.params.Get("protect")),
 		meta:        metaParams(q),
 
 		disabledFeatures: disabledFeatures(q.params.Get("disabledFeatures"), q.params.Get("disabledFeaturesExclude")),

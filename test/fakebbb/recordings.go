@@ -3,7 +3,6 @@ package fakebbb
 import (
 	"crypto/sha1"
 	"encoding/hex"
-	"html"
 	"io"
 	"net/http"
 	"net/url"
@@ -34,6 +33,7 @@ const (
 type recording struct {
 	id, meetingID, internalMeetingID, name string
 	state                                  string
+	protected                              bool // create had protect=true
 	startTime, endTime                     int64
 	participants                           int
 	meta                                   map[string]string
@@ -47,7 +47,9 @@ type textTrack struct {
 	content                   []byte
 }
 
-func (r *recording) playbackURL() string { return r.base + playbackPrefix + r.id }
+// playbackURL is where the node's nginx serves the recording's video
+// format: the directory, whose index.html plays video-0.m4v.
+func (r *recording) playbackURL() string { return r.base + playbackPrefix + r.id + "/" }
 
 // newRecording is what a recorded meeting leaves when it ends: already
 // published (a real node takes minutes to process). Its ID is the meeting's
@@ -67,6 +69,7 @@ func (s *Server) newRecording(m *meeting, base string, now int64) *recording {
 		internalMeetingID: m.internalID,
 		name:              m.name,
 		state:             statePublished,
+		protected:         m.protect,
 		startTime:         m.createTime,
 		endTime:           now,
 		participants:      m.participants,
@@ -75,6 +78,7 @@ func (s *Server) newRecording(m *meeting, base string, now int64) *recording {
 		slides:            append([]string(nil), s.presentations[m.id]...),
 	}
 	s.recordings[rec.id] = rec
+	s.placeRecording(rec)
 	return rec
 }
 
@@ -88,6 +92,11 @@ func writeRecording(x *xmlWriter, r *recording) {
 	x.leaf("name", r.name)
 	x.leaf("isBreakout", r.meta["isBreakout"])
 	x.leafBool("published", r.state == statePublished)
+	// bbb-web 3.0's getRecordings template has no <protected>; Scalelite
+	// puts it here, after <published>. Only protected recordings carry it.
+	if r.protected {
+		x.leafBool("protected", true)
+	}
 	x.leaf("state", r.state)
 	x.leafInt("startTime", r.startTime)
 	x.leafInt("endTime", r.endTime)
@@ -96,7 +105,7 @@ func writeRecording(x *xmlWriter, r *recording) {
 	x.kvs("metadata", r.meta)
 	x.open("playback")
 	x.open("format")
-	x.leaf("type", "presentation")
+	x.leaf("type", playbackFormat)
 	x.leaf("url", r.playbackURL())
 	x.leafInt("processingTime", 1500)
 	x.leafInt("length", lengthMin)
@@ -310,12 +319,18 @@ func (s *Server) publishRecordings(q *apiRequest) {
 	if parseBool(publish) {
 		state = statePublished
 	}
-	s.changeRecordings(q, ids, func(r *recording) { r.state = state }, "published", parseBool(publish))
+	s.changeRecordings(q, ids, func(r *recording) {
+		r.state = state
+		s.placeRecording(r)
+	}, "published", parseBool(publish))
 }
 
 func (s *Server) deleteRecordings(q *apiRequest) {
 	if ids, ok := recordIDs(q); ok {
-		s.changeRecordings(q, ids, func(r *recording) { r.state = stateDeleted }, "deleted", true)
+		s.changeRecordings(q, ids, func(r *recording) {
+			r.state = stateDeleted
+			s.placeRecording(r)
+		}, "deleted", true)
 	}
 }
 
@@ -334,6 +349,7 @@ func (s *Server) updateRecordings(q *apiRequest) {
 				r.meta[k] = v
 			}
 		}
+		s.placeRecording(r) // BBB rewrites metadata.xml
 	}, "updated", true)
 }
 
@@ -459,26 +475,6 @@ func uploadedFile(q *apiRequest) []byte {
 	defer f.Close()
 	b, _ := io.ReadAll(io.LimitReader(f, maxBody))
 	return b
-}
-
-// playback serves a published recording's playback page.
-func (s *Server) playback(w http.ResponseWriter, r *http.Request, id string) {
-	id = strings.TrimSuffix(id, "/")
-	s.mu.Lock()
-	rec := s.recordings[id]
-	ok := rec != nil && rec.state == statePublished
-	var name string
-	if ok {
-		name = rec.name
-	}
-	s.mu.Unlock()
-	if !ok {
-		http.NotFound(w, r)
-		return
-	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Write([]byte("<!DOCTYPE html><html><head><title>Recording playback</title></head><body><p>Playback of " +
-		html.EscapeString(name) + "</p></body></html>\n"))
 }
 
 // caption serves an uploaded text track: <recordID>/<kind>_<lang>.vtt.

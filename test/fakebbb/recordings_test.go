@@ -56,11 +56,12 @@ func TestRecordings(t *testing.T) {
 	}
 	rec := all.tree.all("recordings/recording")[0]
 	if rec.get("state") != "published" || rec.get("published") != "true" || rec.get("participants") != "1" ||
-		rec.get("metadata/meetingId") != rec.get("meetingID") || rec.get("playback/format/type") != "presentation" {
+		rec.get("metadata/meetingId") != rec.get("meetingID") || rec.get("playback/format/type") != "video" {
 		t.Fatalf("recording fields: %s", all.body)
 	}
 	playURL := rec.get("playback/format/url")
-	if !strings.Contains(playURL, "/playback/presentation/2.3/"+rec.get("recordID")) {
+	if !strings.HasPrefix(playURL, "http://127.0.0.1:") || !strings.HasSuffix(playURL, "/playback/video/"+rec.get("recordID")+"/") ||
+		rec.has("protected") {
 		t.Fatalf("playback URL %q", playURL)
 	}
 	if p := fetch(t, "GET", playURL, "", ""); p.status != http.StatusOK {

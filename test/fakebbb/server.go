@@ -7,7 +7,10 @@
 // on a page of the fake's own, and only that landing counts the attendee, as
 // a real node counts a user once the browser arrives; a meeting is running
 // from then on (not from its create), and only a running meeting takes chat
-// messages.
+// messages. A recording is BBB's "video" format: with
+// Config.PublishedDir, its files are written as a node's recording scripts
+// write them (PublishedDir/video/<recordID>/), moved on unpublish and
+// delete, and served at /playback/video/<recordID>/ as its nginx does.
 //
 // A test can make a node fail as BBB servers do: Close (it dies, and Start
 // on the same address brings it back with its meetings), Restart (it comes
@@ -31,6 +34,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -46,7 +50,7 @@ const maxBody = 32 << 20
 const (
 	apiRoot        = "/bigbluebutton/api"
 	landingPath    = "/html5client/join"
-	playbackPrefix = "/playback/presentation/2.3/"
+	playbackPrefix = "/playback/video/" // BBB's video format, served by the node's nginx
 	// RequestsPath answers Requests for every call as JSON, for tests
 	// that run the fake as its own process (benchmarks count node calls).
 	RequestsPath   = "/fakebbb/requests"
@@ -55,7 +59,10 @@ const (
 
 // Server is one fake BBB node. All methods are safe for concurrent use.
 type Server struct {
-	secret string
+	secret   string
+	pubDir   string      // Config.PublishedDir, cleaned; "" when none
+	recBytes int         // size of a recording's video-0.m4v
+	errLog   *log.Logger // disk errors of the published tree
 
 	mu             sync.Mutex
 	meetings       map[string]*meeting   // running meetings by external meetingID
@@ -82,10 +89,51 @@ type hold struct {
 	abort bool          // set before done closes: drop the connections
 }
 
+// Config sets up a node made with NewWithConfig.
+type Config struct {
+	// Secret is the API secret (BBB's securitySalt).
+	Secret string
+	// PublishedDir, when set, is BBB's /var/bigbluebutton/published: each
+	// published recording's files are written to
+	// PublishedDir/video/<recordID>/ (video-0.m4v, index.html, then
+	// metadata.xml last), and served under /playback/video/<recordID>/.
+	// Unpublished recordings move to <parent>/unpublished/video/<recordID>,
+	// deleted ones to <parent>/deleted/video/<recordID>, as BBB does.
+	PublishedDir string
+	// RecordingBytes is the size of a recording's video-0.m4v;
+	// 0 or less means DefaultRecordingBytes.
+	RecordingBytes int
+	// ErrorLog, when set, receives errors writing the published tree.
+	ErrorLog *log.Logger
+}
+
+// DefaultRecordingBytes is a recording's media size when the Config gives
+// none: 256 KiB.
+const DefaultRecordingBytes = 256 << 10
+
 // New returns a node that checks checksums with secret (BBB's securitySalt).
-func New(secret string) *Server {
+func New(secret string) *Server { return NewWithConfig(Config{Secret: secret}) }
+
+// NewWithConfig returns a node set up by c.
+func NewWithConfig(c Config) *Server {
+	if c.RecordingBytes <= 0 {
+		c.RecordingBytes = DefaultRecordingBytes
+	}
+	if c.PublishedDir != "" {
+		if abs, err := filepath.Abs(c.PublishedDir); err == nil {
+			c.PublishedDir = abs // its parent holds unpublished/ and deleted/
+		} else {
+			c.PublishedDir = filepath.Clean(c.PublishedDir)
+		}
+	}
+	if c.ErrorLog == nil {
+		c.ErrorLog = log.New(io.Discard, "", 0)
+	}
 	return &Server{
-		secret:        secret,
+		secret:        c.Secret,
+		pubDir:        c.PublishedDir,
+		recBytes:      c.RecordingBytes,
+		errLog:        c.ErrorLog,
 		meetings:      map[string]*meeting{},
 		sessions:      map[string]*session{},
 		recordings:    map[string]*recording{},
@@ -101,7 +149,8 @@ func New(secret string) *Server {
 }
 
 // Handler serves the BBB API under /bigbluebutton/api, the join landing
-// page, recording playback pages and uploaded caption files.
+// page, recordings' playback files (/playback/video/<recordID>/) and
+// uploaded caption files.
 func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
 
 // Start listens on addr (e.g. "127.0.0.1:0") and serves in the background.

@@ -172,7 +172,7 @@ func TestNastyInputs(t *testing.T) {
 		sign("getRecordingTextTracks", "recordID=../../x"),
 		sign("sendChatMessage", "meetingID=x&message=%FF"),
 		"/html5client/join", "/html5client/join?sessionToken=%00",
-		"/playback/presentation/2.3/", "/playback/presentation/2.3/../../x",
+		"/playback/video/", "/playback/video/../../x", "/playback/video/x/..%2f..%2fx", "/playback/video/x/.x",
 		"/bigbluebutton/captions/", "/bigbluebutton/captions/x", "/nowhere",
 	} {
 		do("GET", target, "", nil)
