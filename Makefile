@@ -8,7 +8,7 @@ GO         ?= go
 FUZZTIME   ?= 10s
 BENCH_OUT  ?= $(BIN)/bench.md
 
-.PHONY: all build test deps unit fuzz e2e demo bench images vet fmt clean
+.PHONY: all build test deps tools unit fuzz e2e demo bench images vet fmt clean
 
 all: build
 
@@ -29,8 +29,17 @@ test: deps build vet unit fuzz e2e
 deps:
 	@./scripts/test-deps.sh
 
-unit:
-	CONCLAVE_BIN_DIR=$(BIN) $(GO) test -count=1 -timeout 20m ./...
+# The S3-compatible server the recstore tests run against (test/harness/s3.go
+# builds the same version when it is missing).
+VERSITYGW_VERSION := v1.8.0
+
+tools: $(BIN)/tools/versitygw
+
+$(BIN)/tools/versitygw:
+	GOBIN=$(BIN)/tools $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
+
+unit: tools
+	CONCLAVE_BIN_DIR=$(BIN) CONCLAVE_VERSITYGW=$(BIN)/tools/versitygw $(GO) test -count=1 -timeout 20m ./...
 
 # Fuzz targets run briefly on each `make test`; longer: make fuzz FUZZTIME=5m
 fuzz:
