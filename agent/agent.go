@@ -23,6 +23,7 @@ import (
 	"github.com/conclave-lb/conclave/auth"
 	"github.com/conclave-lb/conclave/bbb"
 	"github.com/conclave-lb/conclave/discovery"
+	"github.com/conclave-lb/conclave/shipping"
 )
 
 // Defaults.
@@ -58,6 +59,14 @@ type Config struct {
 	RegisterRetry   time.Duration // default DefaultRegisterRetry
 	RegisterBackoff time.Duration // after 401/403; default DefaultRegisterBackoff
 
+	// Recordings: with RecordingsDir (BBB's published tree) and an
+	// APIToken, the agent ships every settled recording format found there
+	// to the cluster's central storage (see recordings.go).
+	RecordingsDir    string
+	TransferRate     int64         // bytes per second; 0 = unlimited
+	RecordingsScan   time.Duration // default DefaultRecordingsScan
+	RecordingsSettle time.Duration // default DefaultRecordingsSettle
+
 	HTTPClient *http.Client // for BBB and the admin API; default: net/http with timeouts
 	Logger     *slog.Logger
 }
@@ -79,6 +88,7 @@ type Agent struct {
 	signing    atomic.Bool // the load key is set: gossiped load is signed
 	polls      atomic.Int64
 	hostPort   string // the BBB server's host:port, as agent tokens name it
+	shipped    shipping.Progress
 	join       joinSet
 
 	cancel context.CancelFunc
@@ -121,6 +131,15 @@ func Start(cfg Config) (*Agent, error) {
 	if cfg.RegisterBackoff <= 0 {
 		cfg.RegisterBackoff = DefaultRegisterBackoff
 	}
+	if cfg.RecordingsScan <= 0 {
+		cfg.RecordingsScan = DefaultRecordingsScan
+	}
+	if cfg.RecordingsSettle <= 0 {
+		cfg.RecordingsSettle = DefaultRecordingsSettle
+	}
+	if cfg.TransferRate < 0 {
+		return nil, fmt.Errorf("transfer rate %d: want 0 (unlimited) or more", cfg.TransferRate)
+	}
 	a := &Agent{cfg: cfg, algo: algo, log: cfg.Logger.With("component", "agent")}
 	a.bbbc, a.adminc = cfg.HTTPClient, cfg.HTTPClient
 	if a.bbbc == nil {
@@ -160,6 +179,12 @@ func Start(cfg Config) (*Agent, error) {
 	} else {
 		a.log.Warn("no CONCLAVE_API_TOKEN: peers with a JWT secret ignore this agent's load (they need it signed with the key an agent token gets)",
 			"token_subject", a.hostPort)
+	}
+	if cfg.RecordingsDir != "" && cfg.APIToken != "" {
+		a.wg.Add(1)
+		go a.recordingsLoop(ctx)
+	} else if cfg.RecordingsDir != "" {
+		a.log.Warn("recordings are not shipped to central storage: shipping needs CONCLAVE_API_TOKEN", "recordings_dir", cfg.RecordingsDir)
 	}
 	return a, nil
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/conclave-lb/conclave/agent"
 	"github.com/conclave-lb/conclave/discovery"
 	"github.com/conclave-lb/conclave/internal/cli"
+	"github.com/conclave-lb/conclave/shipping"
 )
 
 var version = "dev"
@@ -31,16 +32,37 @@ type options struct {
 	autoregister                              bool
 	bbbAPI, gossipAddr, gossipAdvertise, name string
 	poll                                      time.Duration
+	recordingsDir                             string
+	transferRate                              byteRate
+	recordingsScan, recordingsSettle          time.Duration
 }
 
 var envFlags = cli.EnvFlags{
-	"join":             "CONCLAVE_GOSSIP_JOIN",
-	"autoregister":     "CONCLAVE_AUTOREGISTER",
-	"bbb-api":          "CONCLAVE_BBB_API",
-	"gossip-addr":      "CONCLAVE_AGENT_GOSSIP_ADDR",
-	"gossip-advertise": "CONCLAVE_AGENT_GOSSIP_ADVERTISE",
-	"name":             "CONCLAVE_AGENT_NAME",
-	"poll":             "CONCLAVE_AGENT_POLL",
+	"join":              "CONCLAVE_GOSSIP_JOIN",
+	"autoregister":      "CONCLAVE_AUTOREGISTER",
+	"bbb-api":           "CONCLAVE_BBB_API",
+	"gossip-addr":       "CONCLAVE_AGENT_GOSSIP_ADDR",
+	"gossip-advertise":  "CONCLAVE_AGENT_GOSSIP_ADVERTISE",
+	"name":              "CONCLAVE_AGENT_NAME",
+	"poll":              "CONCLAVE_AGENT_POLL",
+	"recordings-dir":    "CONCLAVE_RECORDINGS_DIR",
+	"transfer-rate":     "CONCLAVE_TRANSFER_RATE",
+	"recordings-scan":   "CONCLAVE_RECORDINGS_SCAN",
+	"recordings-settle": "CONCLAVE_RECORDINGS_SETTLE",
+}
+
+// byteRate is a bytes-per-second flag that takes suffixes: 20M, 512k.
+type byteRate int64
+
+func (r *byteRate) String() string { return shipping.FormatBytes(int64(*r)) + "/s" }
+func (r *byteRate) Type() string   { return "bytes/s" }
+func (r *byteRate) Set(s string) error {
+	n, err := shipping.ParseBytes(s)
+	if err != nil {
+		return err
+	}
+	*r = byteRate(n)
+	return nil
 }
 
 func main() {
@@ -61,6 +83,8 @@ func newCommand(stop <-chan struct{}) *cobra.Command {
 secret from bbb-web's properties, polls its API (a signed getMeetings) for meetings,
 attendees and video streams, and gossips that load to the Conclave peers. With -a it
 registers the server as a backend (AdminState init) through a peer's admin API.
+When --recordings-dir exists (and CONCLAVE_API_TOKEN is set), it ships every recording
+format BBB publishes there to the cluster's central storage, paced to --transfer-rate.
 
 Environment-only settings:
   BBB_CONFIG            bbb-web properties (default ` + agent.DefaultConfigPath + `)
@@ -94,6 +118,11 @@ Environment-only settings:
 	f.StringVar(&o.gossipAdvertise, "gossip-advertise", "", "gossip address peers reach this agent on (default: --gossip-addr)")
 	f.StringVar(&o.name, "name", "", "gossip member name (default: BBB host:gossip port)")
 	f.DurationVar(&o.poll, "poll", agent.DefaultPoll, "how often to poll the BBB API")
+	f.StringVar(&o.recordingsDir, "recordings-dir", shipping.DefaultPublishedDir, "BBB's published recordings, shipped to central storage when the directory exists (empty: off)")
+	o.transferRate = 20 << 20
+	f.Var(&o.transferRate, "transfer-rate", "bandwidth for shipping recordings, bytes per second (suffixes k, M, G: binary; 0: unlimited)")
+	f.DurationVar(&o.recordingsScan, "recordings-scan", agent.DefaultRecordingsScan, "how often to scan --recordings-dir")
+	f.DurationVar(&o.recordingsSettle, "recordings-settle", agent.DefaultRecordingsSettle, "ship a recording format only when none of its files changed for this long")
 	envFlags.Annotate(f)
 	return cmd
 }
@@ -111,6 +140,18 @@ func run(o options, stderr io.Writer, stop <-chan struct{}) error {
 		setLF = true
 		if lf, err = strconv.ParseFloat(s, 64); err != nil || !(lf > 0) || lf > 1000 {
 			return fmt.Errorf("CONCLAVE_LOAD_FACTOR=%q: want a number above 0 and at most 1000 (the backend setting's range)", s)
+		}
+	}
+	if o.recordingsScan <= 0 {
+		return fmt.Errorf("--recordings-scan %v: want a positive duration", o.recordingsScan)
+	}
+	if o.recordingsSettle < 0 {
+		return fmt.Errorf("--recordings-settle %v: want a duration of 0 or more", o.recordingsSettle)
+	}
+	recordings := ""
+	if o.recordingsDir != "" {
+		if fi, err := os.Stat(o.recordingsDir); err == nil && fi.IsDir() {
+			recordings = o.recordingsDir
 		}
 	}
 	var key []byte
@@ -150,13 +191,27 @@ func run(o options, stderr io.Writer, stop <-chan struct{}) error {
 		o.name = defaultName(apiURL, o.gossipAddr)
 	}
 
+	token := os.Getenv("CONCLAVE_API_TOKEN")
+	switch {
+	case recordings != "" && token != "":
+		logger.Info("recording shipping on", "recordings_dir", recordings, "transfer_rate", o.transferRate.String())
+	case recordings != "":
+		logger.Info("recording shipping off: it needs CONCLAVE_API_TOKEN", "recordings_dir", recordings)
+		recordings = ""
+	case o.recordingsDir == "":
+		logger.Info("recording shipping off: --recordings-dir is empty")
+	default:
+		logger.Info("recording shipping off: no such directory", "recordings_dir", o.recordingsDir)
+	}
 	a, err := agent.Start(agent.Config{
 		APIURL: apiURL, Secret: secret, Algorithms: algos, Poll: o.poll, LoadFactor: lf, SetLoadFactor: setLF,
 		Gossip: discovery.Config{
 			Name: o.name, BindAddr: o.gossipAddr, AdvertiseAddr: o.gossipAdvertise,
 			Join: o.join, SecretKey: key,
 		},
-		Autoregister: o.autoregister, APIToken: os.Getenv("CONCLAVE_API_TOKEN"),
+		Autoregister: o.autoregister, APIToken: token,
+		RecordingsDir: recordings, TransferRate: int64(o.transferRate),
+		RecordingsScan: o.recordingsScan, RecordingsSettle: o.recordingsSettle,
 		Logger: logger.With("agent", o.name),
 	})
 	if err != nil {

@@ -30,7 +30,8 @@ func writeConfig(t *testing.T, content string) string {
 func hermetic(t *testing.T) {
 	t.Setenv("BBB_CONFIG_OVERRIDE", writeConfig(t, "# no overrides\n"))
 	for _, k := range []string{"CONCLAVE_GOSSIP_KEY", "CONCLAVE_LOAD_FACTOR", "CONCLAVE_API_TOKEN", "CONCLAVE_GOSSIP_JOIN",
-		"CONCLAVE_AUTOREGISTER", "CONCLAVE_BBB_API", "CONCLAVE_AGENT_GOSSIP_ADDR", "CONCLAVE_AGENT_NAME", "CONCLAVE_AGENT_POLL"} {
+		"CONCLAVE_AUTOREGISTER", "CONCLAVE_BBB_API", "CONCLAVE_AGENT_GOSSIP_ADDR", "CONCLAVE_AGENT_NAME", "CONCLAVE_AGENT_POLL",
+		"CONCLAVE_RECORDINGS_DIR", "CONCLAVE_TRANSFER_RATE", "CONCLAVE_RECORDINGS_SCAN", "CONCLAVE_RECORDINGS_SETTLE"} {
 		t.Setenv(k, "")
 	}
 }
@@ -77,6 +78,9 @@ func TestBadStart(t *testing.T) {
 		{"zero poll", nil, []string{"--poll", "0s"}, "--poll"},
 		{"bad bbb api", nil, []string{"--bbb-api", "ftp://bbb"}, "BBB API URL"},
 		{"bad gossip addr", nil, []string{"--gossip-addr", "nowhere"}, "--gossip-addr"},
+		{"bad transfer rate env", map[string]string{"CONCLAVE_TRANSFER_RATE": "fast"}, nil, "CONCLAVE_TRANSFER_RATE"},
+		{"bad transfer rate", nil, []string{"--transfer-rate", "-1M"}, "--transfer-rate"},
+		{"zero recordings scan", nil, []string{"--recordings-scan", "0s"}, "--recordings-scan"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -126,11 +130,15 @@ func TestRunJoinsAndLeaves(t *testing.T) {
 	t.Setenv("CONCLAVE_AGENT_NAME", "from-env")
 	t.Setenv("CONCLAVE_AGENT_POLL", "100ms")
 	t.Setenv("CONCLAVE_GOSSIP_JOIN", peer.Addr())
+	t.Setenv("CONCLAVE_RECORDINGS_DIR", t.TempDir())
+	t.Setenv("CONCLAVE_TRANSFER_RATE", "512k")
 
 	stop := make(chan struct{})
 	done := make(chan error, 1)
+	var out string
 	go func() {
-		_, err := execute(t, stop, "--bbb-api", bbbSrv.URL+"/bigbluebutton/api", "--gossip-addr", "127.0.0.1:0")
+		o, err := execute(t, stop, "--bbb-api", bbbSrv.URL+"/bigbluebutton/api", "--gossip-addr", "127.0.0.1:0")
+		out = o
 		done <- err
 	}()
 	api := bbbSrv.URL + "/bigbluebutton/api/"
@@ -157,6 +165,26 @@ func TestRunJoinsAndLeaves(t *testing.T) {
 	}
 	if l := peer.Loads()[api]; l.Alive {
 		t.Fatal("agent stopped without leaving")
+	}
+	if !strings.Contains(out, "recording shipping off: it needs CONCLAVE_API_TOKEN") {
+		t.Fatalf("no word on recording shipping:\n%s", out)
+	}
+}
+
+func TestTransferRateFlag(t *testing.T) {
+	cmd := newCommand(nil)
+	f := cmd.Flags().Lookup("transfer-rate")
+	if f.DefValue != "20.0 MiB/s" {
+		t.Fatalf("default %q", f.DefValue)
+	}
+	for in, want := range map[string]int64{"512k": 512 << 10, "20M": 20 << 20, "0": 0, "1048576": 1 << 20} {
+		var r byteRate
+		if err := r.Set(in); err != nil || int64(r) != want {
+			t.Fatalf("%q: %d, %v", in, r, err)
+		}
+	}
+	if d := cmd.Flags().Lookup("recordings-dir").DefValue; d != "/var/bigbluebutton/published" {
+		t.Fatal(d)
 	}
 }
 
