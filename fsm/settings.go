@@ -27,6 +27,9 @@ type FrontendSettings struct {
 	DefaultPresentation  *Presentation     `json:"default_presentation,omitempty"`
 	CreateDefaultParams  map[string]string `json:"create_default_params,omitempty"`
 	CreateOverrideParams map[string]string `json:"create_override_params,omitempty"`
+	// ProtectRecordings makes every recording of the tenant play only
+	// through signed, expiring links (as BBB's protect=true does for one).
+	ProtectRecordings bool `json:"protect_recordings,omitempty"`
 }
 
 // Limits on settings. They came after the first release, so they are

@@ -41,14 +41,19 @@ type rig struct {
 
 // newRig runs a gateway over an in-memory cluster with n fake BBB nodes,
 // all ready, and two frontends fe1/fe2.
-func newRig(t *testing.T, n int) *rig {
+func newRig(t *testing.T, n int) *rig { return newRigWith(t, n, Config{}) }
+
+// newRigWith is newRig with a server configured by cfg (CallbackBase is
+// the rig's own).
+func newRigWith(t *testing.T, n int, cfg Config) *rig {
 	r := &rig{t: t, mc: NewMemCluster()}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.base = "http://" + ln.Addr().String()
-	r.srv = New(Config{CallbackBase: r.base}, r.mc)
+	cfg.CallbackBase = r.base
+	r.srv = New(cfg, r.mc)
 	go r.srv.Serve(ln)
 	t.Cleanup(func() { ln.Close() })
 	for i := 0; i < n; i++ {

@@ -26,11 +26,13 @@ import (
 	"github.com/conclave-lb/conclave/gateway/admin"
 	"github.com/conclave-lb/conclave/gateway/bbbapi"
 	"github.com/conclave-lb/conclave/gateway/callbacks"
+	"github.com/conclave-lb/conclave/gateway/central"
 	"github.com/conclave-lb/conclave/gateway/control"
 	"github.com/conclave-lb/conclave/gateway/internal/admit"
 	"github.com/conclave-lb/conclave/gateway/internal/guard"
 	"github.com/conclave-lb/conclave/internal/peertls"
 	"github.com/conclave-lb/conclave/raftnode"
+	"github.com/conclave-lb/conclave/recstore"
 )
 
 var pprofHandler = func() fasthttp.RequestHandler {
@@ -70,6 +72,10 @@ type Config struct {
 	// at once, by class (admission.go); past them a request is shed with
 	// 503. Zero takes admit's defaults.
 	MaxJoins, MaxReads, MaxWrites int
+	// RecordingsStore is the central recordings store (nil: recordings
+	// stay on their nodes); PlaybackLinkTTL bounds protected links.
+	RecordingsStore recstore.Store
+	PlaybackLinkTTL time.Duration
 }
 
 // DefaultMaxBodySize fits a create with a few inline slides.
@@ -88,6 +94,7 @@ type Server struct {
 	ctl      *control.Control // prober, recordings sync, placement
 	admin    *admin.Handler   // the admin API (/api/v1)
 	relay    *callbacks.Relay // BBB callbacks relayed to the clients
+	central  *central.Central // recordings in central storage
 	draining atomic.Bool      // set by Drain
 	guard    *guard.Guard     // body gate, trusted proxies, refusals and panics counted
 	gate     *admit.Gate      // BBB API requests in flight, by class (admission.go)
@@ -127,8 +134,12 @@ func New(cfg Config, cluster Cluster) *Server {
 	s.admin = admin.New(admin.Config{JWTSecret: cfg.JWTSecret}, cluster, adminRequests{s})
 	s.guard = guard.New(guard.Config{ReverseProxy: cfg.ReverseProxy, TrustedProxies: cfg.TrustedProxies,
 		MaxBodySize: cfg.MaxBodySize, Registry: cfg.Registry, Logger: cfg.Logger})
+	s.central = central.New(central.Config{Store: cfg.RecordingsStore, LinkTTL: cfg.PlaybackLinkTTL,
+		Registry: cfg.Registry, Logger: cfg.Logger,
+		SyncRecordings: func(b *fsm.Backend, ids []string) error { return s.api.SyncRecordings(b, ids, true) },
+	}, cluster, adminRequests{s})
 	s.api = bbbapi.New(bbbapi.Config{Logger: cfg.Logger, MaxBodySize: cfg.MaxBodySize, Guard: s.guard,
-		Placement: s.ctl, Relay: s.relay, Metrics: s.metrics.Metrics}, cluster)
+		Placement: s.ctl, Relay: s.relay, Metrics: s.metrics.Metrics, Central: s.central}, cluster)
 	s.promH = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}))
 	s.srv = &fasthttp.Server{
 		Handler:            s.Handle,
@@ -182,6 +193,7 @@ var (
 	prefixTenant   = []byte("/bbb/")
 	prefixInternal = []byte(raftnode.InternalPrefix)
 	prefixAdmin    = []byte("/api/v1/")
+	prefixTransfer = []byte(central.Prefix)
 )
 
 // Handle serves one request; a panic in it becomes an error answer.
@@ -216,6 +228,8 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 		s.guard.WithBody(ctx, callbacks.MaxBody, func() { s.relay.Serve(ctx, string(path[len(callbacks.Prefix):])) })
 	case bytes.HasPrefix(path, prefixInternal):
 		s.serveInternal(ctx, string(path[len(prefixInternal):]))
+	case bytes.HasPrefix(path, prefixTransfer) && (len(path) == len(prefixTransfer) || path[len(prefixTransfer)] == '/'):
+		s.central.ServeTransfer(ctx)
 	case bytes.HasPrefix(path, prefixAdmin):
 		s.admin.Serve(ctx)
 	case string(path) == "/" || string(path) == "/status":
@@ -244,6 +258,10 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 			return
 		}
 		ctx.WriteString("ready\n")
+	case central.IsPlaybackPath(path):
+		if s.guard.NoBody(ctx) {
+			s.central.ServePlayback(ctx)
+		}
 	default:
 		ctx.Error("not found", fasthttp.StatusNotFound)
 	}

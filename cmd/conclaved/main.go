@@ -19,8 +19,10 @@ import (
 	"github.com/conclave-lb/conclave/auth"
 	"github.com/conclave-lb/conclave/discovery"
 	"github.com/conclave-lb/conclave/gateway"
+	"github.com/conclave-lb/conclave/gateway/central"
 	"github.com/conclave-lb/conclave/internal/cli"
 	"github.com/conclave-lb/conclave/raftnode"
+	"github.com/conclave-lb/conclave/recstore"
 )
 
 var version = "dev"
@@ -32,25 +34,29 @@ type options struct {
 	maxBody                                                                     int
 	recordingSync                                                               time.Duration
 	loadWeights                                                                 string
+	recordingsStore                                                             string
+	playbackLinkTTL                                                             time.Duration
 	tls                                                                         tlsOptions
 }
 
 var envFlags = cli.EnvFlags{
-	"id":              "CONCLAVE_NODE_ID",
-	"data-dir":        "CONCLAVE_DATA_DIR",
-	"listen-http":     "CONCLAVE_LISTEN_HTTP",
-	"http-advertise":  "CONCLAVE_HTTP_ADVERTISE",
-	"raft-addr":       "CONCLAVE_RAFT_ADDR",
-	"raft-advertise":  "CONCLAVE_RAFT_ADVERTISE",
-	"gossip-addr":     "CONCLAVE_GOSSIP_ADDR",
-	"bootstrap":       "CONCLAVE_BOOTSTRAP",
-	"join":            "CONCLAVE_JOIN",
-	"max-body":        "CONCLAVE_MAX_BODY",
-	"recordings-sync": "CONCLAVE_RECORDINGS_SYNC",
-	"load-weights":    "CONCLAVE_LOAD_WEIGHTS",
-	"tls-ca":          "CONCLAVE_TLS_CA",
-	"tls-cert":        "CONCLAVE_TLS_CERT",
-	"tls-key":         "CONCLAVE_TLS_KEY",
+	"id":                "CONCLAVE_NODE_ID",
+	"data-dir":          "CONCLAVE_DATA_DIR",
+	"listen-http":       "CONCLAVE_LISTEN_HTTP",
+	"http-advertise":    "CONCLAVE_HTTP_ADVERTISE",
+	"raft-addr":         "CONCLAVE_RAFT_ADDR",
+	"raft-advertise":    "CONCLAVE_RAFT_ADVERTISE",
+	"gossip-addr":       "CONCLAVE_GOSSIP_ADDR",
+	"bootstrap":         "CONCLAVE_BOOTSTRAP",
+	"join":              "CONCLAVE_JOIN",
+	"max-body":          "CONCLAVE_MAX_BODY",
+	"recordings-sync":   "CONCLAVE_RECORDINGS_SYNC",
+	"load-weights":      "CONCLAVE_LOAD_WEIGHTS",
+	"recordings-store":  "CONCLAVE_RECORDINGS_STORE",
+	"playback-link-ttl": "CONCLAVE_PLAYBACK_LINK_TTL",
+	"tls-ca":            "CONCLAVE_TLS_CA",
+	"tls-cert":          "CONCLAVE_TLS_CERT",
+	"tls-key":           "CONCLAVE_TLS_KEY",
 }
 
 func main() {
@@ -100,6 +106,8 @@ callbacks; default http://<http-advertise>).`,
 	f.DurationVar(&o.recordingSync, "recordings-sync", 30*time.Second, "how often the leader syncs the recordings index from every backend (callbacks update it at once)")
 	f.StringVar(&o.loadWeights, "load-weights", gateway.DefaultLoadWeights.String(),
 		"placement load = (meeting×meetings + attendee×attendees + video×video streams + voice×voice participants) × load factor; names left out keep their default")
+	f.StringVar(&o.recordingsStore, "recordings-store", "", "central recordings: file:///path (a shared directory) or s3://bucket/prefix (CONCLAVE_S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION); empty: recordings stay on their nodes")
+	f.DurationVar(&o.playbackLinkTTL, "playback-link-ttl", central.DefaultLinkTTL, "how long a protected recording's playback link from getRecordings plays")
 	addTLSFlags(f, &o.tls)
 	envFlags.Annotate(f)
 	return cmd
@@ -122,6 +130,15 @@ func run(o options) error {
 	}
 	if o.httpAdvertise == "" {
 		o.httpAdvertise = advertiseFor(o.listenHTTP)
+	}
+	var store recstore.Store
+	if o.recordingsStore != "" {
+		if store, err = recstore.Open(o.recordingsStore, os.Getenv); err != nil {
+			return fmt.Errorf("--recordings-store: %w", err)
+		}
+	}
+	if o.playbackLinkTTL <= 0 {
+		return fmt.Errorf("--playback-link-ttl %v: want a positive duration", o.playbackLinkTTL)
 	}
 	if o.raftAdvertise == "" {
 		o.raftAdvertise = advertiseFor(o.raftAddr)
@@ -172,7 +189,7 @@ func run(o options) error {
 		JWTSecret: jwtSecret, ReverseProxy: cli.ParseBool(os.Getenv("CONCLAVE_REVERSE_PROXY_MODE")), TrustedProxies: trustedProxies,
 		MaxBodySize: o.maxBody, Logger: logger, Version: version,
 		CallbackBase: callbackBase(o), Loads: gossipLoads{gossip}, PeerTLS: peerTLS,
-		LoadWeights: weights,
+		LoadWeights: weights, RecordingsStore: store, PlaybackLinkTTL: o.playbackLinkTTL,
 	}, node)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -182,7 +199,7 @@ func run(o options) error {
 	go srv.RunRecordingSync(healthCtx, o.recordingSync)
 	logger.Info("conclaved started", "version", version, "http", o.listenHTTP, "raft", o.raftAdvertise,
 		"bootstrap", o.bootstrap, "join", strings.Join(o.join, ","), "admin_auth", jwtSecret != "", "peer_tls", peerTLS != nil,
-		"load_weights", weights.String())
+		"load_weights", weights.String(), "recordings_store", storeName(store))
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
@@ -262,4 +279,12 @@ func checkDataDir(dir string) error {
 		return fmt.Errorf("data dir %s is not writable: %w", dir, err)
 	}
 	return os.Remove(probe)
+}
+
+// storeName names the recordings store for the log (never its credentials).
+func storeName(s recstore.Store) string {
+	if s == nil {
+		return "none (recordings stay on their nodes)"
+	}
+	return s.String()
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/conclave-lb/conclave/fsm"
+	"github.com/conclave-lb/conclave/gateway/central"
 	"github.com/conclave-lb/conclave/gateway/control"
 	"github.com/conclave-lb/conclave/gateway/getmeetings"
 	"github.com/conclave-lb/conclave/gateway/internal/guard"
@@ -66,6 +67,8 @@ type Config struct {
 	Placement Placement
 	Relay     Relay
 	Metrics   *Metrics
+	// Central holds recordings copied to central storage (may be disabled).
+	Central *central.Central
 }
 
 // API serves the BBB API over a cluster.
@@ -92,7 +95,7 @@ func New(cfg Config, cluster Cluster) *API {
 	}
 	node := nodeclient.New(cfg.Metrics.observeBackend)
 	return &API{cfg: cfg, cluster: cluster, log: cfg.Logger, node: node,
-		recordings: recordings.New(cluster, node, cfg.Logger),
+		recordings: recordings.New(cluster, node, cfg.Logger, cfg.Central, cfg.Guard.PublicBase),
 		meetings:   getmeetings.New(cluster, node, cfg.Logger, cfg.Metrics.TooLarge, cfg.Metrics.listingAge()),
 		metrics:    cfg.Metrics, guard: cfg.Guard, ctl: cfg.Placement, relay: cfg.Relay}
 }

@@ -5,9 +5,12 @@
 // prefixes its internal meeting ID; getRecordings is answered from the
 // index, and calls that change a recording check its owner there first, so
 // a frontend can never publish, update or delete another's, even knowing
-// its recordID (b3scale lets publish and update through). Playback URLs
-// stay those of the backend holding the files; a recording whose backend is
-// gone stays listed with its last known URLs.
+// its recordID (b3scale lets publish and update through). A recording
+// format copied to central storage (package central) plays from every
+// peer: getRecordings shows its URLs on the cluster's own name, and
+// publish/unpublish/delete act on the central copy, also with its node
+// gone. Other formats keep their node's URLs, listed while the node is
+// gone with their last known ones.
 package recordings
 
 import (
@@ -28,6 +31,7 @@ import (
 	"github.com/conclave-lb/conclave/bbb"
 	"github.com/conclave-lb/conclave/fsm"
 	"github.com/conclave-lb/conclave/gateway/callbacks"
+	"github.com/conclave-lb/conclave/gateway/central"
 	"github.com/conclave-lb/conclave/gateway/control"
 	"github.com/conclave-lb/conclave/gateway/internal/xmlscan"
 	"github.com/conclave-lb/conclave/gateway/nodeclient"
@@ -69,11 +73,16 @@ type Recordings struct {
 	cluster Cluster
 	node    *nodeclient.Client
 	log     *slog.Logger
+	central *central.Central
+	// publicBase is the scheme://host the client reached the cluster by.
+	publicBase func(*fasthttp.RequestCtx) (string, bool)
 }
 
-// New builds the recordings' calls over cluster, calling nodes through node.
-func New(cluster Cluster, node *nodeclient.Client, log *slog.Logger) *Recordings {
-	return &Recordings{cluster: cluster, node: node, log: log}
+// New builds the recordings' calls over cluster, calling nodes through
+// node; central copies (c, which may be disabled) play on publicBase.
+func New(cluster Cluster, node *nodeclient.Client, log *slog.Logger, c *central.Central,
+	publicBase func(*fasthttp.RequestCtx) (string, bool)) *Recordings {
+	return &Recordings{cluster: cluster, node: node, log: log, central: c, publicBase: publicBase}
 }
 
 const noRecordingsAnswer = "<response><returncode>SUCCESS</returncode><messageKey>noRecordings</messageKey><message>No recordings found</message><recordings/></response>"
@@ -333,10 +342,14 @@ func (x *Recordings) Get(r Request) string {
 		r.WriteXML([]byte(noRecordingsAnswer))
 		return "success"
 	}
+	base := ""
+	if x.publicBase != nil {
+		base, _ = x.publicBase(r.Ctx())
+	}
 	var out bytes.Buffer
 	out.WriteString("<response><returncode>SUCCESS</returncode><recordings>")
-	for _, rec := range page {
-		out.WriteString(rec.XML)
+	for i := range page {
+		out.WriteString(x.central.PlaybackXML(&page[i], r.Frontend(), base))
 	}
 	out.WriteString("</recordings>")
 	if paged {
@@ -396,8 +409,11 @@ func splitIDs(s string) []string {
 
 // Change forwards publish/update/delete to the backends holding the
 // recordings, after checking every one belongs to the caller. When any
-// of them is on a node declared dead, nothing is sent anywhere: the call
-// fails at once, whole, rather than change some recordings and not others.
+// of them is on a node declared dead (or removed), nothing is sent
+// anywhere: the call fails at once, whole, rather than change some
+// recordings and not others — unless every recording there has a central
+// copy, which publish and delete then act on alone. A delete also removes
+// the central copies.
 func (x *Recordings) Change(r Request) string {
 	ids := splitIDs(string(r.Args().Peek("recordID")))
 	if len(ids) == 0 {
@@ -407,28 +423,47 @@ func (x *Recordings) Change(r Request) string {
 		return r.Fail(bbb.KeyMissingParamPublish, "You must specify a publish value true or false.")
 	}
 	perBackend := map[string][]string{}
+	recs := map[string]fsm.Recording{}
 	for _, id := range ids {
 		rec, ok := x.ownRecording(r, id)
 		if !ok {
 			return r.Fail(bbb.KeyNotFound, "We could not find recordings")
 		}
 		perBackend[rec.BackendID] = append(perBackend[rec.BackendID], id)
+		recs[id] = rec
+	}
+	centralOnly := func(ids []string) bool {
+		if !x.central.Enabled() || r.Call() == "updateRecordings" {
+			return false
+		}
+		for _, id := range ids {
+			if len(recs[id].Central) == 0 {
+				return false
+			}
+		}
+		return true
 	}
 	bids := slices.Sorted(maps.Keys(perBackend))
-	backends := make([]fsm.Backend, len(bids))
+	backends := make([]*fsm.Backend, len(bids)) // nil: act on the central copies alone
 	for i, bid := range bids {
 		b, ok := x.cluster.FSM().Backend(bid)
-		if !ok {
+		switch {
+		case (!ok || control.BackendDead(&b)) && centralOnly(perBackend[bid]):
+		case !ok:
 			return r.Fail(bbb.KeyNotFound, "We could not find recordings")
-		}
-		if control.BackendDead(&b) {
+		case control.BackendDead(&b):
 			return r.Fail(bbb.KeyServerUnavailable, deadBackendMessage(&b, "recording "+strings.Join(perBackend[bid], ",")))
+		default:
+			backends[i] = &b
 		}
-		backends[i] = b
 	}
 	var answer []byte
 	for i, bid := range bids {
-		b := &backends[i]
+		b := backends[i]
+		if b == nil {
+			answer = nil
+			continue
+		}
 		r.Args().Set("recordID", strings.Join(perBackend[bid], ","))
 		a, err := x.node.Call(b, r.Call(), r.Args(), nil, "", nodeclient.DefaultTimeout)
 		if err != nil {
@@ -445,9 +480,68 @@ func (x *Recordings) Change(r Request) string {
 		}
 		answer = a
 	}
+	if key, ok := x.changeCentral(r, ids, recs); !ok {
+		return key
+	}
+	if answer == nil {
+		answer = changedAnswer(r)
+	}
 	r.WriteXML(answer)
 	return "success"
 }
+
+// changeCentral makes the index and the central copies follow a publish
+// or delete: a delete removes the copies and the entries; a publish of
+// recordings whose node was not asked sets their state in the index.
+func (x *Recordings) changeCentral(r Request, ids []string, recs map[string]fsm.Recording) (string, bool) {
+	if !x.central.Enabled() {
+		return "", true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+	defer cancel()
+	var central []string
+	for _, id := range ids {
+		if len(recs[id].Central) > 0 {
+			central = append(central, id)
+		}
+	}
+	if len(central) == 0 {
+		return "", true
+	}
+	var cmd fsm.Command
+	switch r.Call() {
+	case "deleteRecordings":
+		for _, id := range central {
+			rec := recs[id]
+			if err := x.central.Delete(ctx, &rec); err != nil {
+				x.log.Warn("central copy not deleted", "record_id", id, "err", err)
+				return r.Fail(bbb.KeyServerUnavailable, "The recording storage did not answer; please retry."), false
+			}
+		}
+		cmd = &fsm.DropRecordings{RecordIDs: central}
+	case "publishRecordings":
+		cmd = &fsm.SetRecordingsPublished{RecordIDs: central, Published: parseBool(string(r.Args().Peek("publish")))}
+	default:
+		return "", true
+	}
+	if _, err := x.cluster.Apply(ctx, cmd); err != nil {
+		return r.Fail(bbb.KeyServerUnavailable, "The change could not be recorded; please retry."), false
+	}
+	return "", true
+}
+
+// changedAnswer is BBB's answer to a publish or delete that succeeded.
+func changedAnswer(r Request) []byte {
+	if r.Call() == "deleteRecordings" {
+		return []byte("<response><returncode>SUCCESS</returncode><deleted>true</deleted></response>")
+	}
+	return []byte("<response><returncode>SUCCESS</returncode><published>" +
+		strconv.FormatBool(parseBool(string(r.Args().Peek("publish")))) + "</published></response>")
+}
+
+// parseBool reads BBB's boolean parameters (Boolean.parseBoolean: only
+// "true", in any case, is true).
+func parseBool(s string) bool { return strings.EqualFold(strings.TrimSpace(s), "true") }
 
 // TextTrack forwards getRecordingTextTracks / putRecordingTextTrack
 // (JSON answers) to the backend holding the caller's recording.

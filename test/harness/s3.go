@@ -20,7 +20,17 @@ import (
 const VersitygwVersion = "v1.8.0"
 
 // S3Server is a versitygw process on loopback over a temp directory.
-type S3Server struct{ Endpoint, Bucket, AccessKey, SecretKey string }
+type S3Server struct {
+	Endpoint, Bucket, AccessKey, SecretKey string
+	// Root is the directory versitygw serves: bucket b's object k is the
+	// file Root/b/k (tests check what a store really holds).
+	Root string
+}
+
+// Path is where the bucket's object key lives on disk.
+func (s S3Server) Path(key string) string {
+	return filepath.Join(s.Root, s.Bucket, filepath.FromSlash(key))
+}
 
 // URL names a store in the bucket: s3://bucket/prefix.
 func (s S3Server) URL(prefix string) string {
@@ -55,6 +65,7 @@ func StartS3(t testing.TB) S3Server {
 	dir := t.TempDir()
 	s := S3Server{Bucket: "conclave", AccessKey: "conclavetest", SecretKey: rand.Text()}
 	root, meta := filepath.Join(dir, "root"), filepath.Join(dir, "meta")
+	s.Root = root
 	for _, d := range []string{filepath.Join(root, s.Bucket), meta} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
