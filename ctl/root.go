@@ -64,7 +64,7 @@ Environment:
 	disable := group("disable", "Disable (cordon) a backend: no new meetings, running ones go on")
 	join := group("join", "Add a peer to the cluster")
 	remove := group("remove", "Remove a peer from the cluster")
-	root.AddCommand(add, set, show, del, enable, disable, join, remove, tokenCommand(), tlsCommand())
+	root.AddCommand(add, set, show, del, enable, disable, join, remove, tokenCommand(), tlsCommand(), importCommand(o))
 
 	add.AddCommand(o.addBackend(), o.addFrontend())
 	set.AddCommand(o.setBackend(), o.setFrontend())

@@ -32,7 +32,21 @@ const (
 	// requestTimeout bounds one request, plus the time its body takes at
 	// the configured rate.
 	requestTimeout = 60 * time.Second
+	// verifyRate is the slowest a peer is expected to assemble and hash
+	// a recording on complete (bytes per second).
+	verifyRate = 32 << 20
 )
+
+// request is one call to a peer's admin API.
+type request struct {
+	step, method, path string
+	body               *body // nil: none
+	ctype              string
+	hdr                http.Header
+	limit              int64         // the answer's bound
+	out                any           // a 2xx answer's JSON goes here (nil: ignored)
+	extra              time.Duration // added to the request's deadline
+}
 
 // Shipper ships units to the cluster, one request at a time.
 type Shipper struct {
@@ -191,7 +205,8 @@ func (s *Shipper) ship(ctx context.Context, u Unit) (adminapi.TransferStatus, er
 	var st adminapi.TransferStatus
 	for round := 1; ; round++ {
 		st = adminapi.TransferStatus{}
-		if err := s.call(ctx, "offer", http.MethodPost, "/api/v1/transfers", jsonBody(body), "application/json", nil, answerLimit, &st); err != nil {
+		if err := s.call(ctx, request{step: "offer", method: http.MethodPost, path: "/api/v1/transfers",
+			body: jsonBody(body), ctype: "application/json", limit: answerLimit, out: &st}); err != nil {
 			return st, err
 		}
 		if st.ID == "" {
@@ -213,7 +228,8 @@ func (s *Shipper) ship(ctx context.Context, u Unit) (adminapi.TransferStatus, er
 			}
 		}
 		var done adminapi.TransferStatus
-		err = s.call(ctx, "complete", http.MethodPost, "/api/v1/transfers/"+url.PathEscape(st.ID)+"/complete", nil, "", nil, answerLimit, &done)
+		err = s.call(ctx, request{step: "complete", method: http.MethodPost, path: "/api/v1/transfers/" + url.PathEscape(st.ID) + "/complete",
+			limit: answerLimit, out: &done, extra: time.Duration(float64(total) / verifyRate * float64(time.Second))})
 		if err == nil {
 			if done.ID == "" {
 				done.ID = st.ID
@@ -294,28 +310,34 @@ func (s *Shipper) sendChunk(ctx context.Context, id string, files *openFiles, c 
 	hdr := http.Header{adminapi.TransferSHA256Header: {hex.EncodeToString(sum[:])}}
 	path := "/api/v1/transfers/" + url.PathEscape(id) + "/" + strconv.Itoa(c.File) + "/" + strconv.Itoa(c.Chunk)
 	step := fmt.Sprintf("chunk %d of %s", c.Chunk, tf.Path)
-	if err := s.call(ctx, step, http.MethodPut, path, func(ctx context.Context) (io.Reader, int64) {
-		return &pacedReader{ctx: ctx, r: bytes.NewReader(buf), l: s.lim, sleep: s.sleep}, n
-	}, "application/octet-stream", hdr, maxAnswer, nil); err != nil {
+	b := &body{n: n, open: func(ctx context.Context) io.Reader {
+		return &pacedReader{ctx: ctx, r: bytes.NewReader(buf), l: s.lim, sleep: s.sleep}
+	}}
+	if err := s.call(ctx, request{step: step, method: http.MethodPut, path: path, body: b,
+		ctype: "application/octet-stream", hdr: hdr, limit: maxAnswer}); err != nil {
 		return err
 	}
 	s.Progress.sent.Add(n)
 	return nil
 }
 
-// body makes a request body afresh for each attempt: the reader and its
-// exact length.
-type body func(ctx context.Context) (io.Reader, int64)
+// body is a request body, made afresh for each attempt (bound to the
+// attempt's context), and its exact length.
+type body struct {
+	n    int64
+	open func(ctx context.Context) io.Reader
+}
 
-func jsonBody(b []byte) body {
-	return func(context.Context) (io.Reader, int64) { return bytes.NewReader(b), int64(len(b)) }
+func jsonBody(b []byte) *body {
+	return &body{n: int64(len(b)), open: func(context.Context) io.Reader { return bytes.NewReader(b) }}
 }
 
 // call sends one request to the peers in turn, starting with the last one
 // that answered, until one answers other than 502/503/504 or all have
 // been tried. A 2xx answer is decoded into out (unless nil); anything
 // else is an *Error.
-func (s *Shipper) call(ctx context.Context, step, method, path string, mk body, ctype string, hdr http.Header, limit int64, out any) error {
+func (s *Shipper) call(ctx context.Context, r request) error {
+	step := r.step
 	var peers []string
 	if s.Peers != nil {
 		peers = s.Peers()
@@ -330,7 +352,7 @@ func (s *Shipper) call(ctx context.Context, step, method, path string, mk body, 
 	for i := range peers {
 		idx := (start + i) % len(peers)
 		peer := strings.TrimRight(peers[idx], "/")
-		status, e := s.try(ctx, step, peer, method, path, mk, ctype, hdr, limit, out)
+		status, e := s.try(ctx, peer, r)
 		if e == nil {
 			s.mu.Lock()
 			s.next = idx
@@ -359,22 +381,23 @@ func (s *Shipper) call(ctx context.Context, step, method, path string, mk body, 
 }
 
 // try sends one request to one peer; status 0 means no answer.
-func (s *Shipper) try(ctx context.Context, step, peer, method, path string, mk body, ctype string, hdr http.Header, limit int64, out any) (int, *Error) {
+func (s *Shipper) try(ctx context.Context, peer string, r request) (int, *Error) {
+	step, mk, limit := r.step, r.body, r.limit
+	// A request may take requestTimeout plus its body's time at the rate;
+	// completing also gets the time to verify what it assembles.
 	timeout := requestTimeout
+	if mk != nil && s.Rate > 0 {
+		timeout += time.Duration(float64(mk.n) / float64(s.Rate) * float64(time.Second))
+	}
+	timeout += r.extra
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	var rd io.Reader
 	var n int64
 	if mk != nil {
-		rd, n = mk(ctx)
-		if s.Rate > 0 {
-			timeout += time.Duration(float64(n) / float64(s.Rate) * float64(time.Second))
-		}
+		rd, n = mk.open(ctx), mk.n
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	if mk != nil {
-		rd, n = mk(ctx) // bound to the request's context
-	}
-	req, err := http.NewRequestWithContext(ctx, method, peer+path, rd)
+	req, err := http.NewRequestWithContext(ctx, r.method, peer+r.path, rd)
 	if err != nil {
 		return 0, &Error{Step: step, Peer: peer, Err: err}
 	}
@@ -383,11 +406,11 @@ func (s *Shipper) try(ctx context.Context, step, peer, method, path string, mk b
 		req.Body = http.NoBody
 		req.ContentLength = 0
 	}
-	for k, v := range hdr {
+	for k, v := range r.hdr {
 		req.Header[k] = v
 	}
-	if ctype != "" {
-		req.Header.Set("Content-Type", ctype)
+	if r.ctype != "" {
+		req.Header.Set("Content-Type", r.ctype)
 	}
 	req.Header.Set("Accept", "application/json")
 	if s.Token != "" {
@@ -420,8 +443,8 @@ func (s *Shipper) try(ctx context.Context, step, peer, method, path string, mk b
 		}
 		return resp.StatusCode, e
 	}
-	if out != nil {
-		if err := json.Unmarshal(data, out); err != nil {
+	if r.out != nil {
+		if err := json.Unmarshal(data, r.out); err != nil {
 			return resp.StatusCode, &Error{Step: step, Peer: peer, Status: 0, Err: fmt.Errorf("unreadable answer (HTTP %d): %w", resp.StatusCode, err)}
 		}
 	}
