@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/conclave-lb/conclave/adminapi"
 	"github.com/conclave-lb/conclave/auth"
 	"github.com/conclave-lb/conclave/bbb"
 	"github.com/conclave-lb/conclave/discovery"
@@ -64,6 +65,7 @@ type Config struct {
 	// to the cluster's central storage (see recordings.go).
 	RecordingsDir    string
 	TransferRate     int64         // bytes per second; 0 = unlimited
+	TransferChunk    int64         // chunk size; 0 = adminapi.TransferDefaultSize
 	RecordingsScan   time.Duration // default DefaultRecordingsScan
 	RecordingsSettle time.Duration // default DefaultRecordingsSettle
 
@@ -139,6 +141,9 @@ func Start(cfg Config) (*Agent, error) {
 	}
 	if cfg.TransferRate < 0 {
 		return nil, fmt.Errorf("transfer rate %d: want 0 (unlimited) or more", cfg.TransferRate)
+	}
+	if c := cfg.TransferChunk; c != 0 && (c < adminapi.TransferMinChunk || c > adminapi.TransferMaxChunk) {
+		return nil, fmt.Errorf("transfer chunk size %d: want %d to %d bytes", c, adminapi.TransferMinChunk, adminapi.TransferMaxChunk)
 	}
 	a := &Agent{cfg: cfg, algo: algo, log: cfg.Logger.With("component", "agent")}
 	a.bbbc, a.adminc = cfg.HTTPClient, cfg.HTTPClient

@@ -52,7 +52,7 @@ func (a *Agent) recordingsLoop(ctx context.Context) {
 				return out
 			},
 			Token: a.cfg.APIToken, Backend: a.cfg.APIURL, Client: client,
-			Rate: a.cfg.TransferRate, Progress: &a.shipped, Log: a.log,
+			Rate: a.cfg.TransferRate, ChunkSize: a.cfg.TransferChunk, Progress: &a.shipped, Log: a.log,
 		},
 		done: map[string]bool{}, noted: map[string]string{},
 	}
@@ -131,7 +131,7 @@ func (a *Agent) shipRound(ctx context.Context, st *shipState) time.Duration {
 			level(msg, append([]any{"format", u.Format, "record_id", u.RecordID, "err", err}, args...)...)
 		}
 		switch {
-		case code == "unavailable":
+		case shipping.NoCentralStore(err):
 			note(a.log.Info, "recordings: the cluster has no central recording store; retrying later", "retry_in", recordingsBackoff.String())
 			return recordingsBackoff
 		case httpStatus == http.StatusUnauthorized || httpStatus == http.StatusForbidden:

@@ -55,7 +55,7 @@ func TestAgentShipsRecordings(t *testing.T) {
 	logger, logs := testLogger()
 	a := startAgent(t, Config{
 		APIURL: fb.apiURL(), Logger: logger, APIToken: "tok.en.jwt",
-		RecordingsDir: root, TransferRate: 10 << 20, RecordingsScan: 50 * time.Millisecond, RecordingsSettle: 30 * time.Minute,
+		RecordingsDir: root, TransferRate: 10 << 20, TransferChunk: 64 << 10, RecordingsScan: 50 * time.Millisecond, RecordingsSettle: 30 * time.Minute,
 		Gossip: discovery.Config{Join: []string{p.Addr()}, SecretKey: keyA},
 	})
 	eventually(t, 10*time.Second, "recording shipped", func() bool { return a.Shipped().Done == 1 })
@@ -69,7 +69,7 @@ func TestAgentShipsRecordings(t *testing.T) {
 		}
 	}
 	st := srv.Stats()
-	if st.BadAuth != 0 || len(st.Backends) == 0 || st.Backends[0] != fb.apiURL() {
+	if st.BadAuth != 0 || len(st.Backends) == 0 || st.Backends[0] != fb.apiURL() || st.Chunks != 4+1+1 {
 		t.Fatalf("stats %+v", st)
 	}
 	var total int64

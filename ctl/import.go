@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/conclave-lb/conclave/adminapi"
 	"github.com/conclave-lb/conclave/shipping"
 )
 
@@ -51,7 +52,7 @@ func importCommand(o *options) *cobra.Command {
 }
 
 func (o *options) importRecordings() *cobra.Command {
-	var from, backend, rate string
+	var from, backend, rate, chunk string
 	cmd := &cobra.Command{
 		Use:   "recordings --from DIR --backend URL|ID [--rate 20M]",
 		Short: "Ship a published recordings tree (DIR/<format>/<recordID>/) to central storage",
@@ -69,23 +70,31 @@ where it stopped when run again: only the chunks the cluster is missing are sent
 			if err != nil {
 				return fmt.Errorf("--rate %w", err)
 			}
+			cs, err := shipping.ParseBytes(chunk)
+			if err != nil {
+				return fmt.Errorf("--chunk %w", err)
+			}
+			if cs < adminapi.TransferMinChunk || cs > adminapi.TransferMaxChunk {
+				return fmt.Errorf("--chunk %s: want 64k to 16M", chunk)
+			}
 			units, err := shipping.Scan(from)
 			if err != nil {
 				return fmt.Errorf("--from: %w", err)
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return o.runImport(ctx, cmd.OutOrStdout(), cmd.ErrOrStderr(), from, backend, bps, units)
+			return o.runImport(ctx, cmd.OutOrStdout(), cmd.ErrOrStderr(), from, backend, bps, cs, units)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&from, "from", "", "the published recordings directory, e.g. "+shipping.DefaultPublishedDir)
 	f.StringVar(&backend, "backend", "", "the BBB server the recordings come from: its API URL or backend ID")
 	f.StringVar(&rate, "rate", "20M", "bandwidth, bytes per second (suffixes k, M, G: binary; 0: unlimited)")
+	f.StringVar(&chunk, "chunk", "4M", "chunk size, 64k to 16M (an interrupted import resumes only with the same size, as the agent's --transfer-chunk)")
 	return cmd
 }
 
-func (o *options) runImport(ctx context.Context, stdout, stderr io.Writer, from, backend string, rate int64, units []shipping.Unit) error {
+func (o *options) runImport(ctx context.Context, stdout, stderr io.Writer, from, backend string, rate, chunk int64, units []shipping.Unit) error {
 	c := o.client()
 	hc := &http.Client{} // each transfer request has its own deadline
 	if c.HTTP != nil {
@@ -93,7 +102,7 @@ func (o *options) runImport(ctx context.Context, stdout, stderr io.Writer, from,
 	}
 	sh := &shipping.Shipper{
 		Peers: func() []string { return []string{c.API} }, Token: c.Token, Backend: backend,
-		Client: hc, Rate: rate, Progress: &shipping.Progress{},
+		Client: hc, Rate: rate, ChunkSize: chunk, Progress: &shipping.Progress{},
 	}
 	sum := ImportSummary{From: from, Backend: backend, Units: len(units), Results: []ImportResult{}}
 	bar := newProgressBar(stderr)
@@ -116,10 +125,10 @@ func (o *options) runImport(ctx context.Context, stdout, stderr io.Writer, from,
 			r.State, r.Error = "", err.Error()
 			sum.Failed++
 			bar.line(fmt.Sprintf("%s FAILED: %v", label, err), true)
-			switch code, status := shipping.ErrorCode(err), shipping.ErrorStatus(err); {
+			switch status := shipping.ErrorStatus(err); {
 			case ctx.Err() != nil:
 				stopErr = errors.New("interrupted: run the same command again to resume")
-			case code == "unavailable":
+			case shipping.NoCentralStore(err):
 				stopErr = fmt.Errorf("the cluster has no central recording store: %w", err)
 			case status == http.StatusUnauthorized || status == http.StatusForbidden:
 				stopErr = fmt.Errorf("the admin API refused the token (conclavectl needs an admin token): %w", err)

@@ -41,7 +41,7 @@ func TestImportRecordings(t *testing.T) {
 	root := t.TempDir()
 	publishTree(t, root, "presentation/rec-1", "presentation/rec-2", "video/rec-1")
 
-	out, errOut, err := run(t, "--api", srv.URL, "--token", "admin-tok", "import", "recordings", "--from", root, "--backend", "b-1", "--rate", "0")
+	out, errOut, err := run(t, "--api", srv.URL, "--token", "admin-tok", "import", "recordings", "--from", root, "--backend", "b-1", "--rate", "0", "--chunk", "64k")
 	if err != nil {
 		t.Fatalf("%v\n%s", err, errOut)
 	}
@@ -58,12 +58,12 @@ func TestImportRecordings(t *testing.T) {
 	if !strings.HasPrefix(out, "3 of 3 recording formats shipped to central storage") {
 		t.Fatalf("summary: %q", out)
 	}
-	if st := srv.Stats(); st.BadAuth != 0 || st.Backends[0] != "b-1" {
+	if st := srv.Stats(); st.BadAuth != 0 || st.Backends[0] != "b-1" || st.Chunks != 3*(3+1) {
 		t.Fatalf("stats %+v", st)
 	}
 
 	// Again, as JSON: everything is central already, nothing is sent.
-	out, _, err = run(t, "--api", srv.URL, "--token", "admin-tok", "-o", "json", "import", "recordings", "--from", root, "--backend", "b-1")
+	out, _, err = run(t, "--api", srv.URL, "--token", "admin-tok", "-o", "json", "import", "recordings", "--from", root, "--backend", "b-1", "--chunk", "64k")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,6 +97,7 @@ func TestImportRecordingsFails(t *testing.T) {
 		{"import", "recordings", "--backend", "b-1"},
 		{"import", "recordings", "--from", root},
 		{"import", "recordings", "--from", root, "--backend", "b-1", "--rate", "fast"},
+		{"import", "recordings", "--from", root, "--backend", "b-1", "--chunk", "1k"},
 		{"import", "recordings", "--from", filepath.Join(root, "nope"), "--backend", "b-1"},
 	} {
 		if _, _, err := run(t, append([]string{"--api", srv.URL}, args...)...); err == nil {

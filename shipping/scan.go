@@ -19,6 +19,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/conclave-lb/conclave/adminapi"
 )
@@ -117,6 +118,33 @@ func newest(dir string) time.Time {
 	return t
 }
 
+// formatName is the protocol's rule for formats.
+func formatName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// shippablePath is the protocol's rule for a file's path (the central
+// store's key rule): valid UTF-8, no control character or backslash.
+func shippablePath(p string) bool {
+	if !utf8.ValidString(p) {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; c < 0x20 || c == 0x7f || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
 // ErrTooLarge: a unit is past the transfer protocol's limits.
 var ErrTooLarge = errors.New("past the transfer limits")
 
@@ -134,6 +162,9 @@ func Manifest(u Unit, chunkSize int64) (adminapi.TransferOffer, error) {
 	}
 	if !SimpleName(u.Format) || !SimpleName(u.RecordID) {
 		return adminapi.TransferOffer{}, fmt.Errorf("%s: format and record ID must be simple names", u)
+	}
+	if !formatName(u.Format) {
+		return adminapi.TransferOffer{}, fmt.Errorf("%s: the transfer protocol takes formats of 1 to 64 of [a-z0-9_-]", u)
 	}
 	offer := adminapi.TransferOffer{RecordID: u.RecordID, Format: u.Format, ChunkSize: chunkSize, Files: []adminapi.TransferFile{}}
 	if fi, err := os.Lstat(u.Dir); err != nil {
@@ -156,6 +187,9 @@ func Manifest(u Unit, chunkSize int64) (adminapi.TransferOffer, error) {
 		rel = filepath.ToSlash(rel)
 		if rel == "" || strings.HasPrefix(rel, "../") || rel == ".." || strings.HasPrefix(rel, "/") {
 			return fmt.Errorf("%s: outside %s", p, u.Dir)
+		}
+		if !shippablePath(rel) {
+			return fmt.Errorf("%s: a name with control characters, a backslash or invalid UTF-8 cannot be shipped", p)
 		}
 		if len(rel) > adminapi.TransferMaxPath {
 			return fmt.Errorf("%s: %w: path longer than %d bytes", p, ErrTooLarge, adminapi.TransferMaxPath)

@@ -132,6 +132,13 @@ func Unreachable(err error) bool {
 	return errors.As(err, &e) && e.Unreachable
 }
 
+// NoCentralStore reports whether err is the offer refused because the
+// cluster has no central recording store configured (409 unavailable).
+func NoCentralStore(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Step == "offer" && e.Status == http.StatusConflict && e.Code == "unavailable"
+}
+
 // Retryable reports whether shipping the unit later may succeed as it
 // is: the cluster has no central store yet (unavailable), does not know
 // the recording yet (not_found, conflict), or could not be reached.
@@ -239,10 +246,14 @@ func (s *Shipper) ship(ctx context.Context, u Unit) (adminapi.TransferStatus, er
 			}
 			return done, nil
 		}
-		if ErrorStatus(err) != http.StatusUnprocessableEntity || round >= MaxRounds {
+		// 422: a file failed verification and its chunks were dropped;
+		// 409 with no error code: chunks went missing. Either way, the
+		// next offer lists what to send again.
+		status := ErrorStatus(err)
+		if !(status == http.StatusUnprocessableEntity || status == http.StatusConflict && ErrorCode(err) == "") || round >= MaxRounds {
 			return st, err
 		}
-		s.Log.Warn("recording transfer: a file failed verification; offering again", "unit", u.String(),
+		s.Log.Warn("recording transfer: chunks are needed again; offering again", "unit", u.String(),
 			"transfer", st.ID, "round", round, "err", err)
 	}
 }
@@ -435,8 +446,12 @@ func (s *Shipper) try(ctx context.Context, peer string, r request) (int, *Error)
 	if resp.StatusCode/100 != 2 {
 		e := &Error{Step: step, Peer: peer, Status: resp.StatusCode}
 		var ae adminapi.Error
+		var ts adminapi.TransferStatus
 		if json.Unmarshal(data, &ae) == nil {
 			e.Code, e.Message = ae.Code, ae.Error
+		}
+		if e.Message == "" && json.Unmarshal(data, &ts) == nil && ts.ID != "" {
+			e.Message = fmt.Sprintf("transfer %s is %s: %d chunks to send (again)", ts.ID, ts.State, len(ts.Missing))
 		}
 		if e.Message == "" {
 			e.Message = truncate(strings.TrimSpace(string(data)), 200)

@@ -209,7 +209,7 @@ func TestShipUnavailableAndFailover(t *testing.T) {
 	srv.Unavailable = true
 	sh := newShipper(srv)
 	_, err := sh.Ship(context.Background(), u)
-	if ErrorCode(err) != "unavailable" || !Retryable(err) || !strings.HasPrefix(err.Error(), "offer at "+srv.URL) {
+	if !NoCentralStore(err) || !Retryable(err) || !strings.HasPrefix(err.Error(), "offer at "+srv.URL) {
 		t.Fatalf("err %v", err)
 	}
 
@@ -383,6 +383,16 @@ func TestManifest(t *testing.T) {
 	if _, err := Manifest(link, 0); err == nil {
 		t.Fatal("a linked unit directory was accepted")
 	}
+	// Names the protocol refuses: refused here, with a clear error.
+	bad := Unit{Format: "Presentation", RecordID: "rec-1", Dir: dir}
+	if _, err := Manifest(bad, 0); err == nil || !strings.Contains(err.Error(), "[a-z0-9_-]") {
+		t.Fatalf("upper-case format: %v", err)
+	}
+	write(t, filepath.Join(dir, "back\\slash.txt"), []byte("x"))
+	if _, err := Manifest(u, 0); err == nil || !strings.Contains(err.Error(), "backslash") {
+		t.Fatalf("backslash: %v", err)
+	}
+	os.Remove(filepath.Join(dir, "back\\slash.txt"))
 	// Paths past the limit.
 	long := filepath.Join(dir, strings.Repeat("d", 200), strings.Repeat("e", 200), strings.Repeat("f", 200))
 	write(t, long, []byte("x"))

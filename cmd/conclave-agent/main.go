@@ -19,6 +19,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/conclave-lb/conclave/adminapi"
 	"github.com/conclave-lb/conclave/agent"
 	"github.com/conclave-lb/conclave/discovery"
 	"github.com/conclave-lb/conclave/internal/cli"
@@ -34,6 +35,7 @@ type options struct {
 	poll                                      time.Duration
 	recordingsDir                             string
 	transferRate                              byteRate
+	transferChunk                             byteSize
 	recordingsScan, recordingsSettle          time.Duration
 }
 
@@ -47,6 +49,7 @@ var envFlags = cli.EnvFlags{
 	"poll":              "CONCLAVE_AGENT_POLL",
 	"recordings-dir":    "CONCLAVE_RECORDINGS_DIR",
 	"transfer-rate":     "CONCLAVE_TRANSFER_RATE",
+	"transfer-chunk":    "CONCLAVE_TRANSFER_CHUNK",
 	"recordings-scan":   "CONCLAVE_RECORDINGS_SCAN",
 	"recordings-settle": "CONCLAVE_RECORDINGS_SETTLE",
 }
@@ -62,6 +65,20 @@ func (r *byteRate) Set(s string) error {
 		return err
 	}
 	*r = byteRate(n)
+	return nil
+}
+
+// byteSize is a byte count flag that takes suffixes: 64k, 4M.
+type byteSize int64
+
+func (b *byteSize) String() string { return shipping.FormatBytes(int64(*b)) }
+func (b *byteSize) Type() string   { return "bytes" }
+func (b *byteSize) Set(s string) error {
+	n, err := shipping.ParseBytes(s)
+	if err != nil {
+		return err
+	}
+	*b = byteSize(n)
 	return nil
 }
 
@@ -121,6 +138,8 @@ Environment-only settings:
 	f.StringVar(&o.recordingsDir, "recordings-dir", shipping.DefaultPublishedDir, "BBB's published recordings, shipped to central storage when the directory exists (empty: off)")
 	o.transferRate = 20 << 20
 	f.Var(&o.transferRate, "transfer-rate", "bandwidth for shipping recordings, bytes per second (suffixes k, M, G: binary; 0: unlimited)")
+	o.transferChunk = adminapi.TransferDefaultSize
+	f.Var(&o.transferChunk, "transfer-chunk", "chunk size for shipping recordings (64k to 16M; an interrupted transfer resumes only with the same size)")
 	f.DurationVar(&o.recordingsScan, "recordings-scan", agent.DefaultRecordingsScan, "how often to scan --recordings-dir")
 	f.DurationVar(&o.recordingsSettle, "recordings-settle", agent.DefaultRecordingsSettle, "ship a recording format only when none of its files changed for this long")
 	envFlags.Annotate(f)
@@ -144,6 +163,9 @@ func run(o options, stderr io.Writer, stop <-chan struct{}) error {
 	}
 	if o.recordingsScan <= 0 {
 		return fmt.Errorf("--recordings-scan %v: want a positive duration", o.recordingsScan)
+	}
+	if c := int64(o.transferChunk); c < adminapi.TransferMinChunk || c > adminapi.TransferMaxChunk {
+		return fmt.Errorf("--transfer-chunk %s: want 64k to 16M", o.transferChunk.String())
 	}
 	if o.recordingsSettle < 0 {
 		return fmt.Errorf("--recordings-settle %v: want a duration of 0 or more", o.recordingsSettle)
@@ -210,7 +232,7 @@ func run(o options, stderr io.Writer, stop <-chan struct{}) error {
 			Join: o.join, SecretKey: key,
 		},
 		Autoregister: o.autoregister, APIToken: token,
-		RecordingsDir: recordings, TransferRate: int64(o.transferRate),
+		RecordingsDir: recordings, TransferRate: int64(o.transferRate), TransferChunk: int64(o.transferChunk),
 		RecordingsScan: o.recordingsScan, RecordingsSettle: o.recordingsSettle,
 		Logger: logger.With("agent", o.name),
 	})

@@ -31,7 +31,7 @@ func hermetic(t *testing.T) {
 	t.Setenv("BBB_CONFIG_OVERRIDE", writeConfig(t, "# no overrides\n"))
 	for _, k := range []string{"CONCLAVE_GOSSIP_KEY", "CONCLAVE_LOAD_FACTOR", "CONCLAVE_API_TOKEN", "CONCLAVE_GOSSIP_JOIN",
 		"CONCLAVE_AUTOREGISTER", "CONCLAVE_BBB_API", "CONCLAVE_AGENT_GOSSIP_ADDR", "CONCLAVE_AGENT_NAME", "CONCLAVE_AGENT_POLL",
-		"CONCLAVE_RECORDINGS_DIR", "CONCLAVE_TRANSFER_RATE", "CONCLAVE_RECORDINGS_SCAN", "CONCLAVE_RECORDINGS_SETTLE"} {
+		"CONCLAVE_RECORDINGS_DIR", "CONCLAVE_TRANSFER_RATE", "CONCLAVE_TRANSFER_CHUNK", "CONCLAVE_RECORDINGS_SCAN", "CONCLAVE_RECORDINGS_SETTLE"} {
 		t.Setenv(k, "")
 	}
 }
@@ -80,6 +80,7 @@ func TestBadStart(t *testing.T) {
 		{"bad gossip addr", nil, []string{"--gossip-addr", "nowhere"}, "--gossip-addr"},
 		{"bad transfer rate env", map[string]string{"CONCLAVE_TRANSFER_RATE": "fast"}, nil, "CONCLAVE_TRANSFER_RATE"},
 		{"bad transfer rate", nil, []string{"--transfer-rate", "-1M"}, "--transfer-rate"},
+		{"small transfer chunk", map[string]string{"CONCLAVE_TRANSFER_CHUNK": "1k"}, nil, "--transfer-chunk"},
 		{"zero recordings scan", nil, []string{"--recordings-scan", "0s"}, "--recordings-scan"},
 	}
 	for _, c := range cases {
@@ -132,6 +133,7 @@ func TestRunJoinsAndLeaves(t *testing.T) {
 	t.Setenv("CONCLAVE_GOSSIP_JOIN", peer.Addr())
 	t.Setenv("CONCLAVE_RECORDINGS_DIR", t.TempDir())
 	t.Setenv("CONCLAVE_TRANSFER_RATE", "512k")
+	t.Setenv("CONCLAVE_TRANSFER_CHUNK", "64k")
 
 	stop := make(chan struct{})
 	done := make(chan error, 1)

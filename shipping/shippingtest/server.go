@@ -224,7 +224,7 @@ func (s *Server) chunk(w http.ResponseWriter, r *http.Request, id, fs, cs string
 	fi, err1 := strconv.Atoi(fs)
 	ci, err2 := strconv.Atoi(cs)
 	if err1 != nil || err2 != nil || fi < 0 || fi >= len(t.offer.Files) || ci < 0 || int64(ci) >= nchunks(t.offer.Files[fi].Size, t.offer.ChunkSize) {
-		writeErr(w, 404, "not_found", "no chunk %s/%s", fs, cs)
+		writeErr(w, 400, "invalid", "no chunk %s/%s", fs, cs)
 		return
 	}
 	if s.BeforeChunk != nil {
@@ -268,7 +268,7 @@ func (s *Server) complete(w http.ResponseWriter, id string) {
 		return
 	}
 	if st := s.status(t); len(st.Missing) > 0 {
-		writeErr(w, 409, "conflict", "%d chunks missing", len(st.Missing))
+		writeJSON(w, 409, st) // as the real peer: the status, no error code
 		return
 	}
 	if s.CorruptOnComplete > 0 {
@@ -291,7 +291,7 @@ func (s *Server) complete(w http.ResponseWriter, id string) {
 			for c := range nchunks(f.Size, t.offer.ChunkSize) {
 				delete(t.chunks, [2]int{i, int(c)})
 			}
-			writeErr(w, 422, "invalid", "%s does not verify: send it again", f.Path)
+			writeJSON(w, 422, s.status(t)) // as the real peer: the status, its chunks missing again
 			return
 		}
 		files[f.Path] = append([]byte{}, b.Bytes()...)
