@@ -260,7 +260,25 @@ func (c *Central) sameManifest(ctx context.Context, o *offer) bool {
 	if json.NewDecoder(io.LimitReader(r, maxOfferBody)).Decode(&m) != nil {
 		return false
 	}
-	return offerID(&m.TransferOffer) == o.id
+	return sameFiles(m.Files, o.Files)
+}
+
+// sameFiles reports whether two manifests list the same files: however
+// the backend was named or the chunks cut, the copy is the same.
+func sameFiles(a, b []adminapi.TransferFile) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	byPath := make(map[string]adminapi.TransferFile, len(a))
+	for _, f := range a {
+		byPath[f.Path] = f
+	}
+	for _, f := range b {
+		if byPath[f.Path] != f {
+			return false
+		}
+	}
+	return true
 }
 
 func (c *Central) putOffer(ctx context.Context, o *offer) error {

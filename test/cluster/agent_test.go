@@ -25,8 +25,15 @@ type fakeNode struct {
 }
 
 func newFakeNode(t *testing.T, dir, name string) *fakeNode {
+	return newFakeNodeWith(t, dir, name, fakebbb.Config{})
+}
+
+// newFakeNodeWith is newFakeNode for a node set up by cfg (its secret is
+// the node's own).
+func newFakeNodeWith(t *testing.T, dir, name string, cfg fakebbb.Config) *fakeNode {
 	secret := name + "-secret"
-	s, api, host := fakebbb.StartTest(t, secret)
+	cfg.Secret = secret
+	s, api, host := fakebbb.StartTestWith(t, cfg)
 	props := filepath.Join(dir, name+".properties")
 	body := "# bbb-web\nbigbluebutton.web.serverURL=http://" + host + "\nsecuritySalt=" + secret + "\n"
 	if err := os.WriteFile(props, []byte(body), 0o600); err != nil {
