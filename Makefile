@@ -63,7 +63,7 @@ demo: build
 bench: build
 	$(GO) test ./bbb ./fsm ./gateway/... -run '^$$' -bench . -benchmem -benchtime 1s
 	rm -f $(BENCH_OUT)
-	BENCH_OUT=$(abspath $(BENCH_OUT)) CONCLAVE_BIN_DIR=$(BIN) $(GO) test -tags bench ./test/bench -run 'TestScenarios|TestScale|TestOverload|TestGetMeetingsNodeLoad' -count=1 -v -timeout 20m
+	BENCH_OUT=$(abspath $(BENCH_OUT)) CONCLAVE_BIN_DIR=$(BIN) $(GO) test -tags bench ./test/bench -run 'TestScenarios|TestScale|TestOverload|TestGetMeetingsNodeLoad|TestTransferThroughput' -count=1 -v -timeout 20m
 	@echo "tables written to $(BENCH_OUT)"
 
 images: build
