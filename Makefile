@@ -50,6 +50,8 @@ fuzz:
 	@GO=$(GO) FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh ./gateway FuzzAdminAPI
 	@GO=$(GO) FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh ./gateway/internal/xmlscan FuzzScanXMLMatchesEncodingXML -fuzzminimizetime 2s
 	@GO=$(GO) FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh ./gateway FuzzCallback
+	@GO=$(GO) FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh ./gateway/central FuzzCheckOffer
+	@GO=$(GO) FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh ./gateway/central FuzzByteRange
 
 # Container tests (three peers on their own addresses, faults, DNS round-robin).
 e2e:

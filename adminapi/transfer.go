@@ -37,6 +37,10 @@ type TransferOffer struct {
 	Format    string         `json:"format"` // presentation, video, podcast…
 	ChunkSize int64          `json:"chunk_size"`
 	Files     []TransferFile `json:"files"`
+	// Frontend (admin tokens only) imports a recording the index does not
+	// know, one made before Conclave: its entry is made from the
+	// metadata.xml among Files, owned by this frontend.
+	Frontend string `json:"frontend,omitempty"`
 }
 
 // TransferChunk names one chunk: Chunk-th ChunkSize bytes of Files[File].

@@ -52,15 +52,19 @@ func importCommand(o *options) *cobra.Command {
 }
 
 func (o *options) importRecordings() *cobra.Command {
-	var from, backend, rate, chunk string
+	var from, backend, frontend, rate, chunk string
 	cmd := &cobra.Command{
-		Use:   "recordings --from DIR --backend URL|ID [--rate 20M]",
+		Use:   "recordings --from DIR --backend URL|ID [--frontend KEY] [--rate 20M]",
 		Short: "Ship a published recordings tree (DIR/<format>/<recordID>/) to central storage",
 		Long: `Ship every recording format under DIR (a BBB published tree: DIR/<format>/<recordID>/
 with a metadata.xml, e.g. /var/bigbluebutton/published) to the cluster's central storage
 through the admin API (--api), as the agent does for new recordings. --backend names the
 BBB server that made them (its API URL or backend ID). An interrupted import resumes
-where it stopped when run again: only the chunks the cluster is missing are sent.`,
+where it stopped when run again: only the chunks the cluster is missing are sent.
+
+Recordings made through Conclave are in its index already. Recordings made before
+(on the BBB server used directly, or behind Scalelite) are not: --frontend KEY makes
+their index entries from their metadata.xml, owned by that frontend (admin token).`,
 		Args: nargs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if from == "" || backend == "" {
@@ -83,28 +87,37 @@ where it stopped when run again: only the chunks the cluster is missing are sent
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return o.runImport(ctx, cmd.OutOrStdout(), cmd.ErrOrStderr(), from, backend, bps, cs, units)
+			return o.runImport(ctx, cmd.OutOrStdout(), cmd.ErrOrStderr(), from, importJob{Backend: backend, Frontend: frontend, Rate: bps, ChunkSize: cs}, units)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&from, "from", "", "the published recordings directory, e.g. "+shipping.DefaultPublishedDir)
 	f.StringVar(&backend, "backend", "", "the BBB server the recordings come from: its API URL or backend ID")
+	f.StringVar(&frontend, "frontend", "", "recordings made before Conclave: the frontend whose index entries they become (made from their metadata.xml)")
 	f.StringVar(&rate, "rate", "20M", "bandwidth, bytes per second (suffixes k, M, G: binary; 0: unlimited)")
 	f.StringVar(&chunk, "chunk", "4M", "chunk size, 64k to 16M (an interrupted import resumes only with the same size, as the agent's --transfer-chunk)")
 	return cmd
 }
 
-func (o *options) runImport(ctx context.Context, stdout, stderr io.Writer, from, backend string, rate, chunk int64, units []shipping.Unit) error {
+// importJob is what an import ships as: the offers' backend and frontend,
+// the bandwidth and the chunk size.
+type importJob struct {
+	Backend, Frontend string
+	Rate, ChunkSize   int64
+}
+
+// runImport ships units as job says, through the CLI's API.
+func (o *options) runImport(ctx context.Context, stdout, stderr io.Writer, from string, job importJob, units []shipping.Unit) error {
 	c := o.client()
 	hc := &http.Client{} // each transfer request has its own deadline
 	if c.HTTP != nil {
 		hc.Transport = c.HTTP.Transport
 	}
 	sh := &shipping.Shipper{
-		Peers: func() []string { return []string{c.API} }, Token: c.Token, Backend: backend,
-		Client: hc, Rate: rate, ChunkSize: chunk, Progress: &shipping.Progress{},
+		Peers: func() []string { return []string{c.API} }, Token: c.Token, Backend: job.Backend, Frontend: job.Frontend,
+		Client: hc, Rate: job.Rate, ChunkSize: job.ChunkSize, Progress: &shipping.Progress{},
 	}
-	sum := ImportSummary{From: from, Backend: backend, Units: len(units), Results: []ImportResult{}}
+	sum := ImportSummary{From: from, Backend: job.Backend, Units: len(units), Results: []ImportResult{}}
 	bar := newProgressBar(stderr)
 	start := time.Now()
 	var stopErr error

@@ -454,7 +454,61 @@ func TestTransferNeedsTheNodesAgentToken(t *testing.T) {
 			t.Errorf("%s: %d %s (want %d)", name, code, b, c.want)
 		}
 	}
+	// An import into a frontend (a recording the index does not know) is
+	// an admin's: the node's own agent may not.
+	r.mc.MustApply(&fsm.AddFrontend{Key: "fe9", Secret: "fe9-secret"})
+	o.Frontend = "fe9"
+	body, _ = json.Marshal(o)
+	if code, b := r.call(t, "POST", "/api/v1/transfers", body, map[string]string{"Authorization": "Bearer " + own}); code != 403 {
+		t.Errorf("an agent importing into a frontend: %d %s", code, b)
+	}
 	if _, err := os.Stat(filepath.Join(root, "staging")); !os.IsNotExist(err) {
 		t.Fatal("a refused offer left something in the store")
+	}
+}
+
+// A recording made before Conclave (the index does not know it) is
+// imported with an admin token into a frontend: its entry is made from
+// its metadata.xml, and it lists and plays as the frontend's own.
+func TestImportOfARecordingMadeBeforeConclave(t *testing.T) {
+	r := newCentralRig(t)
+	const rid = "0123456789abcdef0123456789abcdef01234567-1600000000000"
+	files := sampleFiles(2000)
+	files["metadata.xml"] = []byte(`<?xml version="1.0" encoding="UTF-8"?>
+<recording><id>` + rid + `</id><state>published</state><published>true</published>
+<start_time>1600000000000</start_time><end_time>1600003600000</end_time><participants>12</participants><raw_size>999</raw_size>
+<meeting id="` + rid + `" externalId="course-42" name="Algebra &amp; more" breakout="false"/>
+<meta><bbb-context>Maths</bbb-context><isBreakout>false</isBreakout></meta>
+<playback><format>video</format><link>https://old-bbb.example.org/playback/video/` + rid + `/</link><processing_time>5</processing_time><duration>3600000</duration><size>2000</size></playback>
+</recording>`)
+	o := files.offer(r.ids[0], rid, "video", adminapi.TransferMinChunk)
+	if code, _ := r.offer(t, o); code != 409 {
+		t.Fatalf("an unknown recording without a frontend: %d", code)
+	}
+	o.Frontend = "nope"
+	if code, _ := r.offer(t, o); code != 404 {
+		t.Fatalf("an import into a frontend that does not exist: %d", code)
+	}
+	o.Frontend = "fe1"
+	code, st := r.offer(t, o)
+	if code != 200 {
+		t.Fatalf("import offer: %d %+v", code, st)
+	}
+	for _, c := range st.Missing {
+		r.putChunk(t, st.ID, files, o, c)
+	}
+	if code, done := r.complete(t, st.ID); code != 200 || done.State != "central" {
+		t.Fatalf("import complete: %d %+v", code, done)
+	}
+	a := r.client("fe1").Get(t, "getRecordings", "meetingID=course-42")
+	if ids := recordIDs(a.Raw); len(ids) != 1 || ids[0] != rid || !strings.Contains(a.Raw, "<name>Algebra &amp; more</name>") ||
+		!strings.Contains(a.Raw, "<bbb-context>Maths</bbb-context>") || !strings.Contains(a.Raw, "<url>"+r.base+"/playback/video/"+rid+"/</url>") {
+		t.Fatalf("the imported recording as fe1 sees it: %s", a.Raw)
+	}
+	if got := recordIDs(r.client("fe2").Get(t, "getRecordings", "").Raw); len(got) != 0 {
+		t.Fatalf("fe2 sees fe1's imported recording: %v", got)
+	}
+	if resp, body := get(t, r.base+"/playback/video/"+rid+"/video-0.m4v", nil); resp.StatusCode != 200 || !bytes.Equal(body, files["video-0.m4v"]) {
+		t.Fatalf("the imported recording plays: %d", resp.StatusCode)
 	}
 }

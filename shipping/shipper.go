@@ -56,6 +56,7 @@ type Shipper struct {
 	Peers     func() []string
 	Token     string       // bearer token (never logged)
 	Backend   string       // the offers' Backend: the BBB API URL or backend ID
+	Frontend  string       // the offers' Frontend: imports of recordings made before Conclave (admin token)
 	Client    *http.Client // default: no overall timeout (each request has its own)
 	Rate      int64        // bytes per second of chunk data; 0 = unlimited
 	ChunkSize int64        // 0 = adminapi.TransferDefaultSize
@@ -193,7 +194,7 @@ func (s *Shipper) ship(ctx context.Context, u Unit) (adminapi.TransferStatus, er
 	if err != nil {
 		return adminapi.TransferStatus{}, &Error{Step: "manifest", Err: err}
 	}
-	offer.Backend = s.Backend
+	offer.Backend, offer.Frontend = s.Backend, s.Frontend
 	body, err := json.Marshal(offer)
 	if err != nil {
 		return adminapi.TransferStatus{}, &Error{Step: "manifest", Err: err}

@@ -3,7 +3,9 @@ package central
 import (
 	"context"
 	"errors"
+	"io"
 	"mime"
+	"net"
 	"net/http"
 	"path"
 	"strconv"
@@ -192,8 +194,32 @@ func (c *Central) serveObject(ctx *fasthttp.RequestCtx, rctx context.Context, ke
 		return
 	}
 	c.m.played.Add(float64(n))
-	ctx.SetBodyStream(r, int(n))
+	ctx.SetBodyStream(&progressDeadline{ReadCloser: r, conn: ctx.Conn(), every: playbackWriteWindow}, int(n))
 	_ = rctx
+}
+
+// playbackWriteWindow is how long a playback answer may go without
+// progress. The server's write timeout bounds a whole answer, which would
+// cut a long video to a slow client; nginx bounds the time between two
+// writes instead (send_timeout), and so does this.
+const playbackWriteWindow = 60 * time.Second
+
+// progressDeadline pushes the connection's write deadline back each time
+// the answer moves on: a client that reads keeps its download, one that
+// stops reading is cut after the window.
+type progressDeadline struct {
+	io.ReadCloser
+	conn  net.Conn
+	every time.Duration
+	last  time.Time
+}
+
+func (p *progressDeadline) Read(b []byte) (int, error) {
+	if now := time.Now(); now.Sub(p.last) > time.Second {
+		p.last = now
+		_ = p.conn.SetWriteDeadline(now.Add(p.every))
+	}
+	return p.ReadCloser.Read(b)
 }
 
 // notModified applies If-None-Match, then If-Modified-Since.

@@ -205,13 +205,17 @@ func (c *Central) serveOffer(ctx *fasthttp.RequestCtx, claims *auth.Claims) {
 		return
 	}
 	rec, ok := c.recordingOf(rctx, &b, in.RecordID)
-	if !ok {
+	if in.Frontend != "" {
+		if !c.importable(ctx, claims, &in, &b, ok) {
+			return
+		}
+	} else if !ok {
 		admin.WriteError(ctx, 409, "conflict", "the index has no recording "+in.RecordID+" of backend "+b.ID+" yet; retry later")
 		return
 	}
 	o := &offer{TransferOffer: in, BackendID: b.ID, id: offerID(&in)}
 	st := adminapi.TransferStatus{ID: o.id, Bytes: o.bytes()}
-	if _, done := rec.CentralFormat(in.Format); done && c.sameManifest(rctx, o) {
+	if _, done := rec.CentralFormat(in.Format); ok && done && c.sameManifest(rctx, o) {
 		st.State, st.Have = "central", st.Bytes
 		admin.WriteJSON(ctx, 200, st)
 		return
@@ -225,6 +229,31 @@ func (c *Central) serveOffer(ctx *fasthttp.RequestCtx, claims *auth.Claims) {
 		return
 	}
 	admin.WriteJSON(ctx, 200, st)
+}
+
+// importable checks an import of a recording the index may not know
+// (offer.Frontend): admin tokens only, a frontend that exists, a
+// metadata.xml to make the entry from, and no entry of another backend.
+func (c *Central) importable(ctx *fasthttp.RequestCtx, claims *auth.Claims, in *adminapi.TransferOffer, b *fsm.Backend, known bool) bool {
+	if !claims.HasScope(auth.ScopeAdmin) {
+		admin.WriteError(ctx, 403, "forbidden", "importing recordings into a frontend needs an admin token")
+		return false
+	}
+	if _, ok := c.cluster.FSM().Frontend(in.Frontend); !ok {
+		admin.WriteError(ctx, 404, "not_found", "no frontend "+in.Frontend)
+		return false
+	}
+	if _, ok := c.cluster.FSM().Recording(in.RecordID); ok && !known {
+		admin.WriteError(ctx, 409, "conflict", "recording "+in.RecordID+" is another backend's in the index")
+		return false
+	}
+	for _, f := range in.Files {
+		if f.Path == "metadata.xml" {
+			return true
+		}
+	}
+	admin.WriteError(ctx, 400, "invalid", "an imported recording needs its metadata.xml")
+	return false
 }
 
 // findBackend resolves an ID, URL or host, confirming a miss with a
@@ -476,6 +505,13 @@ func (c *Central) serveComplete(ctx *fasthttp.RequestCtx, claims *auth.Claims, i
 		_ = c.status(rctx, o, &st)
 		admin.WriteJSON(ctx, 422, st)
 		return
+	}
+	if o.Frontend != "" {
+		if err := c.indexImported(rctx, o); err != nil {
+			c.log.Warn("imported recording not indexed", "record_id", o.RecordID, "format", o.Format, "err", err)
+			admin.WriteError(ctx, 422, "invalid", "the recording's metadata.xml cannot make its index entry: "+err.Error())
+			return
+		}
 	}
 	manifest, _ := json.Marshal(o)
 	if err := c.store.Put(rctx, manifestKey(o.Format, o.RecordID), bytes.NewReader(manifest), int64(len(manifest))); err != nil {
