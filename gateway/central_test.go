@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -510,5 +511,26 @@ func TestImportOfARecordingMadeBeforeConclave(t *testing.T) {
 	}
 	if resp, body := get(t, r.base+"/playback/video/"+rid+"/video-0.m4v", nil); resp.StatusCode != 200 || !bytes.Equal(body, files["video-0.m4v"]) {
 		t.Fatalf("the imported recording plays: %d", resp.StatusCode)
+	}
+}
+
+// An abandoned transfer's chunks are swept once nothing touched them for
+// the TTL; a transfer under way is left alone.
+func TestAbandonedTransfersAreSwept(t *testing.T) {
+	r := newCentralRig(t)
+	files := sampleFiles(200 << 10)
+	o := files.offer(r.ids[0], r.recordID, "video", adminapi.TransferMinChunk)
+	_, st := r.offer(t, o)
+	r.putChunk(t, st.ID, files, o, st.Missing[0])
+	if n, err := r.srv.central.SweepStaging(context.Background(), time.Hour); err != nil || n != 0 {
+		t.Fatalf("a fresh transfer swept: %d %v", n, err)
+	}
+	old := time.Now().Add(-2 * time.Hour)
+	filepath.Walk(filepath.Join(r.root, "staging"), func(p string, _ os.FileInfo, _ error) error { return os.Chtimes(p, old, old) })
+	if n, err := r.srv.central.SweepStaging(context.Background(), time.Hour); err != nil || n != 1 {
+		t.Fatalf("an abandoned transfer not swept: %d %v", n, err)
+	}
+	if _, err := os.Stat(filepath.Join(r.root, "staging", st.ID)); !os.IsNotExist(err) {
+		t.Fatalf("its chunks are still there: %v", err)
 	}
 }

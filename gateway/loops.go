@@ -51,3 +51,7 @@ type backendCaller struct{ s *Server }
 func (c backendCaller) CallBackend(b *fsm.Backend, call string, args *fasthttp.Args, timeout time.Duration) ([]byte, error) {
 	return c.s.api.CallBackend(b, call, args, timeout)
 }
+
+// RunStagingSweep deletes abandoned recording transfers from the central
+// store (nothing without one), every hour until ctx ends.
+func (s *Server) RunStagingSweep(ctx context.Context) { s.central.RunStagingSweep(ctx) }

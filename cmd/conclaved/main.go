@@ -197,6 +197,7 @@ func run(o options) error {
 	defer stopHealth()
 	go srv.RunHealth(healthCtx, gateway.DefaultHealth)
 	go srv.RunRecordingSync(healthCtx, o.recordingSync)
+	go srv.RunStagingSweep(healthCtx)
 	logger.Info("conclaved started", "version", version, "http", o.listenHTTP, "raft", o.raftAdvertise,
 		"bootstrap", o.bootstrap, "join", strings.Join(o.join, ","), "admin_auth", jwtSecret != "", "peer_tls", peerTLS != nil,
 		"load_weights", weights.String(), "recordings_store", storeName(store))

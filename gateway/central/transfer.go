@@ -388,10 +388,15 @@ func (c *Central) status(ctx context.Context, o *offer, st *adminapi.TransferSta
 		st.State = "staged"
 	}
 	c.mu.Lock()
-	c.pending[o.id] = st.Bytes - st.Have
+	if _, ok := c.pending[o.id]; ok || len(c.pending) < maxPending {
+		c.pending[o.id] = st.Bytes - st.Have
+	}
 	c.mu.Unlock()
 	return nil
 }
+
+// maxPending bounds the transfers the progress gauge follows.
+const maxPending = 1024
 
 // mayShip checks that the caller may ship offer o's recording.
 func (c *Central) mayShip(ctx *fasthttp.RequestCtx, claims *auth.Claims, o *offer) bool {
