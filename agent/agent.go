@@ -60,8 +60,8 @@ type Config struct {
 	RegisterRetry   time.Duration // default DefaultRegisterRetry
 	RegisterBackoff time.Duration // after 401/403; default DefaultRegisterBackoff
 
-	// Recordings: with RecordingsDir (BBB's published tree) and an
-	// APIToken, the agent ships every settled recording format found there
+	// Recordings: with RecordingsDir (BBB's published tree; the peers
+	// take them with its APIToken), the agent ships every settled recording format found there
 	// to the cluster's central storage (see recordings.go).
 	RecordingsDir    string
 	TransferRate     int64         // bytes per second; 0 = unlimited
@@ -185,11 +185,14 @@ func Start(cfg Config) (*Agent, error) {
 		a.log.Warn("no CONCLAVE_API_TOKEN: peers with a JWT secret ignore this agent's load (they need it signed with the key an agent token gets)",
 			"token_subject", a.hostPort)
 	}
-	if cfg.RecordingsDir != "" && cfg.APIToken != "" {
+	if cfg.RecordingsDir != "" {
+		if cfg.APIToken == "" {
+			// As registration: a cluster without a JWT secret takes it from
+			// loopback (the demo); any other refuses it, logged by the loop.
+			a.log.Warn("shipping recordings without CONCLAVE_API_TOKEN: only peers without a JWT secret, on this host, take them", "recordings_dir", cfg.RecordingsDir)
+		}
 		a.wg.Add(1)
 		go a.recordingsLoop(ctx)
-	} else if cfg.RecordingsDir != "" {
-		a.log.Warn("recordings are not shipped to central storage: shipping needs CONCLAVE_API_TOKEN", "recordings_dir", cfg.RecordingsDir)
 	}
 	return a, nil
 }

@@ -2,7 +2,8 @@
 # make demo: three conclaved peers, three fake BBB nodes (with agents when
 # conclave-agent is built), a frontend, all on loopback; Raft and peer
 # calls under mutual TLS (a CA and peer certificates made with conclavectl
-# tls in the demo dir). Ctrl-C stops it.
+# tls in the demo dir); recordings shipped to a central directory. Ctrl-C
+# stops it.
 set -euo pipefail
 BIN=${BIN:-$(pwd)/bin}
 DIR=${DEMO_DIR:-$(pwd)/demo-data}
@@ -23,19 +24,25 @@ TLS="$DIR/tls"
 "$BIN/conclavectl" tls ca create --dir "$TLS" >/dev/null
 for i in 1 2 3; do "$BIN/conclavectl" tls cert create --name peer$i --dir "$TLS" >/dev/null; done
 
+# Central recordings: a shared directory for the peers; each fake node
+# publishes its recordings' files under its own published tree, which its
+# agent ships.
+STORE="$DIR/recordings"
+mkdir -p "$STORE"
 for i in 1 2 3; do
+  mkdir -p "$DIR/bbb$i/published"
   "$BIN/fakebbb" --listen 127.0.0.1:1900$i --secret "node$i-secret" \
-    --properties "$DIR/bbb$i.properties" >"$DIR/fakebbb$i.log" 2>&1 &
+    --properties "$DIR/bbb$i.properties" --published-dir "$DIR/bbb$i/published" >"$DIR/fakebbb$i.log" 2>&1 &
   pids+=($!)
 done
 "$BIN/conclaved" --id peer1 --data-dir "$DIR/peer1" --listen-http 127.0.0.1:42353 \
-  --raft-addr 127.0.0.1:42354 --gossip-addr 127.0.0.1:42355 --bootstrap \
+  --raft-addr 127.0.0.1:42354 --gossip-addr 127.0.0.1:42355 --bootstrap --recordings-store "file://$STORE" \
   --tls-ca "$TLS/ca.pem" --tls-cert "$TLS/peer1.pem" --tls-key "$TLS/peer1-key.pem" >"$DIR/peer1.log" 2>&1 &
 pids+=($!)
 for i in 2 3; do
   base=$((42353 + (i - 1) * 10)) # peer2: 42363-42365, peer3: 42373-42375
   "$BIN/conclaved" --id peer$i --data-dir "$DIR/peer$i" --listen-http 127.0.0.1:$base \
-    --raft-addr 127.0.0.1:$((base + 1)) --gossip-addr 127.0.0.1:$((base + 2)) --join 127.0.0.1:42353 \
+    --raft-addr 127.0.0.1:$((base + 1)) --gossip-addr 127.0.0.1:$((base + 2)) --join 127.0.0.1:42353 --recordings-store "file://$STORE" \
     --tls-ca "$TLS/ca.pem" --tls-cert "$TLS/peer$i.pem" --tls-key "$TLS/peer$i-key.pem" >"$DIR/peer$i.log" 2>&1 &
   pids+=($!)
 done
@@ -50,7 +57,7 @@ ctl show peers
 if [ -x "$BIN/conclave-agent" ]; then
   for i in 1 2 3; do
     BBB_CONFIG="$DIR/bbb$i.properties" "$BIN/conclave-agent" --join 127.0.0.1:42355 -a \
-      --gossip-addr 127.0.0.1:4700$i >"$DIR/agent$i.log" 2>&1 &
+      --gossip-addr 127.0.0.1:4700$i --recordings-dir "$DIR/bbb$i/published" --recordings-scan 2s >"$DIR/agent$i.log" 2>&1 &
     pids+=($!)
   done
   sleep 3
@@ -65,10 +72,13 @@ ctl add frontend demo --secret "$FRONTEND_SECRET" >/dev/null
 sleep 2
 ctl show backends
 
-Q="name=Demo+Meeting&meetingID=demo-1&attendeePW=ap&moderatorPW=mp"
+Q="name=Demo+Meeting&meetingID=demo-1&attendeePW=ap&moderatorPW=mp&record=true"
 SUM=$(printf '%s' "create${Q}${FRONTEND_SECRET}" | sha256sum | cut -d' ' -f1)
 J="fullName=Alice&meetingID=demo-1&password=mp"
 JSUM=$(printf '%s' "join${J}${FRONTEND_SECRET}" | sha256sum | cut -d' ' -f1)
+E="meetingID=demo-1&password=mp"
+ESUM=$(printf '%s' "end${E}${FRONTEND_SECRET}" | sha256sum | cut -d' ' -f1)
+RSUM=$(printf '%s' "getRecordings${FRONTEND_SECRET}" | sha256sum | cut -d' ' -f1)
 cat <<EOT
 
 Conclave demo is running (logs in $DIR).
@@ -79,6 +89,11 @@ Conclave demo is running (logs in $DIR).
 Create a meeting on peer 1, then join it through peer 2:
   curl -s 'http://127.0.0.1:42353/bigbluebutton/api/create?${Q}&checksum=${SUM}'
   curl -si 'http://127.0.0.1:42363/bigbluebutton/api/join?${J}&checksum=${JSUM}' | grep -i location
+
+End it (fakebbb publishes a recording at once); its agent ships it to $STORE,
+and getRecordings then gives a playback URL on the peer you ask, which plays on every peer:
+  curl -s 'http://127.0.0.1:42353/bigbluebutton/api/end?${E}&checksum=${ESUM}'
+  curl -s 'http://127.0.0.1:42373/bigbluebutton/api/getRecordings?checksum=${RSUM}' | grep -o '<url>[^<]*'
 
 Operate it:
   $BIN/conclavectl show backends

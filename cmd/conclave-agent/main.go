@@ -100,7 +100,7 @@ func newCommand(stop <-chan struct{}) *cobra.Command {
 secret from bbb-web's properties, polls its API (a signed getMeetings) for meetings,
 attendees and video streams, and gossips that load to the Conclave peers. With -a it
 registers the server as a backend (AdminState init) through a peer's admin API.
-When --recordings-dir exists (and CONCLAVE_API_TOKEN is set), it ships every recording
+When --recordings-dir exists, it ships every recording (with CONCLAVE_API_TOKEN when the peers have a JWT secret)
 format BBB publishes there to the cluster's central storage, paced to --transfer-rate.
 
 Environment-only settings:
@@ -213,13 +213,9 @@ func run(o options, stderr io.Writer, stop <-chan struct{}) error {
 		o.name = defaultName(apiURL, o.gossipAddr)
 	}
 
-	token := os.Getenv("CONCLAVE_API_TOKEN")
 	switch {
-	case recordings != "" && token != "":
-		logger.Info("recording shipping on", "recordings_dir", recordings, "transfer_rate", o.transferRate.String())
 	case recordings != "":
-		logger.Info("recording shipping off: it needs CONCLAVE_API_TOKEN", "recordings_dir", recordings)
-		recordings = ""
+		logger.Info("recording shipping on", "recordings_dir", recordings, "transfer_rate", o.transferRate.String())
 	case o.recordingsDir == "":
 		logger.Info("recording shipping off: --recordings-dir is empty")
 	default:
@@ -231,7 +227,7 @@ func run(o options, stderr io.Writer, stop <-chan struct{}) error {
 			Name: o.name, BindAddr: o.gossipAddr, AdvertiseAddr: o.gossipAdvertise,
 			Join: o.join, SecretKey: key,
 		},
-		Autoregister: o.autoregister, APIToken: token,
+		Autoregister: o.autoregister, APIToken: os.Getenv("CONCLAVE_API_TOKEN"),
 		RecordingsDir: recordings, TransferRate: int64(o.transferRate), TransferChunk: int64(o.transferChunk),
 		RecordingsScan: o.recordingsScan, RecordingsSettle: o.recordingsSettle,
 		Logger: logger.With("agent", o.name),

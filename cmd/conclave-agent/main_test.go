@@ -168,7 +168,7 @@ func TestRunJoinsAndLeaves(t *testing.T) {
 	if l := peer.Loads()[api]; l.Alive {
 		t.Fatal("agent stopped without leaving")
 	}
-	if !strings.Contains(out, "recording shipping off: it needs CONCLAVE_API_TOKEN") {
+	if !strings.Contains(out, `"msg":"recording shipping on"`) || !strings.Contains(out, "shipping recordings without CONCLAVE_API_TOKEN") {
 		t.Fatalf("no word on recording shipping:\n%s", out)
 	}
 }
