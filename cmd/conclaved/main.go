@@ -131,15 +131,6 @@ func run(o options) error {
 	if o.httpAdvertise == "" {
 		o.httpAdvertise = advertiseFor(o.listenHTTP)
 	}
-	var store recstore.Store
-	if o.recordingsStore != "" {
-		if store, err = recstore.Open(o.recordingsStore, os.Getenv); err != nil {
-			return fmt.Errorf("--recordings-store: %w", err)
-		}
-	}
-	if o.playbackLinkTTL <= 0 {
-		return fmt.Errorf("--playback-link-ttl %v: want a positive duration", o.playbackLinkTTL)
-	}
 	if o.raftAdvertise == "" {
 		o.raftAdvertise = advertiseFor(o.raftAddr)
 	}
@@ -156,6 +147,15 @@ func run(o options) error {
 	gkey, err := gossipKey(o.gossipAddr)
 	if err != nil {
 		return err
+	}
+	if o.playbackLinkTTL < 0 { // 0: the default
+		return fmt.Errorf("--playback-link-ttl %v: want a positive duration", o.playbackLinkTTL)
+	}
+	var store recstore.Store
+	if o.recordingsStore != "" {
+		if store, err = recstore.Open(o.recordingsStore, os.Getenv); err != nil {
+			return fmt.Errorf("--recordings-store: %w", err)
+		}
 	}
 
 	// Listen first: a port in use should fail before Raft touches anything.
