@@ -534,3 +534,20 @@ func TestAbandonedTransfersAreSwept(t *testing.T) {
 		t.Fatalf("its chunks are still there: %v", err)
 	}
 }
+
+// Removing a frontend removes its recordings' central copies: its index
+// entries go with it, and nothing would reach those files again.
+func TestRemovedFrontendTakesItsCentralCopies(t *testing.T) {
+	r := newCentralRig(t)
+	r.shipAll(t, sampleFiles(5000))
+	dir := filepath.Join(r.root, "published", "video", r.recordID)
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatal(err)
+	}
+	if code, b := r.call(t, "DELETE", "/api/v1/frontends/fe1", nil, nil); code != 200 {
+		t.Fatalf("delete frontend: %d %s", code, b)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("the removed frontend's central copy is left: %v", err)
+	}
+}

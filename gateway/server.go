@@ -131,7 +131,9 @@ func New(cfg Config, cluster Cluster) *Server {
 		Release:        func(internal, backendID string) { s.api.Release(internal, backendID) },
 		SyncRecordings: func(b *fsm.Backend, ids []string) error { return s.api.SyncRecordings(b, ids, false) },
 	}, cluster)
-	s.admin = admin.New(admin.Config{JWTSecret: cfg.JWTSecret}, cluster, adminRequests{s})
+	s.admin = admin.New(admin.Config{JWTSecret: cfg.JWTSecret,
+		DeleteCentral: func(ctx context.Context, recs []fsm.Recording) error { return s.central.DeleteAll(ctx, recs) },
+	}, cluster, adminRequests{s})
 	s.guard = guard.New(guard.Config{ReverseProxy: cfg.ReverseProxy, TrustedProxies: cfg.TrustedProxies,
 		MaxBodySize: cfg.MaxBodySize, Registry: cfg.Registry, Logger: cfg.Logger})
 	s.central = central.New(central.Config{Store: cfg.RecordingsStore, LinkTTL: cfg.PlaybackLinkTTL,

@@ -111,6 +111,10 @@ type Requests interface {
 type Config struct {
 	// JWTSecret derives the agents' load keys ("" : none are handed out).
 	JWTSecret string
+	// DeleteCentral, when set, deletes recordings' central copies (the
+	// frontend's, before the frontend goes: its index entries go with it,
+	// and nothing would reach those files again).
+	DeleteCentral func(ctx context.Context, recs []fsm.Recording) error
 }
 
 // Handler serves the admin API.
@@ -493,6 +497,13 @@ func (a *adminRequest) applyFrontend(c fsm.Command, status int) {
 }
 
 func (a *adminRequest) deleteFrontend(key string) {
+	if del := a.h.cfg.DeleteCentral; del != nil {
+		recs := a.h.cluster.FSM().RecordingsOf(key, func(r *fsm.Recording) bool { return len(r.Central) > 0 })
+		if err := del(a.rctx, recs); err != nil {
+			WriteError(a.ctx, 503, "unavailable", "the frontend's central recordings could not be deleted (nothing was removed; retry): "+err.Error())
+			return
+		}
+	}
 	if _, ok := a.apply(&fsm.RemoveFrontend{Key: key}); !ok {
 		return
 	}

@@ -146,6 +146,16 @@ func manifestKey(format, recordID string) string {
 	return "manifests/" + format + "/" + recordID + ".json"
 }
 
+// DeleteAll removes the central copies of recs (a frontend removed).
+func (c *Central) DeleteAll(ctx context.Context, recs []fsm.Recording) error {
+	for i := range recs {
+		if err := c.Delete(ctx, &recs[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Delete removes the central copies of a recording (deleteRecordings).
 func (c *Central) Delete(ctx context.Context, rec *fsm.Recording) error {
 	if !c.Enabled() {
