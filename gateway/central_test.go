@@ -551,3 +551,29 @@ func TestRemovedFrontendTakesItsCentralCopies(t *testing.T) {
 		t.Fatalf("the removed frontend's central copy is left: %v", err)
 	}
 }
+
+// A node that no longer has a central recording's files (cleaned up once
+// they were central) answers notFound; publish and delete then act on the
+// central copy, as with the node gone.
+func TestCentralRecordingCleanedOffItsNode(t *testing.T) {
+	r := newCentralRig(t)
+	r.shipAll(t, sampleFiles(5000))
+	node := testClient{Base: "http://" + r.addrs[0] + "/bigbluebutton/api", Secret: "node0-secret", Algo: "sha256"}
+	if a := node.Get(t, "deleteRecordings", "recordID="+r.recordID); a.ReturnCode != "SUCCESS" {
+		t.Fatalf("cleaning the node: %s", a.Raw)
+	}
+	c := r.client("fe1")
+	u := r.playbackURL(t)
+	if a := c.Get(t, "publishRecordings", "recordID="+r.recordID+"&publish=false"); a.ReturnCode != "SUCCESS" {
+		t.Fatalf("unpublish of a recording its node no longer has: %s", a.Raw)
+	}
+	if resp, _ := get(t, u, nil); resp.StatusCode != 404 {
+		t.Fatalf("unpublished: %d", resp.StatusCode)
+	}
+	if a := c.Get(t, "deleteRecordings", "recordID="+r.recordID); a.ReturnCode != "SUCCESS" {
+		t.Fatalf("delete of a recording its node no longer has: %s", a.Raw)
+	}
+	if _, err := os.Stat(filepath.Join(r.root, "published", "video", r.recordID)); !os.IsNotExist(err) {
+		t.Fatal("delete left the central copy")
+	}
+}

@@ -457,11 +457,10 @@ func (x *Recordings) Change(r Request) string {
 			backends[i] = &b
 		}
 	}
-	var answer []byte
+	var answer []byte // the last node's answer; nil: BBB's own, made here
 	for i, bid := range bids {
 		b := backends[i]
 		if b == nil {
-			answer = nil
 			continue
 		}
 		r.Args().Set("recordID", strings.Join(perBackend[bid], ","))
@@ -473,6 +472,11 @@ func (x *Recordings) Change(r Request) string {
 		// Refresh the index from the backend, so both agree afterwards.
 		if err := x.Sync(b, perBackend[bid], true); err != nil {
 			x.log.Warn("recordings index refresh failed", "backend", bid, "err", err)
+		}
+		if !env.OK() && env.MessageKey == bbb.KeyNotFound && centralOnly(perBackend[bid]) {
+			// The node no longer has its copies (cleaned up once they were
+			// central): the central copies are what the call is about.
+			continue
 		}
 		if !env.OK() {
 			r.WriteXML(a)
