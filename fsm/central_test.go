@@ -30,6 +30,11 @@ func TestCentralCopySurvivesTheNode(t *testing.T) {
 	if r, _ := f.Recording("r1"); len(r.Central) != 2 {
 		t.Fatal("a sync's put forgot the central copies")
 	}
+	// Another node listing the same record ID cannot take the copy over.
+	apply(&PutRecordings{Recordings: []Recording{{RecordID: "r1", Frontend: "other", BackendID: "b2", State: "published", XML: "<recording/>"}}})
+	if r, _ := f.Recording("r1"); r.BackendID != "b1" || r.Frontend != "fe" || len(r.Central) != 2 {
+		t.Fatalf("another node took a central recording over: %+v", r)
+	}
 	apply(&DropRecordings{BackendID: "b1", RecordIDs: []string{"r1", "r2"}})
 	if _, ok := f.Recording("r1"); !ok {
 		t.Fatal("a sync's drop removed a recording that plays from central storage")

@@ -99,6 +99,11 @@ func (s *State) putRecordings(c *PutRecordings) *Result {
 			continue
 		}
 		if old, ok := s.Recordings[r.RecordID]; ok {
+			if len(old.Central) > 0 && (old.BackendID != r.BackendID || old.Frontend != r.Frontend) {
+				// Another node (or tenant) listing a central recording's ID
+				// would take its central copy over: the copy stays its owner's.
+				continue
+			}
 			r.Central = old.Central // a node's listing knows nothing of central copies
 		} else {
 			r.Central = nil

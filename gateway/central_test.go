@@ -30,13 +30,17 @@ type centralRig struct {
 	recordID string
 }
 
-func newCentralRig(t *testing.T) *centralRig {
+func newCentralRig(t *testing.T) *centralRig { return newCentralRigWith(t, Config{}) }
+
+// newCentralRigWith is newCentralRig with a server configured by cfg.
+func newCentralRigWith(t *testing.T, cfg Config) *centralRig {
 	root := t.TempDir()
 	store, err := recstore.Open("file://"+root, os.Getenv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &centralRig{rig: newRigWith(t, 1, Config{RecordingsStore: store}), root: root}
+	cfg.RecordingsStore = store
+	r := &centralRig{rig: newRigWith(t, 1, cfg), root: root}
 	r.mc.MustApply(&fsm.SetClusterKey{Key: bytes.Repeat([]byte{7}, fsm.ClusterKeyLen)})
 	c := r.client("fe1")
 	if a := c.Get(t, "create", "meetingID=lecture&record=true&moderatorPW=mp"); a.ReturnCode != "SUCCESS" {
@@ -408,8 +412,9 @@ func TestProtectedRecordingPlaysOnlyThroughItsLink(t *testing.T) {
 		t.Fatalf("link with its expiry pushed back: %d", resp.StatusCode)
 	}
 	resp, _ := get(t, u, nil)
-	if resp.StatusCode != 200 || resp.Header.Get("Cache-Control") != "private" {
-		t.Fatalf("the link: %d %v", resp.StatusCode, resp.Header)
+	loc := resp.Header.Get("Location")
+	if resp.StatusCode != 302 || !strings.HasPrefix(loc, r.base+"/playback/video/"+r.recordID+"/") {
+		t.Fatalf("the link: %d %q", resp.StatusCode, loc)
 	}
 	var cookie *http.Cookie
 	for _, ck := range resp.Cookies() {
@@ -417,14 +422,20 @@ func TestProtectedRecordingPlaysOnlyThroughItsLink(t *testing.T) {
 			cookie = ck
 		}
 	}
-	if cookie == nil || !cookie.HttpOnly {
+	if cookie == nil || !cookie.HttpOnly || cookie.Path != "/" {
 		t.Fatalf("no HttpOnly cookie for the recording: %v", resp.Cookies())
 	}
-	dir := bare[:strings.LastIndex(bare, "/")+1]
-	if resp, _ := get(t, dir+"video-0.m4v", map[string]string{"Cookie": cookie.Name + "=" + cookie.Value, "Range": "bytes=0-9"}); resp.StatusCode != 206 {
+	if resp, _ := get(t, loc, nil); resp.StatusCode != 403 {
+		t.Fatalf("the playback URL without the link's cookie: %d", resp.StatusCode)
+	}
+	with := map[string]string{"Cookie": cookie.Name + "=" + cookie.Value}
+	if resp, _ := get(t, loc, with); resp.StatusCode != 200 || resp.Header.Get("Cache-Control") != "private" {
+		t.Fatalf("the playback URL with the cookie: %d %v", resp.StatusCode, resp.Header)
+	}
+	if resp, _ := get(t, loc+"video-0.m4v", map[string]string{"Cookie": with["Cookie"], "Range": "bytes=0-9"}); resp.StatusCode != 206 {
 		t.Fatalf("the player's next file with the cookie: %d", resp.StatusCode)
 	}
-	if resp, _ := get(t, dir+"video-0.m4v", map[string]string{"Cookie": cookie.Name + "=" + cookie.Value + "0"}); resp.StatusCode != 403 {
+	if resp, _ := get(t, loc+"video-0.m4v", map[string]string{"Cookie": with["Cookie"] + "0"}); resp.StatusCode != 403 {
 		t.Fatalf("an altered cookie: %d", resp.StatusCode)
 	}
 }
@@ -575,5 +586,36 @@ func TestCentralRecordingCleanedOffItsNode(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(r.root, "published", "video", r.recordID)); !os.IsNotExist(err) {
 		t.Fatal("delete left the central copy")
+	}
+}
+
+// Behind a TLS proxy (trusted), a protected recording's link and its
+// redirect are on the proxy's https name, and its cookie is one an LMS's
+// iframe still sends: SameSite=None, Secure.
+func TestProtectedLinkBehindATLSProxy(t *testing.T) {
+	r := newCentralRigWith(t, Config{ReverseProxy: true})
+	r.shipAll(t, sampleFiles(5000))
+	r.mc.MustApply(&fsm.SetFrontendSettings{Key: "fe1", Patch: []byte(`{"protect_recordings":true}`)})
+	req, _ := http.NewRequest("GET", r.client("fe1").URL("getRecordings", "recordID="+r.recordID), nil)
+	req.Header.Set("X-Forwarded-Proto", "https")
+	req.Header.Set("X-Forwarded-Host", "bbb.example.org")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := urlRe.FindStringSubmatch(string(body))
+	if m == nil || !strings.HasPrefix(m[1], "https://bbb.example.org/conclave/playback/"+r.recordID+"/video?playback_token=") {
+		t.Fatalf("the link behind the proxy: %s", body)
+	}
+	link := strings.Replace(m[1], "https://bbb.example.org", r.base, 1)
+	resp2, _ := get(t, link, map[string]string{"X-Forwarded-Proto": "https", "X-Forwarded-Host": "bbb.example.org"})
+	if loc := resp2.Header.Get("Location"); resp2.StatusCode != 302 || !strings.HasPrefix(loc, "https://bbb.example.org/playback/video/"+r.recordID+"/") {
+		t.Fatalf("redirect: %d %q", resp2.StatusCode, loc)
+	}
+	sc := resp2.Header.Get("Set-Cookie")
+	if !strings.Contains(sc, "secure") || !strings.Contains(strings.ToLower(sc), "samesite=none") {
+		t.Fatalf("cookie behind a TLS proxy: %q", sc)
 	}
 }

@@ -137,7 +137,7 @@ func New(cfg Config, cluster Cluster) *Server {
 	s.guard = guard.New(guard.Config{ReverseProxy: cfg.ReverseProxy, TrustedProxies: cfg.TrustedProxies,
 		MaxBodySize: cfg.MaxBodySize, Registry: cfg.Registry, Logger: cfg.Logger})
 	s.central = central.New(central.Config{Store: cfg.RecordingsStore, LinkTTL: cfg.PlaybackLinkTTL,
-		Registry: cfg.Registry, Logger: cfg.Logger,
+		Registry: cfg.Registry, Logger: cfg.Logger, PublicBase: func(ctx *fasthttp.RequestCtx) (string, bool) { return s.guard.PublicBase(ctx) },
 		SyncRecordings: func(b *fsm.Backend, ids []string) error { return s.api.SyncRecordings(b, ids, true) },
 	}, cluster, adminRequests{s})
 	s.api = bbbapi.New(bbbapi.Config{Logger: cfg.Logger, MaxBodySize: cfg.MaxBodySize, Guard: s.guard,
@@ -260,6 +260,10 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 			return
 		}
 		ctx.WriteString("ready\n")
+	case bytes.HasPrefix(path, []byte(central.LinkPrefix)):
+		if s.guard.NoBody(ctx) {
+			s.central.ServeLink(ctx)
+		}
 	case central.IsPlaybackPath(path):
 		if s.guard.NoBody(ctx) {
 			s.central.ServePlayback(ctx)

@@ -61,8 +61,11 @@ type Config struct {
 	// SyncRecordings asks a backend for recordings the index does not
 	// know yet (an agent may ship one before the index heard of it).
 	SyncRecordings func(b *fsm.Backend, ids []string) error
-	Registry       prometheus.Registerer
-	Logger         *slog.Logger
+	// PublicBase is the scheme://host a client reached the cluster by
+	// (the gateway's guard: a trusted proxy's X-Forwarded-* believed).
+	PublicBase func(*fasthttp.RequestCtx) (string, bool)
+	Registry   prometheus.Registerer
+	Logger     *slog.Logger
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
 }
@@ -80,9 +83,10 @@ type Central struct {
 	log     *slog.Logger
 	m       metrics
 
-	mu      sync.Mutex
-	offers  map[string]*offer // recent offers by transfer ID (the store holds them all)
-	pending map[string]int64  // bytes still missing, by transfer ID, for the progress gauge
+	mu       sync.Mutex
+	offers   map[string]*offer // recent offers by transfer ID (the store holds them all)
+	pending  map[string]int64  // bytes still missing, by transfer ID, for the progress gauge
+	received map[string]int64  // bytes of chunks this peer took, by transfer ID (mayReceive)
 }
 
 type metrics struct {
@@ -105,7 +109,7 @@ func New(cfg Config, cluster Cluster, req Requests) *Central {
 		cfg.Now = time.Now
 	}
 	c := &Central{cfg: cfg, store: cfg.Store, cluster: cluster, req: req, log: cfg.Logger,
-		offers: map[string]*offer{}, pending: map[string]int64{}}
+		offers: map[string]*offer{}, pending: map[string]int64{}, received: map[string]int64{}}
 	c.m = metrics{
 		received: prometheus.NewCounter(prometheus.CounterOpts{Name: "conclave_recordings_transfer_bytes_total",
 			Help: "Bytes of recording files received from agents into central storage (verified chunks)."}),

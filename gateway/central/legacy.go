@@ -137,10 +137,10 @@ func (c *Central) indexImported(ctx context.Context, o *offer) error {
 	switch {
 	case !ok:
 		rec = m.recording(o.Format, o.Frontend, o.BackendID)
-	case strings.Contains(rec.XML, "<type>"+o.Format+"</type>"):
-		return nil
 	case rec.BackendID != o.BackendID:
 		return errors.New("the recording is another backend's")
+	case strings.Contains(rec.XML, "<type>"+o.Format+"</type>"):
+		return nil
 	default:
 		i := strings.LastIndex(rec.XML, "</playback>")
 		if i < 0 {

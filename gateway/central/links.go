@@ -107,6 +107,14 @@ func (c *Central) PlaybackXML(rec *fsm.Recording, fe *fsm.Frontend, base string)
 	return out.String()
 }
 
+// LinkPrefix is the route of protected recordings' links:
+// <LinkPrefix><recordID>/<format>?playback_token=… checks the token, sets
+// the recording's cookie and redirects to the format's playback URL on the
+// same host. The link cannot be the playback URL itself: the presentation
+// player is a static page the operator's proxy serves, and the player's
+// files are fetched without the query.
+const LinkPrefix = "/conclave/playback/"
+
 // rewriteFormat rewrites one <format> block of a central recording.
 func (c *Central) rewriteFormat(rec *fsm.Recording, block, base, tok string) string {
 	format := elementText(block, "type")
@@ -120,14 +128,38 @@ func (c *Central) rewriteFormat(rec *fsm.Recording, block, base, tok string) str
 	}
 	block = strings.ReplaceAll(block, origin+"/", base+"/")
 	if tok != "" {
-		sep := "?"
-		if strings.Contains(u, "?") {
-			sep = "&amp;"
-		}
 		newURL := strings.Replace(u, origin, base, 1)
-		block = strings.Replace(block, "<url>"+newURL+"</url>", "<url>"+newURL+sep+TokenParam+"="+tok+"</url>", 1)
+		link := base + LinkPrefix + rec.RecordID + "/" + format + "?" + TokenParam + "=" + tok
+		block = strings.Replace(block, "<url>"+newURL+"</url>", "<url>"+link+"</url>", 1)
 	}
 	return block
+}
+
+// playbackURL is a central format's playback URL on base, from the
+// recording's XML.
+func playbackURL(rec *fsm.Recording, format, base string) (string, bool) {
+	xml := rec.XML
+	for {
+		i := strings.Index(xml, "<format>")
+		if i < 0 {
+			return "", false
+		}
+		j := strings.Index(xml[i:], "</format>")
+		if j < 0 {
+			return "", false
+		}
+		block := xml[i : i+j]
+		xml = xml[i+j:]
+		if elementText(block, "type") != format {
+			continue
+		}
+		u := elementText(block, "url")
+		origin := originOf(u)
+		if origin == "" {
+			return "", false
+		}
+		return base + strings.ReplaceAll(u[len(origin):], "&amp;", "&"), true
+	}
 }
 
 // elementText is the text of the first <name>…</name> in s.

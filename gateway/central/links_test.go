@@ -81,9 +81,23 @@ func TestPlaybackXMLMovesOnlyCentralFormats(t *testing.T) {
 	}
 	rec.XML = strings.Replace(rec.XML, "<playback>", "<protected>true</protected><playback>", 1)
 	out = c.PlaybackXML(&rec, nil, "https://bbb.example.org")
-	if !strings.Contains(out, "<url>https://bbb.example.org/playback/video/r1/?"+TokenParam+"=") {
+	if !strings.Contains(out, "<url>https://bbb.example.org"+LinkPrefix+"r1/video?"+TokenParam+"=") ||
+		!strings.Contains(out, "<url>https://node1.example.org/playback/presentation/2.3/r1</url>") {
 		t.Fatalf("a protected recording's URL is not signed: %s", out)
 	}
 }
 
 type fakeEnabled struct{ recstore.Store }
+
+// A protected link leads to the format's playback URL on the link's host,
+// the node's query kept.
+func TestPlaybackURLOfAFormat(t *testing.T) {
+	t.Parallel()
+	rec := fsm.Recording{XML: "<playback><format><type>presentation</type><url>https://n1.example.org/playback/presentation/0.9.0/playback.html?meetingId=r1&amp;x=1</url></format></playback>"}
+	if u, ok := playbackURL(&rec, "presentation", "https://bbb.example.org"); !ok || u != "https://bbb.example.org/playback/presentation/0.9.0/playback.html?meetingId=r1&x=1" {
+		t.Fatalf("%q %v", u, ok)
+	}
+	if _, ok := playbackURL(&rec, "video", "https://bbb.example.org"); ok {
+		t.Fatal("a format the recording lacks")
+	}
+}

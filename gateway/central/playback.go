@@ -102,6 +102,46 @@ func (c *Central) ServePlayback(ctx *fasthttp.RequestCtx) {
 	c.serveObject(ctx, rctx, key, info, protected)
 }
 
+// ServeLink serves a protected recording's link (LinkPrefix): a valid
+// token sets the recording's cookie and redirects to the format's playback
+// URL on the host the link named; anything else gets 403 or 404.
+func (c *Central) ServeLink(ctx *fasthttp.RequestCtx) {
+	if !ctx.IsGet() && !ctx.IsHead() {
+		ctx.Response.Header.Set("Allow", "GET, HEAD")
+		ctx.Error("method not allowed", fasthttp.StatusMethodNotAllowed)
+		return
+	}
+	recordID, format, _ := strings.Cut(strings.TrimPrefix(string(ctx.Path()), LinkPrefix), "/")
+	rec, ok := c.cluster.FSM().Recording(recordID)
+	if !c.Enabled() || !ok || rec.State != "published" {
+		c.refuse(ctx, fasthttp.StatusNotFound, "unknown")
+		return
+	}
+	if _, ok := rec.CentralFormat(format); !ok {
+		c.refuse(ctx, fasthttp.StatusNotFound, "not_central")
+		return
+	}
+	base, ok := c.publicBase(ctx)
+	target, ok2 := playbackURL(&rec, format, base)
+	if !ok || !ok2 {
+		c.refuse(ctx, fasthttp.StatusNotFound, "unknown")
+		return
+	}
+	if !c.admitted(ctx, recordID) {
+		return
+	}
+	ctx.Response.Header.Set("Cache-Control", "no-store")
+	ctx.Redirect(target, fasthttp.StatusFound)
+}
+
+// publicBase is the scheme://host the client reached the cluster by.
+func (c *Central) publicBase(ctx *fasthttp.RequestCtx) (string, bool) {
+	if c.cfg.PublicBase == nil {
+		return "", false
+	}
+	return c.cfg.PublicBase(ctx)
+}
+
 // admitted checks a protected recording's link (query) or cookie,
 // answering 403 itself when neither is valid; a valid link sets the cookie.
 func (c *Central) admitted(ctx *fasthttp.RequestCtx, recordID string) bool {
@@ -118,8 +158,15 @@ func (c *Central) admitted(ctx *fasthttp.RequestCtx, recordID string) bool {
 		ck.SetPath("/")
 		ck.SetExpire(exp)
 		ck.SetHTTPOnly(true)
-		ck.SetSameSite(fasthttp.CookieSameSiteLaxMode)
-		ck.SetSecure(ctx.IsTLS())
+		// An LMS often embeds the player in an iframe: a cross-site
+		// context, where only SameSite=None cookies go, and those must be
+		// Secure. Over plain HTTP (a test, a demo) Lax is what browsers take.
+		if base, ok := c.publicBase(ctx); ok && strings.HasPrefix(base, "https://") {
+			ck.SetSecure(true)
+			ck.SetSameSite(fasthttp.CookieSameSiteNoneMode)
+		} else {
+			ck.SetSameSite(fasthttp.CookieSameSiteLaxMode)
+		}
 		ctx.Response.Header.SetCookie(ck)
 		return true
 	}
@@ -150,6 +197,9 @@ func (c *Central) serveObject(ctx *fasthttp.RequestCtx, rctx context.Context, ke
 		ct = "application/octet-stream"
 	}
 	h.SetContentType(ct)
+	// Recordings are files a node wrote; never let a browser sniff one
+	// into HTML on the cluster's origin.
+	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Accept-Ranges", "bytes")
 	if info.ETag != "" {
 		h.Set("ETag", info.ETag)
@@ -186,7 +236,13 @@ func (c *Central) serveObject(ctx *fasthttp.RequestCtx, rctx context.Context, ke
 	// The store's reader outlives this handler (fasthttp streams it after
 	// return), so it gets its own context, bounded by the server's write
 	// timeout through the connection.
-	r, _, err := c.store.Get(context.Background(), key, off, n)
+	r, got, err := c.store.Get(context.Background(), key, off, n)
+	if err == nil && (got.Size != info.Size || got.ETag != info.ETag) {
+		// Replaced between the headers and the bytes (a copy shipped
+		// again): the headers would describe another file.
+		r.Close()
+		err = errors.New("the file changed while it was opened")
+	}
 	if err != nil {
 		c.log.Warn("central recordings store failed", "step", "playback read", "store", c.store.String(), "err", err)
 		h.Del("Content-Range")

@@ -35,6 +35,12 @@ func (c *Central) SweepStaging(ctx context.Context, olderThan time.Duration) (in
 			newest[id] = o.ModTime
 		}
 	}
+	if len(list) >= maxStagedListing {
+		// The listing stopped inside the last transfer: its newest chunk
+		// may be beyond it. Leave that one to the next sweep.
+		id, _, _ := strings.Cut(strings.TrimPrefix(list[len(list)-1].Key, "staging/"), "/")
+		delete(newest, id)
+	}
 	cutoff := c.cfg.Now().Add(-olderThan)
 	swept := 0
 	for id, t := range newest {

@@ -32,8 +32,12 @@ const Prefix = "/api/v1/transfers"
 // and a hash fit.
 const maxOfferBody = 8 << 20
 
-// completeTimeout bounds assembling and verifying one recording format.
-const completeTimeout = 10 * time.Minute
+// completeTimeout bounds assembling and verifying one recording format:
+// ten minutes, plus the time to move its bytes at 20 MiB/s (the store
+// reads every chunk and writes every file once).
+func completeTimeout(bytes int64) time.Duration {
+	return 10*time.Minute + time.Duration(bytes/(20<<20))*time.Second
+}
 
 var (
 	simpleName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,255}$`)
@@ -137,7 +141,7 @@ func checkOffer(o *adminapi.TransferOffer) error {
 // (the agent restarted, or asks another peer) are the same transfer.
 func offerID(o *adminapi.TransferOffer) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00%s\x00%d\x00%s\x00", o.RecordID, o.Format, o.ChunkSize, o.Backend)
+	fmt.Fprintf(h, "%s\x00%s\x00%d\x00%s\x00%s\x00", o.RecordID, o.Format, o.ChunkSize, o.Backend, o.Frontend)
 	for _, f := range o.Files {
 		fmt.Fprintf(h, "%s\x00%d\x00%s\x00", f.Path, f.Size, f.SHA256)
 	}
@@ -311,26 +315,28 @@ func sameFiles(a, b []adminapi.TransferFile) bool {
 }
 
 func (c *Central) putOffer(ctx context.Context, o *offer) error {
-	c.mu.Lock()
-	_, known := c.offers[o.id]
-	c.mu.Unlock()
-	if !known {
-		if _, err := c.store.Stat(ctx, "staging/"+o.id+"/offer.json"); err != nil {
-			data, _ := json.Marshal(o)
-			if err := c.store.Put(ctx, "staging/"+o.id+"/offer.json", bytes.NewReader(data), int64(len(data))); err != nil {
-				return err
-			}
+	// The store, not this peer's memory, says whether the offer is there:
+	// another peer's sweep may have removed it.
+	if _, err := c.store.Stat(ctx, "staging/"+o.id+"/offer.json"); err != nil {
+		data, _ := json.Marshal(o)
+		if err := c.store.Put(ctx, "staging/"+o.id+"/offer.json", bytes.NewReader(data), int64(len(data))); err != nil {
+			return err
 		}
 	}
 	c.remember(o)
 	return nil
 }
 
-// remember keeps a few hundred recent offers in memory; the store has all.
+// remember keeps recent offers of a modest size in memory (the store has
+// them all): at most maxCachedOffers of at most maxCachedFiles files, a few
+// tens of MiB whatever offers a caller makes.
 func (c *Central) remember(o *offer) {
+	if len(o.Files) > maxCachedFiles {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.offers) >= 256 {
+	if len(c.offers) >= maxCachedOffers {
 		for k := range c.offers {
 			delete(c.offers, k)
 			break
@@ -338,6 +344,11 @@ func (c *Central) remember(o *offer) {
 	}
 	c.offers[o.id] = o
 }
+
+const (
+	maxCachedOffers = 64
+	maxCachedFiles  = 1000
+)
 
 // loadOffer finds a transfer's offer: offered to this peer, or to another.
 func (c *Central) loadOffer(ctx context.Context, id string) (*offer, error) {
@@ -398,6 +409,26 @@ func (c *Central) status(ctx context.Context, o *offer, st *adminapi.TransferSta
 // maxPending bounds the transfers the progress gauge follows.
 const maxPending = 1024
 
+// mayReceive counts the bytes a transfer sent this peer and refuses past
+// twice the offer's size (chunks sent again after a failed check
+// included): a token holder re-sending chunks cannot fill the store.
+func (c *Central) mayReceive(id string, o *offer, n int64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	got, ok := c.received[id]
+	if !ok && len(c.received) >= maxPending {
+		for k := range c.received {
+			delete(c.received, k)
+			break
+		}
+	}
+	if got+n > 2*o.bytes()+o.ChunkSize {
+		return false
+	}
+	c.received[id] = got + n
+	return true
+}
+
 // mayShip checks that the caller may ship offer o's recording.
 func (c *Central) mayShip(ctx *fasthttp.RequestCtx, claims *auth.Claims, o *offer) bool {
 	if claims.HasScope(auth.ScopeAdmin) {
@@ -438,6 +469,11 @@ func (c *Central) serveChunk(ctx *fasthttp.RequestCtx, claims *auth.Claims, id, 
 		admin.WriteError(ctx, 400, "invalid", fmt.Sprintf("a chunk needs Content-Length %d and %s", want, adminapi.TransferSHA256Header))
 		return
 	}
+	if !c.mayReceive(id, o, want) {
+		c.req.RefuseUnread(ctx)
+		admin.WriteError(ctx, 429, "too_many", "this transfer has been sent twice its size to this peer already; offer it again later")
+		return
+	}
 	body, release, ok := c.req.ReadBody(ctx, int(want))
 	if !ok {
 		return
@@ -467,9 +503,9 @@ func (c *Central) serveComplete(ctx *fasthttp.RequestCtx, claims *auth.Claims, i
 		admin.WriteError(ctx, 400, "invalid", "complete takes no body")
 		return
 	}
-	rctx, cancel := context.WithTimeout(context.Background(), completeTimeout)
-	defer cancel()
-	o, err := c.loadOffer(rctx, id)
+	lctx, lcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	o, err := c.loadOffer(lctx, id)
+	lcancel()
 	if err != nil {
 		admin.WriteError(ctx, 404, "not_found", "no transfer "+id+": offer it first")
 		return
@@ -477,6 +513,8 @@ func (c *Central) serveComplete(ctx *fasthttp.RequestCtx, claims *auth.Claims, i
 	if !c.mayShip(ctx, claims, o) {
 		return
 	}
+	rctx, cancel := context.WithTimeout(context.Background(), completeTimeout(o.bytes()))
+	defer cancel()
 	st := adminapi.TransferStatus{ID: id, Bytes: o.bytes()}
 	if err := c.status(rctx, o, &st); err != nil {
 		c.storeFailed(ctx, "listing staged chunks", err)
@@ -537,6 +575,7 @@ func (c *Central) serveComplete(ctx *fasthttp.RequestCtx, claims *auth.Claims, i
 	c.mu.Lock()
 	delete(c.pending, id)
 	delete(c.offers, id)
+	delete(c.received, id)
 	c.mu.Unlock()
 	c.m.transfers.WithLabelValues("central").Inc()
 	c.log.Info("recording copied to central storage", "record_id", o.RecordID, "format", o.Format,
@@ -588,6 +627,7 @@ func (c *Central) assemble(ctx context.Context, o *offer, f int, have map[string
 			return nil, nil, err
 		}
 		h := sha256.New()
+		v.closeCur = func() { r.Close() }
 		return io.TeeReader(io.LimitReader(r, sc.size), h), func() bool {
 			r.Close()
 			if hex.EncodeToString(h.Sum(nil)) != sc.sum {
@@ -598,6 +638,7 @@ func (c *Central) assemble(ctx context.Context, o *offer, f int, have map[string
 		}, nil
 	}
 	err := c.store.Put(ctx, publishedKey(o.Format, o.RecordID, file.Path), v, file.Size)
+	v.abort()
 	if v.corrupt && len(bad) == 0 {
 		// Every chunk matched the hash it came with, yet the file does not
 		// match the offer: the agent's manifest was wrong. Start it over.
@@ -620,14 +661,23 @@ func (c *Central) assemble(ctx context.Context, o *offer, f int, have map[string
 // does not match its own hash, or a file that does not match the offer's,
 // ends the read with errCorrupt before the last byte is handed over.
 type verifier struct {
-	next    func(chunk int) (io.Reader, func() bool, error)
-	cur     io.Reader
-	done    func() bool // checks the current chunk once read
-	chunk   int
-	want    string
-	size, n int64
-	h       hash.Hash
-	corrupt bool
+	next     func(chunk int) (io.Reader, func() bool, error)
+	cur      io.Reader
+	closeCur func()      // closes the current chunk's reader unchecked
+	done     func() bool // checks the current chunk once read
+	chunk    int
+	want     string
+	size, n  int64
+	h        hash.Hash
+	corrupt  bool
+}
+
+// abort closes a chunk left open when the store stopped reading early.
+func (v *verifier) abort() {
+	if v.cur != nil && v.closeCur != nil {
+		v.closeCur()
+		v.cur = nil
+	}
 }
 
 func (v *verifier) fail() (int, error) {

@@ -197,29 +197,37 @@ func centralOutlivesItsNode(t *testing.T, store centralStore) {
 		}
 	}
 
-	// Protected: the link plays (and its cookie the player's next file);
+	// Protected: the link sets the recording's cookie and leads to the
+	// playback URL, which plays with it (and the player's next file);
 	// no link, an altered one, or the same link after its TTL: 403.
 	link := r.playbackURL(t, r.Peers[2], protected)
 	bare, _, _ := strings.Cut(link, "?")
 	if code, _, _ := httpGet(t, bare); code != 403 {
-		t.Fatalf("a protected recording without its link: %d", code)
+		t.Fatalf("a protected recording's link without its token: %d", code)
 	}
 	if code, _, _ := httpGet(t, link[:len(link)-3]+"AAA"); code != 403 {
 		t.Fatalf("an altered link: %d", code)
 	}
 	code, _, hdr := httpGet(t, link)
-	if code != 200 || hdr.Get("Set-Cookie") == "" {
+	target := hdr.Get("Location")
+	if code != 302 || !strings.HasPrefix(target, "http://"+r.Peers[2].HTTP+"/playback/video/"+protected+"/") || hdr.Get("Set-Cookie") == "" {
 		t.Fatalf("the protected recording's link: %d %v", code, hdr)
 	}
 	cookie, _, _ := strings.Cut(hdr.Get("Set-Cookie"), ";")
-	if code, _, _ := httpGet(t, bare+"video-0.m4v", "Cookie", cookie, "Range", "bytes=0-0"); code != 206 {
+	if code, _, _ := httpGet(t, target); code != 403 {
+		t.Fatalf("the protected playback URL without the link's cookie: %d", code)
+	}
+	if code, body, _ := httpGet(t, target, "Cookie", cookie); code != 200 || !bytes.Contains(body, []byte("video-0.m4v")) {
+		t.Fatalf("the protected playback URL with the link's cookie: %d", code)
+	}
+	if code, _, _ := httpGet(t, target+"video-0.m4v", "Cookie", cookie, "Range", "bytes=0-0"); code != 206 {
 		t.Fatalf("the player's next file with the link's cookie: %d", code)
 	}
 	time.Sleep(ttl + time.Second) // the link's own expiry: what is tested
 	if code, _, _ := httpGet(t, link); code != 403 {
 		t.Fatalf("an expired link: %d", code)
 	}
-	if code, _, _ := httpGet(t, bare+"video-0.m4v", "Cookie", cookie); code != 403 {
+	if code, _, _ := httpGet(t, target+"video-0.m4v", "Cookie", cookie); code != 403 {
 		t.Fatalf("an expired cookie: %d", code)
 	}
 
