@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"time"
 
@@ -83,16 +84,8 @@ func (a *Agent) shipRound(ctx context.Context, st *shipState) time.Duration {
 	st.scanErr = ""
 	seen := make(map[string]bool, len(units))
 	defer func() { // forget recordings that are gone
-		for k := range st.done {
-			if !seen[k] {
-				delete(st.done, k)
-			}
-		}
-		for k := range st.noted {
-			if !seen[k] {
-				delete(st.noted, k)
-			}
-		}
+		maps.DeleteFunc(st.done, func(k string, _ bool) bool { return !seen[k] })
+		maps.DeleteFunc(st.noted, func(k string, _ string) bool { return !seen[k] })
 	}()
 	for _, u := range units {
 		key := fmt.Sprintf("%s/%d", u, u.Newest.UnixNano())

@@ -78,6 +78,9 @@ func (f transferFiles) offer(backend, recordID, format string, chunk int64) admi
 func (r *centralRig) call(t *testing.T, method, path string, body []byte, hdr map[string]string) (int, []byte) {
 	t.Helper()
 	req, _ := http.NewRequest(method, r.base+path, bytes.NewReader(body))
+	// A connection of its own: the gateway closes one whose body it
+	// refused unread, and a POST is not retried on a reused one it closed.
+	req.Close = true
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}
