@@ -76,6 +76,9 @@ type Config struct {
 	// stay on their nodes); PlaybackLinkTTL bounds protected links.
 	RecordingsStore recstore.Store
 	PlaybackLinkTTL time.Duration
+	// PublicURL, when set, is the cluster's name for URLs written into
+	// answers (playback links); else each request's host (ParsePublicURL).
+	PublicURL string
 }
 
 // DefaultMaxBodySize fits a create with a few inline slides.
@@ -135,7 +138,7 @@ func New(cfg Config, cluster Cluster) *Server {
 		DeleteCentral: func(ctx context.Context, recs []fsm.Recording) error { return s.central.DeleteAll(ctx, recs) },
 	}, cluster, adminRequests{s})
 	s.guard = guard.New(guard.Config{ReverseProxy: cfg.ReverseProxy, TrustedProxies: cfg.TrustedProxies,
-		MaxBodySize: cfg.MaxBodySize, Registry: cfg.Registry, Logger: cfg.Logger})
+		MaxBodySize: cfg.MaxBodySize, Registry: cfg.Registry, Logger: cfg.Logger, PublicURL: cfg.PublicURL})
 	s.central = central.New(central.Config{Store: cfg.RecordingsStore, LinkTTL: cfg.PlaybackLinkTTL,
 		Registry: cfg.Registry, Logger: cfg.Logger, PublicBase: func(ctx *fasthttp.RequestCtx) (string, bool) { return s.guard.PublicBase(ctx) },
 		SyncRecordings: func(b *fsm.Backend, ids []string) error { return s.api.SyncRecordings(b, ids, true) },
@@ -283,6 +286,9 @@ func (s *Server) clientIP(ctx *fasthttp.RequestCtx) net.IP {
 func requestContext(timeout time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), timeout)
 }
+
+// ParsePublicURL checks a public URL for Config.PublicURL.
+func ParsePublicURL(raw string) (string, error) { return guard.ParsePublicURL(raw) }
 
 // ParseTrustedProxies reads a comma-separated list of CIDRs (a plain
 // address counts as /32 or /128), for Config.TrustedProxies.

@@ -36,6 +36,7 @@ type options struct {
 	loadWeights                                                                 string
 	recordingsStore                                                             string
 	playbackLinkTTL                                                             time.Duration
+	publicURL                                                                   string
 	tls                                                                         tlsOptions
 }
 
@@ -54,6 +55,7 @@ var envFlags = cli.EnvFlags{
 	"load-weights":      "CONCLAVE_LOAD_WEIGHTS",
 	"recordings-store":  "CONCLAVE_RECORDINGS_STORE",
 	"playback-link-ttl": "CONCLAVE_PLAYBACK_LINK_TTL",
+	"public-url":        "CONCLAVE_PUBLIC_URL",
 	"tls-ca":            "CONCLAVE_TLS_CA",
 	"tls-cert":          "CONCLAVE_TLS_CERT",
 	"tls-key":           "CONCLAVE_TLS_KEY",
@@ -107,6 +109,7 @@ callbacks; default http://<http-advertise>).`,
 	f.StringVar(&o.loadWeights, "load-weights", gateway.DefaultLoadWeights.String(),
 		"placement load = (meeting×meetings + attendee×attendees + video×video streams + voice×voice participants) × load factor; names left out keep their default")
 	f.StringVar(&o.recordingsStore, "recordings-store", "", "central recordings: file:///path (a shared directory) or s3://bucket/prefix (CONCLAVE_S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION); empty: recordings stay on their nodes")
+	f.StringVar(&o.publicURL, "public-url", "", "the cluster's name as browsers reach it (https://bbb.example.org), for central recordings' playback URLs; empty: the host each request came on")
 	f.DurationVar(&o.playbackLinkTTL, "playback-link-ttl", central.DefaultLinkTTL, "how long a protected recording's playback link from getRecordings plays")
 	addTLSFlags(f, &o.tls)
 	envFlags.Annotate(f)
@@ -147,6 +150,11 @@ func run(o options) error {
 	gkey, err := gossipKey(o.gossipAddr)
 	if err != nil {
 		return err
+	}
+	if o.publicURL != "" {
+		if o.publicURL, err = gateway.ParsePublicURL(o.publicURL); err != nil {
+			return fmt.Errorf("--public-url %w", err)
+		}
 	}
 	if o.playbackLinkTTL < 0 { // 0: the default
 		return fmt.Errorf("--playback-link-ttl %v: want a positive duration", o.playbackLinkTTL)
@@ -189,7 +197,7 @@ func run(o options) error {
 		JWTSecret: jwtSecret, ReverseProxy: cli.ParseBool(os.Getenv("CONCLAVE_REVERSE_PROXY_MODE")), TrustedProxies: trustedProxies,
 		MaxBodySize: o.maxBody, Logger: logger, Version: version,
 		CallbackBase: callbackBase(o), Loads: gossipLoads{gossip}, PeerTLS: peerTLS,
-		LoadWeights: weights, RecordingsStore: store, PlaybackLinkTTL: o.playbackLinkTTL,
+		LoadWeights: weights, RecordingsStore: store, PlaybackLinkTTL: o.playbackLinkTTL, PublicURL: o.publicURL,
 	}, node)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()

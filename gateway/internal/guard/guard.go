@@ -437,6 +437,9 @@ type Config struct {
 	MaxBodySize int
 	Registry    *prometheus.Registry
 	Logger      *slog.Logger
+	// PublicURL, when set (ParsePublicURL), is the cluster's own
+	// scheme://host, whatever a request's Host says (PublicBase).
+	PublicURL string
 }
 
 // Guard is one server's defences and their counters.

@@ -1,14 +1,35 @@
 package guard
 
-import "github.com/valyala/fasthttp"
+import (
+	"fmt"
+	"net/url"
+
+	"github.com/valyala/fasthttp"
+)
+
+// ParsePublicURL checks a configured public URL: http or https, a plain
+// host[:port], nothing after it (a trailing slash is dropped).
+func ParsePublicURL(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || !plainHost([]byte(u.Host)) ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return "", fmt.Errorf("%q: want http(s)://host[:port], nothing after it", raw)
+	}
+	return u.Scheme + "://" + u.Host, nil
+}
 
 // PublicBase is the scheme and host the client used to reach the cluster
 // (https://bbb.example.org), for URLs written into answers, such as
-// central recordings' playback links. A trusted proxy's X-Forwarded-Proto
-// and X-Forwarded-Host win over the connection's own; a host that is not a
-// plain host[:port] (it is the client's to write) gives false, so nothing
-// a client sends can break the XML the URL lands in.
+// central recordings' playback links: the configured public URL when
+// there is one (an LMS may call the cluster by an internal name its users'
+// browsers cannot reach), else the request's. A trusted proxy's
+// X-Forwarded-Proto and X-Forwarded-Host win over the connection's own; a
+// host that is not a plain host[:port] (it is the client's to write) gives
+// false, so nothing a client sends can break the XML the URL lands in.
 func (g *Guard) PublicBase(ctx *fasthttp.RequestCtx) (string, bool) {
+	if g.cfg.PublicURL != "" {
+		return g.cfg.PublicURL, true
+	}
 	scheme, host := "http", ctx.Request.Header.Host()
 	if ctx.IsTLS() {
 		scheme = "https"
