@@ -16,6 +16,10 @@ type CentralCopy struct {
 	Format string `json:"format"`
 	Bytes  int64  `json:"bytes"`
 	Files  int    `json:"files"`
+	// Version names the copy's files in the store (the transfer that made
+	// them): a copy shipped again is written beside the one in use and
+	// takes its place in one command.
+	Version string `json:"version,omitempty"`
 }
 
 // MarkCentral notes that a recording format's copy is complete.
@@ -46,10 +50,12 @@ func (c *MarkCentral) encode(e *encoder) {
 	e.str(c.Copy.Format)
 	e.varint(c.Copy.Bytes)
 	e.varint(int64(c.Copy.Files))
+	e.str(c.Copy.Version)
 }
 
 func (c *MarkCentral) decode(d *decoder) {
 	c.RecordID, c.Copy.Format, c.Copy.Bytes, c.Copy.Files = d.str(), d.str(), d.varint(), int(d.varint())
+	c.Copy.Version = d.str()
 }
 
 func (c *SetRecordingsPublished) encode(e *encoder) { e.strs(c.RecordIDs); e.boolean(c.Published) }
@@ -64,14 +70,17 @@ func (s *State) markCentral(c *MarkCentral) *Result {
 	if !ok {
 		return fail(notFound("no recording %s", c.RecordID))
 	}
-	if c.Copy.Format == "" || len(c.Copy.Format) > 64 || c.Copy.Bytes < 0 || c.Copy.Files < 0 {
+	if c.Copy.Format == "" || len(c.Copy.Format) > 64 || c.Copy.Bytes < 0 || c.Copy.Files < 0 || len(c.Copy.Version) > 64 {
 		return fail(invalid("bad central copy"))
 	}
 	r := *old
+	res := &Result{}
 	r.Central = make([]CentralCopy, 0, len(old.Central)+1)
 	for _, cc := range old.Central {
 		if cc.Format != c.Copy.Format {
 			r.Central = append(r.Central, cc)
+		} else if cc.Version != c.Copy.Version {
+			res.PreviousCopy = cc.Version // the caller deletes its files
 		}
 	}
 	if len(r.Central) >= maxFormats {
@@ -80,7 +89,7 @@ func (s *State) markCentral(c *MarkCentral) *Result {
 	r.Central = append(r.Central, c.Copy)
 	sort.Slice(r.Central, func(i, j int) bool { return r.Central[i].Format < r.Central[j].Format })
 	s.Recordings[c.RecordID] = &r
-	return &Result{}
+	return res
 }
 
 func (s *State) setRecordingsPublished(c *SetRecordingsPublished) *Result {

@@ -19,9 +19,14 @@ func TestCentralCopySurvivesTheNode(t *testing.T) {
 	if r := apply(&MarkCentral{RecordID: "nope", Copy: CentralCopy{Format: "video"}}); r.Error == nil || r.Error.Code != CodeNotFound {
 		t.Fatalf("an unknown recording marked central: %v", r.Error)
 	}
-	apply(&MarkCentral{RecordID: "r1", Copy: CentralCopy{Format: "video", Bytes: 10, Files: 3}})
-	apply(&MarkCentral{RecordID: "r1", Copy: CentralCopy{Format: "presentation", Bytes: 5, Files: 1}})
-	apply(&MarkCentral{RecordID: "r1", Copy: CentralCopy{Format: "video", Bytes: 11, Files: 3}}) // replaces
+	apply(&MarkCentral{RecordID: "r1", Copy: CentralCopy{Format: "video", Bytes: 10, Files: 3, Version: "v1"}})
+	apply(&MarkCentral{RecordID: "r1", Copy: CentralCopy{Format: "presentation", Bytes: 5, Files: 1, Version: "p1"}})
+	if res := apply(&MarkCentral{RecordID: "r1", Copy: CentralCopy{Format: "video", Bytes: 11, Files: 3, Version: "v2"}}); res.PreviousCopy != "v1" {
+		t.Fatalf("a replaced copy's version: %q", res.PreviousCopy) // the caller deletes its files
+	}
+	if res := apply(&MarkCentral{RecordID: "r1", Copy: CentralCopy{Format: "video", Bytes: 11, Files: 3, Version: "v2"}}); res.PreviousCopy != "" {
+		t.Fatalf("the same copy marked again names a previous one: %q", res.PreviousCopy)
+	}
 	r, _ := f.Recording("r1")
 	if len(r.Central) != 2 || r.Central[0].Format != "presentation" || r.Central[1].Bytes != 11 {
 		t.Fatalf("central copies %+v", r.Central)

@@ -45,7 +45,7 @@ func goldenCommands() map[string]Command {
 		"FailoverMeeting":        &FailoverMeeting{InternalID: "moodle~m1", FromBackend: "bbb1", ToBackend: "bbb2", Token: "tok", Now: 1700000000000000007},
 		"MeetingRecreated":       &MeetingRecreated{InternalID: "moodle~m1", BackendID: "bbb2", Token: "tok", Now: 1700000000000000008},
 		"MarkMeetingsLost":       &MarkMeetingsLost{Meetings: []MeetingRef{{InternalID: "moodle~m1", BackendID: "bbb1"}}, Now: 1700000000000000009},
-		"MarkCentral":            &MarkCentral{RecordID: "rec1", Copy: CentralCopy{Format: "presentation", Bytes: 1234567, Files: 12}},
+		"MarkCentral":            &MarkCentral{RecordID: "rec1", Copy: CentralCopy{Format: "presentation", Bytes: 1234567, Files: 12, Version: "0123456789abcdef0123456789abcdef"}},
 		"SetRecordingsPublished": &SetRecordingsPublished{RecordIDs: []string{"rec1", "rec2"}, Published: true},
 		"ReportStreams":          &ReportStreams{Reports: []StreamReport{{ID: "bbb1", Videos: 12, Voice: 7}}},
 	}

@@ -183,8 +183,8 @@ func TestTransferResumesAndNeverMarksACorruptCopy(t *testing.T) {
 	if rec, _ := r.mc.FSM().Recording(r.recordID); len(rec.Central) != 0 {
 		t.Fatal("a corrupt copy was marked central")
 	}
-	if _, err := os.Stat(filepath.Join(r.root, "published", "video", r.recordID, "video-0.m4v")); !os.IsNotExist(err) {
-		t.Fatalf("the corrupt file is visible in the store: %v", err)
+	if files, _ := filepath.Glob(filepath.Join(r.root, "published", "video", r.recordID, "*", "video-0.m4v")); len(files) != 0 {
+		t.Fatalf("the corrupt file is visible in the store: %v", files)
 	}
 	for _, c := range st2.Missing {
 		r.putChunk(t, st.ID, files, o, c)
@@ -193,10 +193,11 @@ func TestTransferResumesAndNeverMarksACorruptCopy(t *testing.T) {
 		t.Fatalf("complete: %d %+v", code, done)
 	}
 	rec, _ := r.mc.FSM().Recording(r.recordID)
-	if cc, ok := rec.CentralFormat("video"); !ok || cc.Files != 3 || cc.Bytes != st.Bytes {
+	cc, ok := rec.CentralFormat("video")
+	if !ok || cc.Files != 3 || cc.Bytes != st.Bytes || cc.Version != st.ID {
 		t.Fatalf("central copy in the index: %+v", rec.Central)
 	}
-	got, _ := os.ReadFile(filepath.Join(r.root, "published", "video", r.recordID, "video-0.m4v"))
+	got, _ := os.ReadFile(filepath.Join(r.root, "published", "video", r.recordID, cc.Version, "video-0.m4v"))
 	if !bytes.Equal(got, files["video-0.m4v"]) {
 		t.Fatal("the central copy differs from the node's file")
 	}
@@ -620,5 +621,40 @@ func TestProtectedLinkBehindATLSProxy(t *testing.T) {
 	sc := resp2.Header.Get("Set-Cookie")
 	if !strings.Contains(sc, "secure") || !strings.Contains(strings.ToLower(sc), "samesite=none") {
 		t.Fatalf("cookie behind a TLS proxy: %q", sc)
+	}
+}
+
+// A recording shipped again with other files (BBB processed it anew) is
+// written beside the copy in use; the index switches to it whole, and the
+// old copy is deleted only then.
+func TestReshippedCopyReplacesTheOldOneWhole(t *testing.T) {
+	r := newCentralRig(t)
+	first := sampleFiles(5000)
+	r.shipAll(t, first)
+	u := r.playbackURL(t)
+	rec, _ := r.mc.FSM().Recording(r.recordID)
+	old, _ := rec.CentralFormat("video")
+	second := sampleFiles(7000)
+	second["index.html"] = []byte("<video src=video-0.m4v> v2")
+	o := second.offer(r.ids[0], r.recordID, "video", adminapi.TransferMinChunk)
+	_, st := r.offer(t, o)
+	for _, c := range st.Missing {
+		r.putChunk(t, st.ID, second, o, c)
+	}
+	// Staged and not complete: the old copy still plays, whole.
+	if resp, body := get(t, u, nil); resp.StatusCode != 200 || !bytes.Equal(body, first["index.html"]) {
+		t.Fatalf("before the switch: %d %q", resp.StatusCode, body)
+	}
+	if code, done := r.complete(t, st.ID); code != 200 || done.State != "central" {
+		t.Fatalf("complete: %d %+v", code, done)
+	}
+	if resp, body := get(t, u, nil); resp.StatusCode != 200 || !bytes.Equal(body, second["index.html"]) {
+		t.Fatalf("after the switch: %d %q", resp.StatusCode, body)
+	}
+	if resp, body := get(t, u+"video-0.m4v", nil); resp.StatusCode != 200 || !bytes.Equal(body, second["video-0.m4v"]) {
+		t.Fatalf("after the switch, the media: %d, %d bytes", resp.StatusCode, len(body))
+	}
+	if _, err := os.Stat(filepath.Join(r.root, "published", "video", r.recordID, old.Version)); !os.IsNotExist(err) {
+		t.Fatalf("the replaced copy is left: %v", err)
 	}
 }

@@ -12,10 +12,14 @@
 //
 // Layout in the store:
 //
-//	published/<format>/<recordID>/<path>   the files, as BBB publishes them
-//	manifests/<format>/<recordID>.json     the offer the copy was made from
-//	staging/<transferID>/offer.json        a transfer under way, and its
-//	staging/<transferID>/<file>.<chunk>    verified chunks
+//	published/<format>/<recordID>/<version>/<path>  a copy's files, as BBB publishes them
+//	manifests/<format>/<recordID>/<version>.json    the offer the copy was made from
+//	staging/<transferID>/offer.json                 a transfer under way, and its
+//	staging/<transferID>/<file>.<chunk>.<sha256>    verified chunks
+//
+// A copy's version is the transfer that made it: a recording shipped again
+// (BBB processed it anew) is written beside the copy in use, the index
+// switches to it in one command, and only then is the old one deleted.
 package central
 
 import (
@@ -142,12 +146,20 @@ func (c *Central) pendingBytes() float64 {
 }
 
 // publishedKey is where a central file lives.
-func publishedKey(format, recordID, path string) string {
-	return "published/" + format + "/" + recordID + "/" + path
+func publishedKey(format, recordID, version, path string) string {
+	return "published/" + format + "/" + recordID + "/" + version + "/" + path
 }
 
-func manifestKey(format, recordID string) string {
-	return "manifests/" + format + "/" + recordID + ".json"
+func manifestKey(format, recordID, version string) string {
+	return "manifests/" + format + "/" + recordID + "/" + version + ".json"
+}
+
+// deleteCopy removes one version of a recording format's copy.
+func (c *Central) deleteCopy(ctx context.Context, format, recordID, version string) error {
+	if err := c.store.DeletePrefix(ctx, "published/"+format+"/"+recordID+"/"+version+"/"); err != nil {
+		return err
+	}
+	return c.store.Delete(ctx, manifestKey(format, recordID, version))
 }
 
 // DeleteAll removes the central copies of recs (a frontend removed).
@@ -165,11 +177,11 @@ func (c *Central) Delete(ctx context.Context, rec *fsm.Recording) error {
 	if !c.Enabled() {
 		return nil
 	}
-	for _, cc := range rec.Central {
+	for _, cc := range rec.Central { // every version: a transfer may have left one behind
 		if err := c.store.DeletePrefix(ctx, "published/"+cc.Format+"/"+rec.RecordID+"/"); err != nil {
 			return err
 		}
-		if err := c.store.Delete(ctx, manifestKey(cc.Format, rec.RecordID)); err != nil {
+		if err := c.store.DeletePrefix(ctx, "manifests/"+cc.Format+"/"+rec.RecordID+"/"); err != nil {
 			return err
 		}
 	}

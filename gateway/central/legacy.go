@@ -56,8 +56,8 @@ type bbbMetadata struct {
 }
 
 // readMetadata reads a central copy's metadata.xml.
-func (c *Central) readMetadata(ctx context.Context, format, recordID string) (*bbbMetadata, error) {
-	r, info, err := c.store.Get(ctx, publishedKey(format, recordID, "metadata.xml"), 0, -1)
+func (c *Central) readMetadata(ctx context.Context, format, recordID, version string) (*bbbMetadata, error) {
+	r, info, err := c.store.Get(ctx, publishedKey(format, recordID, version, "metadata.xml"), 0, -1)
 	if err != nil {
 		return nil, err
 	}
@@ -129,7 +129,7 @@ func (m *bbbMetadata) recording(format, frontend, backendID string) fsm.Recordin
 // indexImported makes or extends the index entry of an imported
 // recording from its central metadata.xml (the offer named a frontend).
 func (c *Central) indexImported(ctx context.Context, o *offer) error {
-	m, err := c.readMetadata(ctx, o.Format, o.RecordID)
+	m, err := c.readMetadata(ctx, o.Format, o.RecordID, o.id)
 	if err != nil {
 		return err
 	}

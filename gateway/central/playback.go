@@ -73,7 +73,8 @@ func (c *Central) ServePlayback(ctx *fasthttp.RequestCtx) {
 		c.refuse(ctx, fasthttp.StatusNotFound, "unknown")
 		return
 	}
-	if _, ok := rec.CentralFormat(format); !ok {
+	cc, ok := rec.CentralFormat(format)
+	if !ok {
 		c.refuse(ctx, fasthttp.StatusNotFound, "not_central")
 		return
 	}
@@ -88,7 +89,7 @@ func (c *Central) ServePlayback(ctx *fasthttp.RequestCtx) {
 	}
 	rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	key := publishedKey(format, recordID, file)
+	key := publishedKey(format, recordID, cc.Version, file)
 	info, err := c.store.Stat(rctx, key)
 	if errors.Is(err, recstore.ErrNotFound) {
 		c.refuse(ctx, fasthttp.StatusNotFound, "no_file")

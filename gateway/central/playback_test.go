@@ -108,8 +108,8 @@ func FuzzCheckOffer(f *testing.F) {
 			return
 		}
 		for _, file := range o.Files {
-			key := publishedKey(o.Format, o.RecordID, file.Path)
-			if !recstore.ValidKey(key) || !strings.HasPrefix(key, "published/"+o.Format+"/"+o.RecordID+"/") ||
+			key := publishedKey(o.Format, o.RecordID, offerID(&o), file.Path)
+			if !recstore.ValidKey(key) || !strings.HasPrefix(key, "published/"+o.Format+"/"+o.RecordID+"/"+offerID(&o)+"/") ||
 				slices.Contains(strings.Split(key, "/"), "..") {
 				t.Fatalf("accepted offer makes key %q", key)
 			}

@@ -219,7 +219,7 @@ func (c *Central) serveOffer(ctx *fasthttp.RequestCtx, claims *auth.Claims) {
 	}
 	o := &offer{TransferOffer: in, BackendID: b.ID, id: offerID(&in)}
 	st := adminapi.TransferStatus{ID: o.id, Bytes: o.bytes()}
-	if _, done := rec.CentralFormat(in.Format); ok && done && c.sameManifest(rctx, o) {
+	if cc, done := rec.CentralFormat(in.Format); ok && done && c.sameManifest(rctx, o, cc.Version) {
 		st.State, st.Have = "central", st.Bytes
 		admin.WriteJSON(ctx, 200, st)
 		return
@@ -283,8 +283,9 @@ func (c *Central) recordingOf(ctx context.Context, b *fsm.Backend, id string) (f
 	return rec, ok && rec.BackendID == b.ID
 }
 
-func (c *Central) sameManifest(ctx context.Context, o *offer) bool {
-	r, _, err := c.store.Get(ctx, manifestKey(o.Format, o.RecordID), 0, -1)
+// sameManifest reports whether the copy in use (version) holds o's files.
+func (c *Central) sameManifest(ctx context.Context, o *offer, version string) bool {
+	r, _, err := c.store.Get(ctx, manifestKey(o.Format, o.RecordID, version), 0, -1)
 	if err != nil {
 		return false
 	}
@@ -557,12 +558,12 @@ func (c *Central) serveComplete(ctx *fasthttp.RequestCtx, claims *auth.Claims, i
 		}
 	}
 	manifest, _ := json.Marshal(o)
-	if err := c.store.Put(rctx, manifestKey(o.Format, o.RecordID), bytes.NewReader(manifest), int64(len(manifest))); err != nil {
+	if err := c.store.Put(rctx, manifestKey(o.Format, o.RecordID, id), bytes.NewReader(manifest), int64(len(manifest))); err != nil {
 		c.storeFailed(ctx, "saving the manifest", err)
 		return
 	}
 	res, err := c.cluster.Apply(rctx, &fsm.MarkCentral{RecordID: o.RecordID,
-		Copy: fsm.CentralCopy{Format: o.Format, Bytes: st.Bytes, Files: len(o.Files)}})
+		Copy: fsm.CentralCopy{Format: o.Format, Bytes: st.Bytes, Files: len(o.Files), Version: id}})
 	if err == nil && res.Error != nil {
 		err = res.Error
 	}
@@ -570,7 +571,13 @@ func (c *Central) serveComplete(ctx *fasthttp.RequestCtx, claims *auth.Claims, i
 		admin.WriteError(ctx, 503, "unavailable", "the copy is complete but the index could not note it: "+err.Error()+"; complete again")
 		return
 	}
-	c.dropStale(rctx, o)
+	if res.PreviousCopy != "" {
+		// The copy this one replaced, named by the log: two transfers of
+		// one format completing at once each delete only what they replaced.
+		if err := c.deleteCopy(rctx, o.Format, o.RecordID, res.PreviousCopy); err != nil {
+			c.log.Warn("replaced central copy not deleted", "record_id", o.RecordID, "format", o.Format, "err", err)
+		}
+	}
 	_ = c.store.DeletePrefix(rctx, "staging/"+id+"/")
 	c.mu.Lock()
 	delete(c.pending, id)
@@ -582,24 +589,6 @@ func (c *Central) serveComplete(ctx *fasthttp.RequestCtx, claims *auth.Claims, i
 		"files", len(o.Files), "bytes", st.Bytes, "backend", o.BackendID)
 	st.State, st.Missing, st.Have = "central", nil, st.Bytes
 	admin.WriteJSON(ctx, 200, st)
-}
-
-// dropStale removes files of an earlier copy that the new one lacks.
-func (c *Central) dropStale(ctx context.Context, o *offer) {
-	prefix := "published/" + o.Format + "/" + o.RecordID + "/"
-	have, err := c.store.List(ctx, prefix, adminapi.TransferMaxFiles*2)
-	if err != nil {
-		return
-	}
-	keep := make(map[string]bool, len(o.Files))
-	for _, f := range o.Files {
-		keep[prefix+f.Path] = true
-	}
-	for _, h := range have {
-		if !keep[h.Key] {
-			_ = c.store.Delete(ctx, h.Key)
-		}
-	}
 }
 
 var errCorrupt = errors.New("central: a file does not match its size or SHA-256")
@@ -637,7 +626,7 @@ func (c *Central) assemble(ctx context.Context, o *offer, f int, have map[string
 			return true
 		}, nil
 	}
-	err := c.store.Put(ctx, publishedKey(o.Format, o.RecordID, file.Path), v, file.Size)
+	err := c.store.Put(ctx, publishedKey(o.Format, o.RecordID, o.id, file.Path), v, file.Size)
 	v.abort()
 	if v.corrupt && len(bad) == 0 {
 		// Every chunk matched the hash it came with, yet the file does not
