@@ -21,7 +21,7 @@ type Result struct {
 	Removed         bool   `json:"removed,omitempty"`
 	// PreviousCopy is the version of a central copy MarkCentral replaced.
 	PreviousCopy string `json:"previous_copy,omitempty"`
-	Skipped         bool   `json:"skipped,omitempty"`
+	Skipped      bool   `json:"skipped,omitempty"`
 }
 
 func fail(e *Error) *Result { return &Result{Error: e} }
