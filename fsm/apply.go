@@ -19,9 +19,9 @@ type Result struct {
 	// PreviousBackend is where a re-placed meeting was bound before.
 	PreviousBackend string `json:"previous_backend,omitempty"`
 	Removed         bool   `json:"removed,omitempty"`
+	Skipped         bool   `json:"skipped,omitempty"`
 	// PreviousCopy is the version of a central copy MarkCentral replaced.
 	PreviousCopy string `json:"previous_copy,omitempty"`
-	Skipped      bool   `json:"skipped,omitempty"`
 }
 
 func fail(e *Error) *Result { return &Result{Error: e} }
