@@ -192,11 +192,6 @@ func validParams(field string, m map[string]string) error {
 	return nil
 }
 
-// validMeta reports whether a recording's metadata is within the limits.
-func validMeta(m map[string]string) bool {
-	return validParams("meta", m) == nil
-}
-
 func validTags(field string, tags []string) error {
 	if len(tags) > 64 {
 		return invalid("%s: at most 64 tags", field)

@@ -14,7 +14,6 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/conclave-lb/conclave/fsm"
 	"github.com/conclave-lb/conclave/recstore"
 )
 
@@ -343,12 +342,4 @@ func byteRange(ctx *fasthttp.RequestCtx, info recstore.Info, mod time.Time) (int
 		end = min(e, size-1)
 	}
 	return start, end - start + 1, fasthttp.StatusPartialContent
-}
-
-// recordingFrontend is rec's frontend, if it still exists.
-func recordingFrontend(st *fsm.FSM, rec *fsm.Recording) *fsm.Frontend {
-	if fe, ok := st.Frontend(rec.Frontend); ok {
-		return &fe
-	}
-	return nil
 }

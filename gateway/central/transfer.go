@@ -11,7 +11,6 @@ import (
 	"hash"
 	"io"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -719,14 +718,4 @@ func (v *verifier) Read(p []byte) (int, error) {
 func (c *Central) storeFailed(ctx *fasthttp.RequestCtx, what string, err error) {
 	c.log.Warn("central recordings store failed", "step", what, "store", c.store.String(), "err", err)
 	admin.WriteError(ctx, 503, "unavailable", "central storage failed while "+what+"; retry")
-}
-
-// sortedFormats lists a recording's central formats.
-func sortedFormats(r *fsm.Recording) []string {
-	out := make([]string, len(r.Central))
-	for i, cc := range r.Central {
-		out[i] = cc.Format
-	}
-	sort.Strings(out)
-	return out
 }
