@@ -81,15 +81,7 @@ func (r *centralRig) call(t *testing.T, method, path string, body []byte, hdr ma
 	// A connection of its own: the gateway closes one whose body it
 	// refused unread, and a POST is not retried on a reused one it closed.
 	req.Close = true
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	resp, b := roundTrip(t, req, hdr)
 	return resp.StatusCode, b
 }
 
@@ -268,6 +260,12 @@ func (r *centralRig) playbackURL(t *testing.T) string {
 func get(t *testing.T, u string, hdr map[string]string) (*http.Response, []byte) {
 	t.Helper()
 	req, _ := http.NewRequest("GET", u, nil)
+	return roundTrip(t, req, hdr)
+}
+
+// roundTrip sends req with hdr, redirects not followed, and reads the answer.
+func roundTrip(t *testing.T, req *http.Request, hdr map[string]string) (*http.Response, []byte) {
+	t.Helper()
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}

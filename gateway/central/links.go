@@ -90,18 +90,13 @@ func (c *Central) PlaybackXML(rec *fsm.Recording, fe *fsm.Frontend, base string)
 	}
 	var out strings.Builder
 	for {
-		i := strings.Index(xml, "<format>")
-		if i < 0 {
+		before, block, rest, ok := nextFormat(xml)
+		if !ok {
 			break
 		}
-		j := strings.Index(xml[i:], "</format>")
-		if j < 0 {
-			break
-		}
-		j += i + len("</format>")
-		out.WriteString(xml[:i])
-		out.WriteString(c.rewriteFormat(rec, xml[i:j], base, tok))
-		xml = xml[j:]
+		out.WriteString(before)
+		out.WriteString(c.rewriteFormat(rec, block, base, tok))
+		xml = rest
 	}
 	out.WriteString(xml)
 	return out.String()
@@ -138,18 +133,12 @@ func (c *Central) rewriteFormat(rec *fsm.Recording, block, base, tok string) str
 // playbackURL is a central format's playback URL on base, from the
 // recording's XML.
 func playbackURL(rec *fsm.Recording, format, base string) (string, bool) {
-	xml := rec.XML
-	for {
-		i := strings.Index(xml, "<format>")
-		if i < 0 {
+	for xml := rec.XML; ; {
+		_, block, rest, ok := nextFormat(xml)
+		if !ok {
 			return "", false
 		}
-		j := strings.Index(xml[i:], "</format>")
-		if j < 0 {
-			return "", false
-		}
-		block := xml[i : i+j]
-		xml = xml[i+j:]
+		xml = rest
 		if elementText(block, "type") != format {
 			continue
 		}
@@ -160,6 +149,21 @@ func playbackURL(rec *fsm.Recording, format, base string) (string, bool) {
 		}
 		return base + strings.ReplaceAll(u[len(origin):], "&amp;", "&"), true
 	}
+}
+
+// nextFormat splits xml at its next <format>…</format> block: the text
+// before it, the block, and the rest (false when there is none).
+func nextFormat(xml string) (before, block, rest string, ok bool) {
+	i := strings.Index(xml, "<format>")
+	if i < 0 {
+		return "", "", "", false
+	}
+	j := strings.Index(xml[i:], "</format>")
+	if j < 0 {
+		return "", "", "", false
+	}
+	j += i + len("</format>")
+	return xml[:i], xml[i:j], xml[j:], true
 }
 
 // elementText is the text of the first <name>…</name> in s.

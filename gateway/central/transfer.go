@@ -227,7 +227,7 @@ func (c *Central) serveOffer(ctx *fasthttp.RequestCtx, claims *auth.Claims) {
 		c.storeFailed(ctx, "saving the offer", err)
 		return
 	}
-	if err := c.status(rctx, o, &st); err != nil {
+	if _, err := c.status(rctx, o, &st); err != nil {
 		c.storeFailed(ctx, "listing staged chunks", err)
 		return
 	}
@@ -378,11 +378,12 @@ func (c *Central) loadOffer(ctx context.Context, id string) (*offer, error) {
 	return o, nil
 }
 
-// status fills in which chunks are still missing, from the store.
-func (c *Central) status(ctx context.Context, o *offer, st *adminapi.TransferStatus) error {
+// status fills in which chunks are still missing, from the store, and
+// returns the staged chunks it listed.
+func (c *Central) status(ctx context.Context, o *offer, st *adminapi.TransferStatus) (map[string]stagedChunk, error) {
 	have, err := c.staged(ctx, o.id)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	st.Missing, st.Have = nil, 0
 	for f := range o.Files {
@@ -403,7 +404,7 @@ func (c *Central) status(ctx context.Context, o *offer, st *adminapi.TransferSta
 		c.pending[o.id] = st.Bytes - st.Have
 	}
 	c.mu.Unlock()
-	return nil
+	return have, nil
 }
 
 // maxPending bounds the transfers the progress gauge follows.
@@ -516,17 +517,13 @@ func (c *Central) serveComplete(ctx *fasthttp.RequestCtx, claims *auth.Claims, i
 	rctx, cancel := context.WithTimeout(context.Background(), completeTimeout(o.bytes()))
 	defer cancel()
 	st := adminapi.TransferStatus{ID: id, Bytes: o.bytes()}
-	if err := c.status(rctx, o, &st); err != nil {
+	have, err := c.status(rctx, o, &st)
+	if err != nil {
 		c.storeFailed(ctx, "listing staged chunks", err)
 		return
 	}
 	if len(st.Missing) > 0 {
 		admin.WriteJSON(ctx, 409, st)
-		return
-	}
-	have, err := c.staged(rctx, id)
-	if err != nil {
-		c.storeFailed(ctx, "listing staged chunks", err)
 		return
 	}
 	var bad []string // staged chunks to drop: they are sent again
@@ -545,7 +542,7 @@ func (c *Central) serveComplete(ctx *fasthttp.RequestCtx, claims *auth.Claims, i
 		c.m.transfers.WithLabelValues("corrupt").Inc()
 		c.log.Warn("recording transfer failed verification; the bad chunks are asked for again",
 			"record_id", o.RecordID, "format", o.Format, "chunks", len(bad))
-		_ = c.status(rctx, o, &st)
+		_, _ = c.status(rctx, o, &st)
 		admin.WriteJSON(ctx, 422, st)
 		return
 	}
