@@ -40,11 +40,19 @@ func IsPlaybackPath(p []byte) bool {
 	return ok && knownFormats[first]
 }
 
+// getOrHead answers 405 (with Allow) to any other method.
+func getOrHead(ctx *fasthttp.RequestCtx) bool {
+	if ctx.IsGet() || ctx.IsHead() {
+		return true
+	}
+	ctx.Error("method not allowed", fasthttp.StatusMethodNotAllowed) // resets the headers: Allow after
+	ctx.Response.Header.Set("Allow", "GET, HEAD")
+	return false
+}
+
 // ServePlayback serves one central playback file (GET or HEAD).
 func (c *Central) ServePlayback(ctx *fasthttp.RequestCtx) {
-	if !ctx.IsGet() && !ctx.IsHead() {
-		ctx.Response.Header.Set("Allow", "GET, HEAD")
-		ctx.Error("method not allowed", fasthttp.StatusMethodNotAllowed)
+	if !getOrHead(ctx) {
 		return
 	}
 	if !c.Enabled() {
@@ -106,9 +114,7 @@ func (c *Central) ServePlayback(ctx *fasthttp.RequestCtx) {
 // token sets the recording's cookie and redirects to the format's playback
 // URL on the host the link named; anything else gets 403 or 404.
 func (c *Central) ServeLink(ctx *fasthttp.RequestCtx) {
-	if !ctx.IsGet() && !ctx.IsHead() {
-		ctx.Response.Header.Set("Allow", "GET, HEAD")
-		ctx.Error("method not allowed", fasthttp.StatusMethodNotAllowed)
+	if !getOrHead(ctx) {
 		return
 	}
 	recordID, format, _ := strings.Cut(strings.TrimPrefix(string(ctx.Path()), LinkPrefix), "/")

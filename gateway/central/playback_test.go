@@ -116,3 +116,13 @@ func FuzzCheckOffer(f *testing.F) {
 		}
 	})
 }
+
+// Any method but GET and HEAD gets 405 and says which are allowed.
+func TestPlaybackAllowsGetAndHead(t *testing.T) {
+	t.Parallel()
+	var ctx fasthttp.RequestCtx
+	ctx.Request.Header.SetMethod("POST")
+	if getOrHead(&ctx) || ctx.Response.StatusCode() != 405 || string(ctx.Response.Header.Peek("Allow")) != "GET, HEAD" {
+		t.Fatalf("POST: %d, Allow %q", ctx.Response.StatusCode(), ctx.Response.Header.Peek("Allow"))
+	}
+}
