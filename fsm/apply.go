@@ -330,10 +330,13 @@ func (s *State) claimMeeting(c *ClaimMeeting) *Result {
 func (s *State) releaseMeetings(c *ReleaseMeetings) *Result {
 	removed := false
 	touched := []string{}
-	for _, ref := range c.Meetings {
+	for i, ref := range c.Meetings {
 		m, ok := s.Meetings[ref.InternalID]
 		if !ok || (ref.BackendID != "" && m.BackendID != ref.BackendID) {
 			continue
+		}
+		if i < len(c.CreatedAt) && c.CreatedAt[i] != 0 && m.CreatedAt != c.CreatedAt[i] {
+			continue // another instance of the meeting, claimed since
 		}
 		s.dropMeeting(ref.InternalID)
 		touched = append(touched, m.BackendID)

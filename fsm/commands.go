@@ -114,7 +114,14 @@ type MeetingRef struct {
 
 // ReleaseMeetings forgets meetings that ended or whose create failed. A
 // meeting re-placed elsewhere in the meantime is left alone.
-type ReleaseMeetings struct{ Meetings []MeetingRef }
+type ReleaseMeetings struct {
+	Meetings []MeetingRef
+	// CreatedAt, when given (aligned with Meetings; 0: any), releases a
+	// meeting only while it is the instance claimed then: a late end
+	// callback of a meeting ended and created again must not drop the new
+	// one. Older peers read the command without it.
+	CreatedAt []int64
+}
 
 // SetPeer records a Raft member's HTTP and gossip addresses.
 type SetPeer struct{ ID, RaftAddr, HTTPAddr, GossipAddr string }
@@ -219,12 +226,24 @@ func (c *ReleaseMeetings) encode(e *encoder) {
 		e.str(m.InternalID)
 		e.str(m.BackendID)
 	}
+	if len(c.CreatedAt) > 0 { // a trailing field: absent, the bytes are those of before
+		e.uvarint(uint64(len(c.CreatedAt)))
+		for _, t := range c.CreatedAt {
+			e.varint(t)
+		}
+	}
 }
 func (c *ReleaseMeetings) decode(d *decoder) {
 	n := d.count()
 	c.Meetings = make([]MeetingRef, 0, n)
 	for i := uint64(0); i < n && d.err == nil; i++ {
 		c.Meetings = append(c.Meetings, MeetingRef{InternalID: d.str(), BackendID: d.str()})
+	}
+	if d.more() {
+		n := d.count()
+		for i := uint64(0); i < n && d.err == nil; i++ {
+			c.CreatedAt = append(c.CreatedAt, d.varint())
+		}
 	}
 }
 

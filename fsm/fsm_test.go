@@ -415,3 +415,24 @@ func TestEachMeetingOfMatchesMeetings(t *testing.T) {
 		}
 	}
 }
+
+// A release naming the instance it ended (CreatedAt) leaves a meeting
+// claimed again since alone: a late end callback of the earlier one.
+func TestReleaseOfAnEarlierInstance(t *testing.T) {
+	t.Parallel()
+	f := New()
+	readyBackend(t, f, "a")
+	mustApply(t, f, &AddFrontend{Key: "fe", Secret: "s"})
+	mustApply(t, f, &ClaimMeeting{InternalID: "fe~m", Frontend: "fe", MeetingID: "m", BackendID: "a", Now: 100})
+	mustApply(t, f, &ReleaseMeetings{Meetings: []MeetingRef{{InternalID: "fe~m", BackendID: "a"}}}) // ended through the API
+	mustApply(t, f, &ClaimMeeting{InternalID: "fe~m", Frontend: "fe", MeetingID: "m", BackendID: "a", Now: 200})
+	if r := mustApply(t, f, &ReleaseMeetings{Meetings: []MeetingRef{{InternalID: "fe~m", BackendID: "a"}}, CreatedAt: []int64{100}}); r.Removed {
+		t.Fatal("the first instance's late end released the meeting created again")
+	}
+	if _, ok := f.Meeting("fe~m"); !ok {
+		t.Fatal("the meeting created again is gone")
+	}
+	if r := mustApply(t, f, &ReleaseMeetings{Meetings: []MeetingRef{{InternalID: "fe~m", BackendID: "a"}}, CreatedAt: []int64{200}}); !r.Removed {
+		t.Fatal("its own end did not release it")
+	}
+}

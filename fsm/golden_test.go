@@ -32,7 +32,7 @@ func goldenCommands() map[string]Command {
 		"SetFrontendSettings": &SetFrontendSettings{Key: "moodle", Patch: []byte(`{"create_default_params":{"record":"true"}}`)},
 		"RemoveFrontend":      &RemoveFrontend{Key: "moodle"},
 		"ClaimMeeting":        &ClaimMeeting{InternalID: "moodle~m1", Frontend: "moodle", MeetingID: "m1", BackendID: "bbb1", Now: 1700000000000000006},
-		"ReleaseMeetings":     &ReleaseMeetings{Meetings: []MeetingRef{{InternalID: "moodle~m1", BackendID: "bbb1"}, {InternalID: "moodle~m2"}}},
+		"ReleaseMeetings":     &ReleaseMeetings{Meetings: []MeetingRef{{InternalID: "moodle~m1", BackendID: "bbb1"}, {InternalID: "moodle~m2"}}, CreatedAt: []int64{1700000000000000006, 0}},
 		"SetPeer":             &SetPeer{ID: "p1", RaftAddr: "10.0.0.1:42354", HTTPAddr: "10.0.0.1:42353", GossipAddr: "10.0.0.1:42355"},
 		"RemovePeer":          &RemovePeer{ID: "p2"},
 		"PutRecordings": &PutRecordings{Recordings: []Recording{{RecordID: "rec1", Frontend: "moodle", MeetingID: "m1", InternalID: "moodle~m1",
@@ -166,5 +166,24 @@ func TestGoldenSnapshot(t *testing.T) {
 		if path == current && !strings.HasPrefix(string(data), fmt.Sprintf(`{"version":%d,`, snapshotVersion)) {
 			t.Errorf("%s: header %.60s", path, data)
 		}
+	}
+}
+
+// ReleaseMeetings as releases before CreatedAt wrote it (the golden bytes
+// of then) decodes to the same release of any instance, and encodes back
+// to the same bytes.
+func TestReleaseMeetingsOfBeforeCreatedAt(t *testing.T) {
+	t.Parallel()
+	data, err := os.ReadFile(filepath.Join("testdata", "commands", "ReleaseMeetings-v1.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &ReleaseMeetings{Meetings: []MeetingRef{{InternalID: "moodle~m1", BackendID: "bbb1"}, {InternalID: "moodle~m2"}}}
+	got, err := Decode(data)
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("decoded %#v, %v", got, err)
+	}
+	if !bytes.Equal(Encode(want), data) {
+		t.Fatal("a release without CreatedAt no longer encodes as before")
 	}
 }

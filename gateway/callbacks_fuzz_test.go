@@ -62,7 +62,7 @@ func FuzzCallback(f *testing.F) {
 		}
 		// Something was queued: the query must verify on its own.
 		q := ctx.QueryArgs()
-		sig := callbacks.Sign(key, kind, string(q.Peek("fe")), string(q.Peek("m")), string(q.Peek("mid")), string(q.Peek("be")), string(q.Peek("url")))
+		sig := callbacks.Sign(key, kind, string(q.Peek("fe")), string(q.Peek("m")), string(q.Peek("mid")), string(q.Peek("be")), string(q.Peek("url")), string(q.Peek("at")))
 		if string(q.Peek("sig")) != sig || string(q.Peek("be")) != "b" || string(q.Peek("m")) != "fe~m" {
 			t.Fatalf("relay queued for an unsigned or foreign request: %s %s", kind, query)
 		}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +22,7 @@ import (
 	"github.com/conclave-lb/conclave/fsm"
 	"github.com/conclave-lb/conclave/gateway/callbacks"
 	"github.com/conclave-lb/conclave/gateway/internal/xmlscan"
+	"github.com/conclave-lb/conclave/internal/testwait"
 )
 
 type lmsStub struct {
@@ -142,10 +144,11 @@ func getCallback(t *testing.T, u string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// relayURL makes a relay URL as the gateway would, under key.
+// relayURL makes a relay URL as the gateway made them before they named
+// the meeting's instance, under key (they still verify).
 func relayURL(base string, key []byte, kind, fe, internal, mid, be, target string) string {
 	q := url.Values{"fe": {fe}, "m": {internal}, "mid": {mid}, "be": {be}, "url": {target},
-		"sig": {callbacks.Sign(key, kind, fe, internal, mid, be, target)}}
+		"sig": {callbacks.Sign(key, kind, fe, internal, mid, be, target, "")}}
 	return base + callbacks.Prefix + kind + "?" + q.Encode()
 }
 
@@ -289,4 +292,43 @@ func hexHMAC(key, msg string) string {
 	m := hmac.New(sha256.New, []byte(key))
 	m.Write([]byte(msg))
 	return hex.EncodeToString(m.Sum(nil))
+}
+
+// The end callback names the meeting's instance: one of an instance
+// ended and created again since (BBB's callback can come seconds late)
+// leaves the new one bound; the new instance's own end releases it.
+func TestLateEndCallbackLeavesTheMeetingCreatedAgain(t *testing.T) {
+	r := newRig(t, 1)
+	key := r.srv.relay.ClusterKey(context.Background())
+	instanceURL := func(at int64) string {
+		a := strconv.FormatInt(at, 10)
+		q := url.Values{"fe": {"fe1"}, "m": {"fe1~mi"}, "mid": {"mi"}, "be": {r.ids[0]}, "url": {""}, "at": {a},
+			"sig": {callbacks.Sign(key, "end", "fe1", "fe1~mi", "mi", r.ids[0], "", a)}}
+		return r.base + callbacks.Prefix + "end?" + q.Encode() + "&meetingID=fe1~mi"
+	}
+	r.mc.MustApply(&fsm.ClaimMeeting{InternalID: "fe1~mi", Frontend: "fe1", MeetingID: "mi", BackendID: r.ids[0], Now: 100})
+	r.mc.MustApply(&fsm.ReleaseMeetings{Meetings: []fsm.MeetingRef{{InternalID: "fe1~mi"}}}) // ended through the API
+	r.mc.MustApply(&fsm.ClaimMeeting{InternalID: "fe1~mi", Frontend: "fe1", MeetingID: "mi", BackendID: r.ids[0], Now: 200})
+	if code, body := getCallback(t, instanceURL(100)); code != 200 || body != "ok" {
+		t.Fatalf("the first instance's end: %d %s", code, body)
+	}
+	testwait.AssertUntil(t, 300*time.Millisecond, func() error {
+		if _, ok := r.mc.FSM().Meeting("fe1~mi"); !ok {
+			return fmt.Errorf("the first instance's late end released the meeting created again")
+		}
+		return nil
+	})
+	if code, _ := getCallback(t, instanceURL(200)); code != 200 {
+		t.Fatalf("the new instance's end: %d", code)
+	}
+	testwait.Eventually(t, 2*time.Second, func() error {
+		if _, ok := r.mc.FSM().Meeting("fe1~mi"); ok {
+			return fmt.Errorf("its own end did not release it")
+		}
+		return nil
+	})
+	// A tampered instance does not verify.
+	if code, _ := getCallback(t, strings.Replace(instanceURL(200), "at=200", "at=201", 1)); code != http.StatusForbidden {
+		t.Fatalf("a tampered instance: HTTP %d", code)
+	}
 }

@@ -131,7 +131,9 @@ func New(cfg Config, cluster Cluster) *Server {
 		},
 	}, cluster, backendCaller{s})
 	s.relay = callbacks.New(callbacks.Config{Base: cfg.CallbackBase, Logger: cfg.Logger, Counter: s.metrics.callbacks,
-		Release:        func(internal, backendID string) { s.api.Release(internal, backendID) },
+		Release: func(internal, backendID string, createdAt int64) {
+			s.api.Release(internal, backendID, createdAt)
+		},
 		SyncRecordings: func(b *fsm.Backend, ids []string) error { return s.api.SyncRecordings(b, ids, false) },
 	}, cluster)
 	s.admin = admin.New(admin.Config{JWTSecret: cfg.JWTSecret,

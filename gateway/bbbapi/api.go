@@ -54,7 +54,7 @@ type Placement interface {
 
 // Relay points a create's callbacks at this peer (*callbacks.Relay).
 type Relay interface {
-	RelayArgs(args *fasthttp.Args, fe *fsm.Frontend, b *fsm.Backend, mid string)
+	RelayArgs(args *fasthttp.Args, fe *fsm.Frontend, b *fsm.Backend, mid string, createdAt int64)
 }
 
 // Config configures the BBB API; every field but Logger and MaxBodySize
@@ -145,7 +145,10 @@ func (s *API) CallBackend(b *fsm.Backend, call string, args *fasthttp.Args, time
 }
 
 // Release gives a meeting's claim back (the callback relay's meeting-ended hook).
-func (s *API) Release(internal, backendID string) { s.release(internal, backendID) }
+// (createdAt: only the instance claimed then; 0: whichever).
+func (s *API) Release(internal, backendID string, createdAt int64) {
+	s.releaseInstance(internal, backendID, createdAt)
+}
 
 // SyncRecordings refreshes the recordings index from b (all of them when
 // ids is empty); with wait, until the local replica holds the entries.

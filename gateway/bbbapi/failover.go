@@ -287,7 +287,7 @@ func (s *API) createAgain(fe *fsm.Frontend, b *fsm.Backend, m *fsm.Meeting, mid 
 			args.Set("voiceBridge", strconv.Itoa(m.VoiceBridge))
 		}
 	}
-	s.relay.RelayArgs(args, fe, b, mid)
+	s.relay.RelayArgs(args, fe, b, mid, m.CreatedAt)
 	var body []byte
 	if p.Slides != "" {
 		body = []byte(p.Slides)

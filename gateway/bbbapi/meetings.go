@@ -55,7 +55,7 @@ func (r *bbbRequest) create() string {
 	if m, ok := r.s.cluster.FSM().Meeting(internal); ok {
 		if b, ok := r.s.cluster.FSM().Backend(m.BackendID); ok && !backendDead(&b) {
 			r.setVoiceBridge(&m)
-			if res := r.createOn(&b, internal, mid, body, contentType, false); res != "retry" {
+			if res := r.createOn(&b, internal, mid, m.CreatedAt, body, contentType, false); res != "retry" {
 				return res
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), consistentTimeout)
@@ -102,7 +102,7 @@ func (r *bbbRequest) create() string {
 			continue
 		}
 		if !claim.Created { // another peer's create won the race, or the node is not declared dead
-			if res := r.createOn(target, internal, mid, body, contentType, false); res != "retry" {
+			if res := r.createOn(target, internal, mid, claim.Meeting.CreatedAt, body, contentType, false); res != "retry" {
 				return res
 			}
 			return r.Fail(bbb.KeyServerUnavailable, msgBackendDown)
@@ -112,7 +112,7 @@ func (r *bbbRequest) create() string {
 			r.s.log.Info("meeting moved off a failed backend", "meeting", mid, "frontend", r.frontend.Key,
 				"from", claim.PreviousBackend, "to", target.ID)
 		}
-		result := r.createOn(target, internal, mid, body, contentType, true)
+		result := r.createOn(target, internal, mid, claim.Meeting.CreatedAt, body, contentType, true)
 		if result != "retry" {
 			return result
 		}
@@ -161,8 +161,10 @@ func (r *bbbRequest) setVoiceBridge(m *fsm.Meeting) {
 // fails or refuses releases the claim: no meeting stays bound to a backend
 // that does not run it. It returns "retry", having written no answer, when
 // the backend did not answer (fresh: another backend should try).
-func (r *bbbRequest) createOn(b *fsm.Backend, internal, mid string, body []byte, contentType string, fresh bool) string {
-	r.relayCallbacks(b, mid)
+// createdAt names the meeting's instance (its claim's time) in the
+// callbacks' relay URLs.
+func (r *bbbRequest) createOn(b *fsm.Backend, internal, mid string, createdAt int64, body []byte, contentType string, fresh bool) string {
+	r.relayCallbacks(b, mid, createdAt)
 	answer, err := r.s.node.Call(b, "create", r.args, body, contentType, nodeclient.CreateTimeout)
 	if err != nil {
 		r.s.log.Warn("backend create failed", "backend", b.ID, "err", err)
@@ -178,7 +180,7 @@ func (r *bbbRequest) createOn(b *fsm.Backend, internal, mid string, body []byte,
 		r.s.log.Info("voice bridge taken on the node by a meeting outside the cluster; the node picks one",
 			"backend", b.ID, "voiceBridge", string(r.args.Peek("voiceBridge")))
 		r.args.Del("voiceBridge")
-		return r.createOn(b, internal, mid, body, contentType, fresh)
+		return r.createOn(b, internal, mid, createdAt, body, contentType, fresh)
 	}
 	if fresh && (perr != nil || (!env.OK() && env.MessageKey != bbb.KeyIDNotUnique)) {
 		r.s.release(internal, b.ID)
@@ -197,10 +199,18 @@ func (r *bbbRequest) createOn(b *fsm.Backend, internal, mid string, body []byte,
 }
 
 // release forgets a claim on backend id (a failed create or an ended meeting).
-func (s *API) release(internal, backendID string) {
+func (s *API) release(internal, backendID string) { s.releaseInstance(internal, backendID, 0) }
+
+// releaseInstance is release of the meeting's instance claimed at
+// createdAt only (0: whichever is bound).
+func (s *API) releaseInstance(internal, backendID string, createdAt int64) {
 	ctx, cancel := context.WithTimeout(context.Background(), claimTimeout)
 	defer cancel()
-	if _, err := s.cluster.Commit(ctx, &fsm.ReleaseMeetings{Meetings: []fsm.MeetingRef{{InternalID: internal, BackendID: backendID}}}); err != nil {
+	c := &fsm.ReleaseMeetings{Meetings: []fsm.MeetingRef{{InternalID: internal, BackendID: backendID}}}
+	if createdAt != 0 {
+		c.CreatedAt = []int64{createdAt}
+	}
+	if _, err := s.cluster.Commit(ctx, c); err != nil {
 		s.log.Warn("could not release meeting", "backend", backendID, "err", err)
 	}
 }
@@ -454,6 +464,6 @@ func (r *bbbRequest) afterMeetingInfo(m *fsm.Meeting, b *fsm.Backend, env bbb.En
 
 // relayCallbacks rewrites the callback metadata of a create bound for
 // backend b (the client's meeting ID mid); see relayArgs.
-func (r *bbbRequest) relayCallbacks(b *fsm.Backend, mid string) {
-	r.s.relay.RelayArgs(r.args, &r.frontend, b, mid)
+func (r *bbbRequest) relayCallbacks(b *fsm.Backend, mid string, createdAt int64) {
+	r.s.relay.RelayArgs(r.args, &r.frontend, b, mid, createdAt)
 }

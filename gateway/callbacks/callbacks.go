@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -69,11 +70,19 @@ var Client = &http.Client{
 
 // Sign is the relay URL's HMAC under the cluster key. Every field is
 // length-prefixed, so no two field lists sign alike.
-func Sign(key []byte, kind, frontend, internal, meetingID, backend, target string) string {
+//
+// instance, when not empty, is the meeting's claim time (Meeting.CreatedAt)
+// and is signed too; relay URLs made before it existed carry none and
+// verify as they did.
+func Sign(key []byte, kind, frontend, internal, meetingID, backend, target, instance string) string {
 	m := hmac.New(sha256.New, key)
 	var b []byte
 	b = append(b, "conclave-callback-v2"...)
-	for _, f := range []string{kind, frontend, internal, meetingID, backend, target} {
+	fields := []string{kind, frontend, internal, meetingID, backend, target}
+	if instance != "" {
+		fields = append(fields, instance)
+	}
+	for _, f := range fields {
 		b = binary.AppendUvarint(b, uint64(len(f)))
 		b = append(b, f...)
 	}
@@ -212,7 +221,7 @@ func (rl *Relay) validTarget(target string) (*url.URL, bool) {
 // Without a public base URL configured it leaves them alone. A client URL
 // that cannot be relayed to (not http(s), a peer's own address) is dropped;
 // a relay URL (a retry on another backend, or a re-creation) is signed anew.
-func (rl *Relay) RelayArgs(args *fasthttp.Args, fe *fsm.Frontend, b *fsm.Backend, mid string) {
+func (rl *Relay) RelayArgs(args *fasthttp.Args, fe *fsm.Frontend, b *fsm.Backend, mid string, createdAt int64) {
 	if rl.cfg.Base == "" {
 		return
 	}
@@ -259,8 +268,9 @@ func (rl *Relay) RelayArgs(args *fasthttp.Args, fe *fsm.Frontend, b *fsm.Backend
 		if strings.ToLower(string(k)) == metaRecordingURL {
 			kind = "recording-ready"
 		}
-		q := url.Values{"fe": {fe.Key}, "m": {internal}, "mid": {mid}, "be": {b.ID}, "url": {target},
-			"sig": {Sign(key, kind, fe.Key, internal, mid, b.ID, target)}}
+		at := strconv.FormatInt(createdAt, 10)
+		q := url.Values{"fe": {fe.Key}, "m": {internal}, "mid": {mid}, "be": {b.ID}, "url": {target}, "at": {at},
+			"sig": {Sign(key, kind, fe.Key, internal, mid, b.ID, target, at)}}
 		args.SetBytesK(k, rl.cfg.Base+Prefix+kind+"?"+q.Encode())
 	}
 }
@@ -287,8 +297,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Counter counts relays by kind and result (conclave_callback_relays_total).
 	Counter *prometheus.CounterVec
-	// Release forgets a meeting its node says has ended.
-	Release func(internalID, backendID string)
+	// Release forgets a meeting its node says has ended, if it is still
+	// the instance claimed at createdAt (0: whichever).
+	Release func(internalID, backendID string, createdAt int64)
 	// SyncRecordings refreshes the index entries of recordings ids on b.
 	SyncRecordings func(b *fsm.Backend, ids []string) error
 }
@@ -373,10 +384,12 @@ func (rl *Relay) Serve(ctx *fasthttp.RequestCtx, kind string) {
 	args := ctx.QueryArgs()
 	feKey, internal, mid := string(args.Peek("fe")), string(args.Peek("m")), string(args.Peek("mid"))
 	beID, target, sig := string(args.Peek("be")), string(args.Peek("url")), string(args.Peek("sig"))
+	at := string(args.Peek("at")) // the meeting instance (absent from older relay URLs)
+	createdAt, err := strconv.ParseInt(at, 10, 64)
 	st := rl.cluster.FSM()
 	key := st.ClusterKey()
-	if key == nil || len(target) > maxCallbackURLLen ||
-		!hmac.Equal([]byte(sig), []byte(Sign(key, kind, feKey, internal, mid, beID, target))) {
+	if key == nil || len(target) > maxCallbackURLLen || (at != "" && err != nil) ||
+		!hmac.Equal([]byte(sig), []byte(Sign(key, kind, feKey, internal, mid, beID, target, at))) {
 		rl.refuseCallback(ctx, kind)
 		return
 	}
@@ -407,13 +420,13 @@ func (rl *Relay) Serve(ctx *fasthttp.RequestCtx, kind string) {
 			rl.refuseCallback(ctx, kind)
 			return
 		}
-		if !rl.firstTime(beID+"\x00"+internal, time.Now()) {
+		if !rl.firstTime(beID+"\x00"+internal+"\x00"+at, time.Now()) { // each instance ends once
 			rl.cfg.Counter.WithLabelValues(kind, "duplicate").Inc()
 			ctx.SetContentType("text/plain")
 			ctx.SetBodyString("ok")
 			return
 		}
-		go rl.cfg.Release(internal, beID)
+		go rl.cfg.Release(internal, beID, createdAt)
 		if u == nil {
 			rl.answerUnrelayed(ctx, kind)
 			return
