@@ -163,12 +163,17 @@ func localName(b []byte) []byte {
 
 // markupEnd returns the length of the markup at the start of b (a start
 // tag, or a <!…> declaration when inDecl) through its closing '>': quoted
-// values may hold '>', and a declaration's bracketed internal subset too.
-// It returns -1 when b ends first.
+// values may hold '>', and a declaration nests angle brackets (its
+// internal subset: <!DOCTYPE x [<!ENTITY …>]>), skipping comments inside,
+// as encoding/xml reads it (its first byte never ends or nests it). It returns -1 when b ends first.
 func markupEnd(b []byte, inDecl bool) int {
 	depth := 0
 	var quote byte
-	for j := 1; j < len(b); j++ {
+	start := 1
+	if inDecl {
+		start = 3 // encoding/xml takes the byte after "<!" as the declaration's, whatever it is
+	}
+	for j := start; j < len(b); j++ {
 		c := b[j]
 		switch {
 		case quote != 0:
@@ -177,11 +182,19 @@ func markupEnd(b []byte, inDecl bool) int {
 			}
 		case c == '"' || c == '\'':
 			quote = c
-		case inDecl && c == '[':
+		case inDecl && c == '<':
+			if bytes.HasPrefix(b[j:], []byte("<!--")) {
+				n := bytes.Index(b[j+4:], []byte("-->"))
+				if n < 0 {
+					return -1
+				}
+				j += 4 + n + 2
+				continue
+			}
 			depth++
-		case inDecl && c == ']':
+		case c == '>' && depth > 0:
 			depth--
-		case c == '>' && depth <= 0:
+		case c == '>':
 			return j + 1
 		}
 	}
