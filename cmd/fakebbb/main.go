@@ -118,13 +118,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
-	fmt.Fprintf(stdout, "fakebbb %s: BBB API at %s\n", version, api)
 	// SIGHUP restarts the node empty, as a BBB server loses its meetings
 	// on a restart; SIGSTOP and SIGCONT hang and resume it (test/fakebbb's
-	// Process).
+	// Process). Caught before the address is printed: whoever reads the
+	// address may send SIGHUP at once, and Go's default for it is to exit.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	fmt.Fprintf(stdout, "fakebbb %s: BBB API at %s\n", version, api)
 	for {
 		select {
 		case <-ctx.Done():

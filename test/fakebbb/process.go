@@ -2,7 +2,11 @@ package fakebbb
 
 import (
 	"bufio"
+	"bytes"
+	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -28,9 +32,12 @@ type Process struct {
 	// Host its host:port.
 	API, Host string
 
-	t     testing.TB
-	cmd   *exec.Cmd
-	lines chan string
+	t      testing.TB
+	cmd    *exec.Cmd
+	lines  chan string
+	stderr *lockedBuffer
+
+	waitErr error // set before exited is closed
 
 	mu     sync.Mutex
 	exited chan struct{}
@@ -44,6 +51,8 @@ func StartProcess(t testing.TB, bin, secret string, env ...string) *Process {
 	t.Helper()
 	cmd := exec.Command(bin, "--listen", "127.0.0.1:0", "--secret", secret)
 	cmd.Env = append(cmd.Environ(), env...)
+	stderr := new(lockedBuffer)
+	cmd.Stderr = stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -51,7 +60,7 @@ func StartProcess(t testing.TB, bin, secret string, env ...string) *Process {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("fakebbb: %v", err)
 	}
-	p := &Process{t: t, cmd: cmd, lines: make(chan string, 64), exited: make(chan struct{})}
+	p := &Process{t: t, cmd: cmd, stderr: stderr, lines: make(chan string, 64), exited: make(chan struct{})}
 	go func() {
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
@@ -60,7 +69,7 @@ func StartProcess(t testing.TB, bin, secret string, env ...string) *Process {
 			default: // nobody waits for it
 			}
 		}
-		cmd.Wait()
+		p.waitErr = cmd.Wait()
 		close(p.exited)
 	}()
 	t.Cleanup(p.Kill)
@@ -95,8 +104,46 @@ func (p *Process) await(re *regexp.Regexp) []string {
 func (p *Process) PID() int { return p.cmd.Process.Pid }
 
 // Hang stops the process (SIGSTOP): connections are accepted, nothing is
-// answered.
-func (p *Process) Hang() { p.signal(syscall.SIGSTOP) }
+// answered. It returns once every thread has stopped: the kernel delivers
+// SIGSTOP asynchronously, and a thread still running on another core could
+// otherwise answer a request sent right after Hang.
+func (p *Process) Hang() {
+	p.t.Helper()
+	p.signal(syscall.SIGSTOP)
+	deadline := time.Now().Add(testwait.Scaled(5 * time.Second))
+	for !p.stopped() {
+		if !p.Alive() {
+			return
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("%s: threads still running 5 s after SIGSTOP", p)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// stopped reports whether every thread of the process is in the stopped
+// state ('T' in /proc/<pid>/task/<tid>/stat).
+func (p *Process) stopped() bool {
+	dir := fmt.Sprintf("/proc/%d/task", p.PID())
+	tasks, err := os.ReadDir(dir)
+	if err != nil || len(tasks) == 0 {
+		return false
+	}
+	for _, task := range tasks {
+		stat, err := os.ReadFile(filepath.Join(dir, task.Name(), "stat"))
+		if err != nil {
+			return false
+		}
+		// The state follows the command name, which is in parentheses and
+		// may itself hold spaces or parentheses.
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 || i+2 >= len(stat) || stat[i+2] != 'T' {
+			return false
+		}
+	}
+	return true
+}
 
 // Resume continues a hung process (SIGCONT); the requests it took in while
 // stopped are answered then.
@@ -110,7 +157,7 @@ func (p *Process) Restart() {
 	p.Resume()
 	p.signal(syscall.SIGHUP)
 	if p.await(regexp.MustCompile(`restarted empty`)) == nil {
-		p.t.Fatal("fakebbb did not restart")
+		p.t.Fatalf("%s did not restart (%s); stderr: %s", p, p.exitStatus(), p.stderr)
 	}
 }
 
@@ -118,6 +165,19 @@ func (p *Process) Restart() {
 func (p *Process) Kill() {
 	p.signal(syscall.SIGKILL)
 	<-p.exited
+}
+
+// exitStatus describes how the process ended, or says it runs.
+func (p *Process) exitStatus() string {
+	select {
+	case <-p.exited:
+		if p.waitErr == nil {
+			return "exited 0"
+		}
+		return p.waitErr.Error()
+	default:
+		return "still running"
+	}
 }
 
 // Alive reports whether the process still runs.
@@ -141,4 +201,25 @@ func (p *Process) signal(sig syscall.Signal) {
 // String names the process for test logs.
 func (p *Process) String() string {
 	return "fakebbb[" + strings.TrimSpace(p.Host) + "]"
+}
+
+// lockedBuffer collects a child's stderr for failure messages.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.buf.Len() > 64<<10 {
+		return len(p), nil // enough to explain a failure
+	}
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
