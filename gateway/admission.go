@@ -2,12 +2,16 @@ package gateway
 
 import (
 	"bytes"
+	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 
 	"github.com/conclave-lb/conclave/bbb"
 	"github.com/conclave-lb/conclave/gateway/internal/admit"
+	"github.com/conclave-lb/conclave/gateway/internal/pace"
 )
 
 // writeCalls are the BBB calls admitted as writes: they change state, wait
@@ -66,4 +70,43 @@ func newShedMetrics(reg *prometheus.Registry, g *admit.Gate) [3]prometheus.Count
 	reg.MustRegister(shed, inflight)
 	return [3]prometheus.Counter{admit.Join: shed.WithLabelValues("join"), admit.Read: shed.WithLabelValues("read"),
 		admit.Write: shed.WithLabelValues("write")}
+}
+
+// DefaultClientCPU is the share of a peer's CPU budget client requests
+// may keep busy before their reads are paced (Config.ClientCPU).
+const DefaultClientCPU = pace.DefaultTarget
+
+// ParseClientCPU reads --client-cpu: a share in (0, 1], "off" (-1,
+// which turns pacing off), or empty (0: the default).
+func ParseClientCPU(s string) (float64, error) {
+	s = strings.TrimSpace(s)
+	switch {
+	case s == "":
+		return 0, nil
+	case strings.EqualFold(s, "off"):
+		return -1, nil
+	}
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil || !(v > 0 && v <= 1) {
+		return 0, fmt.Errorf("%q is not a share in (0, 1] nor off", s)
+	}
+	return v, nil
+}
+
+// registerPaceMetrics exposes the pacer: its rate, and the reads it held.
+func registerPaceMetrics(reg *prometheus.Registry, p *pace.Pacer) {
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "conclave_client_paced_rate",
+			Help: "Client requests per second this peer reads while its CPU is over the share kept for client work (0: not pacing).",
+		}, p.Rate),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "conclave_client_paced_total",
+			Help: "Client requests left unread in their connection for a while because this peer's CPU was over the share kept for client work.",
+		}, func() float64 { n, _ := p.Held(); return float64(n) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "conclave_client_paced_seconds_total",
+			Help: "Total time client requests waited unread in their connection while this peer paced reads.",
+		}, func() float64 { _, d := p.Held(); return d.Seconds() }),
+	)
 }

@@ -336,6 +336,11 @@ func TestGetMeetingsListsTooLargeNodeInError(t *testing.T) {
 func TestRecordingCallsOnDeadNodeFailAtOnce(t *testing.T) {
 	r := newRig(t, 2)
 	c := r.client("fe1")
+	// The index is synced below; a recording-ready callback relayed late
+	// would sync node 1 after it hangs, and count as a call to it.
+	for _, n := range r.nodes {
+		n.SetBlockCallbacks(true)
+	}
 	for _, call := range []string{"create", "end"} { // both running at once: one on each node
 		for i := 0; i < 2; i++ {
 			if a := c.Get(t, call, fmt.Sprintf("meetingID=rec%d&record=true&moderatorPW=mp&password=mp", i)); a.ReturnCode != "SUCCESS" {

@@ -53,7 +53,7 @@ func (s *Server) servePeerTLS(ln net.Listener, tc *peertls.Config) error {
 	plain, secure := peertls.Split(ln, tc, s.log.With("component", "peer-tls"))
 	peerErr := make(chan error, 1)
 	go func() { peerErr <- s.peerSrv.Serve(secure) }()
-	err := s.srv.Serve(plain)
+	err := s.srv.Serve(s.paced(plain))
 	secure.Close()
 	if perr := <-peerErr; err == nil {
 		err = perr

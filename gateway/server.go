@@ -30,6 +30,7 @@ import (
 	"github.com/conclave-lb/conclave/gateway/control"
 	"github.com/conclave-lb/conclave/gateway/internal/admit"
 	"github.com/conclave-lb/conclave/gateway/internal/guard"
+	"github.com/conclave-lb/conclave/gateway/internal/pace"
 	"github.com/conclave-lb/conclave/internal/peertls"
 	"github.com/conclave-lb/conclave/raftnode"
 	"github.com/conclave-lb/conclave/recstore"
@@ -72,6 +73,11 @@ type Config struct {
 	// at once, by class (admission.go); past them a request is shed with
 	// 503. Zero takes admit's defaults.
 	MaxJoins, MaxReads, MaxWrites int
+	// ClientCPU is the share of its CPU budget (cgroup quota, else cores)
+	// the peer lets client connections keep busy before it paces their
+	// reads, keeping the rest for consensus (gateway/internal/pace); 0
+	// takes pace.DefaultTarget, a negative value turns pacing off.
+	ClientCPU float64
 	// RecordingsStore is the central recordings store (nil: recordings
 	// stay on their nodes); PlaybackLinkTTL bounds protected links.
 	RecordingsStore recstore.Store
@@ -101,6 +107,7 @@ type Server struct {
 	draining atomic.Bool      // set by Drain
 	guard    *guard.Guard     // body gate, trusted proxies, refusals and panics counted
 	gate     *admit.Gate      // BBB API requests in flight, by class (admission.go)
+	pacer    *pace.Pacer      // client reads paced while over the CPU target (nil: off)
 	shed     [3]prometheus.Counter
 	// beforeRoute, when set (tests only), runs before each request is routed.
 	beforeRoute func(*fasthttp.RequestCtx)
@@ -122,6 +129,10 @@ func New(cfg Config, cluster Cluster) *Server {
 	s.metrics = newMetrics(cfg.Registry, cluster, cfg.Loads)
 	s.gate = admit.New(cfg.MaxJoins, cfg.MaxReads, cfg.MaxWrites)
 	s.shed = newShedMetrics(cfg.Registry, s.gate)
+	if cfg.ClientCPU >= 0 {
+		s.pacer = pace.New(cfg.ClientCPU)
+		registerPaceMetrics(cfg.Registry, s.pacer)
+	}
 	s.ctl = control.New(control.Config{
 		Logger: cfg.Logger, Loads: cfg.Loads, LoadWeights: cfg.LoadWeights,
 		TooLarge: func(id string) { s.metrics.TooLarge.WithLabelValues(id).Inc() },
@@ -181,10 +192,24 @@ func (s *Server) Drain() { s.draining.Store(true) }
 
 // Serve accepts connections on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
+	if s.pacer != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go s.pacer.Run(ctx)
+	}
 	if s.cfg.PeerTLS != nil {
 		return s.servePeerTLS(ln, s.cfg.PeerTLS)
 	}
-	return s.srv.Serve(ln)
+	return s.srv.Serve(s.paced(ln))
+}
+
+// paced wraps the listener of client connections in the pacer. Without
+// peer TLS, peers' calls share it (a loopback or test set-up).
+func (s *Server) paced(ln net.Listener) net.Listener {
+	if s.pacer == nil {
+		return ln
+	}
+	return s.pacer.Listener(ln)
 }
 
 // Shutdown stops accepting and waits for open requests.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -37,6 +38,7 @@ type options struct {
 	recordingsStore                                                             string
 	playbackLinkTTL                                                             time.Duration
 	publicURL                                                                   string
+	clientCPU                                                                   string
 	tls                                                                         tlsOptions
 }
 
@@ -56,6 +58,7 @@ var envFlags = cli.EnvFlags{
 	"recordings-store":  "CONCLAVE_RECORDINGS_STORE",
 	"playback-link-ttl": "CONCLAVE_PLAYBACK_LINK_TTL",
 	"public-url":        "CONCLAVE_PUBLIC_URL",
+	"client-cpu":        "CONCLAVE_CLIENT_CPU",
 	"tls-ca":            "CONCLAVE_TLS_CA",
 	"tls-cert":          "CONCLAVE_TLS_CERT",
 	"tls-key":           "CONCLAVE_TLS_KEY",
@@ -111,6 +114,8 @@ callbacks; default http://<http-advertise>).`,
 	f.StringVar(&o.recordingsStore, "recordings-store", "", "central recordings: file:///path (a shared directory) or s3://bucket/prefix (CONCLAVE_S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION); empty: recordings stay on their nodes")
 	f.StringVar(&o.publicURL, "public-url", "", "the cluster's name as browsers reach it (https://bbb.example.org), for central recordings' playback URLs; empty: the host each request came on")
 	f.DurationVar(&o.playbackLinkTTL, "playback-link-ttl", central.DefaultLinkTTL, "how long a protected recording's playback link from getRecordings plays")
+	f.StringVar(&o.clientCPU, "client-cpu", strconv.FormatFloat(gateway.DefaultClientCPU, 'g', -1, 64),
+		"share of this peer's CPU (its cgroup quota, else its cores) that client requests may keep busy; past it their reads are paced so that Raft keeps the rest; a share in (0, 1], or off")
 	addTLSFlags(f, &o.tls)
 	envFlags.Annotate(f)
 	return cmd
@@ -130,6 +135,10 @@ func run(o options) error {
 	weights, err := gateway.ParseLoadWeights(o.loadWeights)
 	if err != nil {
 		return fmt.Errorf("--load-weights: %w", err)
+	}
+	clientCPU, err := gateway.ParseClientCPU(o.clientCPU)
+	if err != nil {
+		return fmt.Errorf("--client-cpu: %w", err)
 	}
 	if o.httpAdvertise == "" {
 		o.httpAdvertise = advertiseFor(o.listenHTTP)
@@ -198,6 +207,7 @@ func run(o options) error {
 		MaxBodySize: o.maxBody, Logger: logger, Version: version,
 		CallbackBase: callbackBase(o), Loads: gossipLoads{gossip}, PeerTLS: peerTLS,
 		LoadWeights: weights, RecordingsStore: store, PlaybackLinkTTL: o.playbackLinkTTL, PublicURL: o.publicURL,
+		ClientCPU: clientCPU,
 	}, node)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()

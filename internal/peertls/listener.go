@@ -193,6 +193,15 @@ type peekedConn struct {
 	pending bool
 }
 
+// CloseWrite half-closes the connection underneath: the gateway's
+// lingering close needs it, and the embedded interface would hide it.
+func (c *peekedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
+
 func (c *peekedConn) Read(p []byte) (int, error) {
 	if c.pending {
 		if len(p) == 0 {
