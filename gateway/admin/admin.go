@@ -185,9 +185,20 @@ type adminRequest struct {
 	body   []byte // read within maxAdminBody by serveAdmin
 }
 
+// consistentWait bounds the consistent read before an admin listing: a
+// leaderless cluster still answers, from this replica, after it.
+const consistentWait = 2 * time.Second
+
 func (a *adminRequest) route() {
 	p, m := a.parts, a.method
 	n := len(p)
+	if m == "GET" && p[0] != "status" {
+		// Read-your-writes across peers: a change made through one peer is
+		// listed by the next, whichever peer round-robin DNS picks.
+		cctx, cancel := context.WithTimeout(a.rctx, consistentWait)
+		_ = a.h.cluster.ConsistentRead(cctx)
+		cancel()
+	}
 	switch {
 	case p[0] == "status" && n == 1 && m == "GET":
 		WriteJSON(a.ctx, 200, a.h.cluster.Status()) // raftnode.Status is adminapi.Status

@@ -5,34 +5,82 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
-
-// cgroupRoot is where the cgroup file systems are mounted.
-const cgroupRoot = "/sys/fs/cgroup"
 
 // cgroupQuota returns the tightest CPU quota, in cores, along this
 // process's cgroup path, for cgroup v2 (cpu.max) or v1 (cpu.cfs_quota_us
 // over cpu.cfs_period_us); false when there is none.
 func cgroupQuota() (float64, bool) {
+	mi, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return 0, false
+	}
+	defer mi.Close()
+	mounts := cgroupMounts(mi)
 	f, err := os.Open("/proc/self/cgroup")
 	if err != nil {
 		return 0, false
 	}
 	defer f.Close()
-	return quotaOf(f, cgroupRoot)
+	return quotaOf(f, mounts)
 }
 
-// quotaOf reads a /proc/<pid>/cgroup listing against the cgroup file
-// systems mounted at root.
-func quotaOf(listing io.Reader, root string) (float64, bool) {
-	best, found := 0.0, false
-	take := func(q float64, ok bool) {
-		if ok && (!found || q < best) {
-			best, found = q, true
+// mount is a cgroup file system as /proc/self/mountinfo shows it: the
+// hierarchy's directory it exposes (root) and where (point).
+type mount struct {
+	root, point string
+	v2          bool
+}
+
+// cgroupMounts finds the cgroup v2 mounts and the v1 mounts holding the
+// cpu controller, as the Go runtime does: the directory names vary
+// (cpu, cpu,cpuacct, cpuset,cpu,cpuacct...), the mountinfo does not lie.
+func cgroupMounts(r io.Reader) []mount {
+	var out []mount
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 4096), 1<<20)
+	for sc.Scan() {
+		// ID parent major:minor root point options [optional...] - fstype source superoptions
+		before, after, ok := strings.Cut(sc.Text(), " - ")
+		f, g := strings.Fields(before), strings.Fields(after)
+		if !ok || len(f) < 5 || len(g) < 3 {
+			continue
+		}
+		switch {
+		case g[0] == "cgroup2":
+			out = append(out, mount{root: unescape(f[3]), point: unescape(f[4]), v2: true})
+		case g[0] == "cgroup" && slices.Contains(strings.Split(g[2], ","), "cpu"):
+			out = append(out, mount{root: unescape(f[3]), point: unescape(f[4])})
 		}
 	}
+	return out
+}
+
+// unescape undoes mountinfo's octal escapes (\040 for a space...).
+func unescape(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// quotaOf reads a /proc/<pid>/cgroup listing against the cgroup mounts.
+func quotaOf(listing io.Reader, mounts []mount) (float64, bool) {
+	best, found := 0.0, false
 	sc := bufio.NewScanner(listing)
 	for sc.Scan() {
 		// hierarchy-ID:controllers:path
@@ -40,41 +88,40 @@ func quotaOf(listing io.Reader, root string) (float64, bool) {
 		if len(parts) != 3 {
 			continue
 		}
-		switch {
-		case parts[0] == "0" && parts[1] == "":
-			take(walk(root, parts[2], readV2))
-		case hasController(parts[1], "cpu"):
-			for _, mount := range []string{"cpu", "cpu,cpuacct", "cpuacct,cpu"} {
-				if _, err := os.Stat(filepath.Join(root, mount)); err == nil {
-					take(walk(filepath.Join(root, mount), parts[2], readV1))
-					break
-				}
+		v2 := parts[0] == "0" && parts[1] == ""
+		if !v2 && !slices.Contains(strings.Split(parts[1], ","), "cpu") {
+			continue
+		}
+		for _, m := range mounts {
+			if m.v2 != v2 {
+				continue
+			}
+			read := readV1
+			if v2 {
+				read = readV2
+			}
+			if q, ok := m.walk(parts[2], read); ok && (!found || q < best) {
+				best, found = q, true
 			}
 		}
 	}
 	return best, found
 }
 
-func hasController(list, name string) bool {
-	for _, c := range strings.Split(list, ",") {
-		if c == name {
-			return true
-		}
+// walk reads the quota of every cgroup from the process's (path, as
+// /proc/self/cgroup names it) up to the mount's top, and returns the
+// tightest. A path outside what the mount exposes is not this mount's.
+func (m mount) walk(path string, read func(dir string) (float64, bool)) (float64, bool) {
+	rel, err := filepath.Rel(m.root, filepath.Clean("/"+path))
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return 0, false
 	}
-	return false
-}
-
-// walk reads the quota of every cgroup from path up to the mount's root
-// and returns the tightest. Inside a container the path may name the
-// host's hierarchy while the mount shows only the container's own: a
-// directory that is missing is skipped.
-func walk(mount, path string, read func(dir string) (float64, bool)) (float64, bool) {
 	best, found := 0.0, false
-	for p := filepath.Clean("/" + path); ; p = filepath.Dir(p) {
-		if q, ok := read(filepath.Join(mount, p)); ok && (!found || q < best) {
+	for dir := filepath.Join(m.point, rel); ; dir = filepath.Dir(dir) {
+		if q, ok := read(dir); ok && (!found || q < best) {
 			best, found = q, true
 		}
-		if p == "/" {
+		if dir == m.point || dir == filepath.Dir(dir) {
 			return best, found
 		}
 	}

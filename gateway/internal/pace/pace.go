@@ -20,10 +20,12 @@
 package pace
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"math"
 	"net"
+	"os"
 	"runtime"
 	"sync/atomic"
 	"syscall"
@@ -64,6 +66,8 @@ type Pacer struct {
 	rate    atomic.Uint64 // math.Float64bits of the paced reads/s
 	slots   chan struct{} // handed out by dispense while engaged
 	waiting atomic.Int64  // reads parked on slots
+	wake    chan struct{} // tells the dispenser pacing started or ended
+	holding atomic.Bool   // Hold: no slot until this episode ends
 
 	admitted atomic.Int64 // reads let through, for the steering
 	held     atomic.Int64 // reads that waited, ever (a metric)
@@ -76,28 +80,48 @@ func New(target float64) *Pacer {
 	if target <= 0 || target > 1 {
 		target = DefaultTarget
 	}
-	return &Pacer{target: target, budget: Budget, cpu: processCPU, slots: make(chan struct{}, maxBurst)}
+	return &Pacer{target: target, budget: Budget, cpu: processCPU,
+		slots: make(chan struct{}, maxBurst), wake: make(chan struct{}, 1)}
 }
 
 // Wait blocks until the caller may read a client request: at once unless
 // the process is over its target, else until a slot is handed out (in
-// the order the callers came).
-func (p *Pacer) Wait() {
+// the order the callers came) or pacing ends. A zero deadline waits as
+// long as that takes; past a deadline Wait gives up and reports false.
+func (p *Pacer) Wait(deadline time.Time) bool {
 	p.admitted.Add(1)
 	if !p.engaged.Load() {
-		return
+		return true
 	}
 	select {
 	case <-p.slots:
-		return
+		return true
 	default:
 	}
 	p.waiting.Add(1)
+	defer p.waiting.Add(-1)
+	// Pacing may have ended since the check above, and the releaser seen
+	// no one waiting: look again now that this read is counted.
+	if !p.engaged.Load() {
+		return true
+	}
 	start := time.Now()
-	<-p.slots
-	p.waiting.Add(-1)
-	p.held.Add(1)
-	p.heldNs.Add(int64(time.Since(start)))
+	defer func() {
+		p.held.Add(1)
+		p.heldNs.Add(int64(time.Since(start)))
+	}()
+	if deadline.IsZero() {
+		<-p.slots
+		return true
+	}
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-p.slots:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 // Held returns how many reads waited for a slot, and their total wait.
@@ -117,6 +141,7 @@ func (p *Pacer) setRate(r float64) { p.rate.Store(math.Float64bits(max(r, minRat
 
 // Run steers the rate until ctx ends.
 func (p *Pacer) Run(ctx context.Context) {
+	go p.dispense(ctx)
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	budget, budgetAt := p.budget(), time.Now()
@@ -126,6 +151,7 @@ func (p *Pacer) Run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
+			p.holding.Store(false)
 			p.engaged.Store(false)
 			p.release()
 			return
@@ -144,11 +170,11 @@ func (p *Pacer) Run(ctx context.Context) {
 			lastCPU, lastAt, lastAdmitted, lastHeld = cpu, now, admitted, held
 			was := p.engaged.Load()
 			calm = p.steer(used, rate, waited, calm)
-			switch now := p.engaged.Load(); {
-			case now && !was:
-				go p.dispense(ctx)
-			case was && !now && p.waiting.Load() > 0:
-				go p.release() // reads parked under Hold, which has no dispenser
+			if p.engaged.Load() != was {
+				select { // the dispenser starts handing out slots, or lets every parked read go
+				case p.wake <- struct{}{}:
+				default:
+				}
 			}
 		}
 	}
@@ -171,6 +197,7 @@ func (p *Pacer) steer(used, rate float64, waited bool, calm int) int {
 	// under half the target (then holding reads frees nothing).
 	if (!waited && used <= p.target) || used < p.target/2 {
 		if calm++; calm >= calmTicks {
+			p.holding.Store(false)
 			p.engaged.Store(false)
 			return 0
 		}
@@ -194,47 +221,72 @@ func (p *Pacer) steer(used, rate float64, waited bool, calm int) int {
 }
 
 // Hold starts pacing with no slots handed out: every client read waits
-// until Run ends pacing (after calmTicks without load) or ctx ends. Tests
-// use it to show which connections are paced.
+// until Run ends pacing
+// (after calmTicks under half the target) or its context ends. Tests use it
+// to show which connections are paced.
 func (p *Pacer) Hold() {
+	p.holding.Store(true)
 	p.rate.Store(0)
 	p.engaged.Store(true)
 }
 
-// dispense hands out slots at the paced rate while pacing, then lets
-// every parked read go. It wakes once per slot at low rates and once per
-// millisecond at high ones: every wake-up costs the scheduler, which is
-// what a peer over its budget has least of.
+// dispense runs for Run's whole life: while pacing, it hands out slots
+// at the paced rate, waking once per slot at low rates and once per
+// millisecond at high ones (every wake-up costs the scheduler, which is
+// what a peer over its budget has least of); between episodes it lets
+// every parked read go and sleeps until woken.
 func (p *Pacer) dispense(ctx context.Context) {
 	t := time.NewTimer(dispense)
 	defer t.Stop()
-	last, credit := time.Now(), 0.0
-	for p.engaged.Load() {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-t.C:
-			rate := p.Rate()
-			credit += now.Sub(last).Seconds() * rate
-			last = now
-		fill:
-			for ; credit >= 1; credit-- {
-				select {
-				case p.slots <- struct{}{}:
-				default: // maxBurst saved up: the rest is lost
-					credit = 0
-					break fill
-				}
+	for {
+		for !p.engaged.Load() {
+			p.release()
+			select {
+			case <-ctx.Done():
+				return
+			case <-p.wake:
 			}
-			t.Reset(max(dispense, time.Duration((1-credit)/max(rate, minRate)*float64(time.Second))))
+		}
+		// A new episode: slots left from the last one are not owed to anyone.
+	drain:
+		for {
+			select {
+			case <-p.slots:
+			default:
+				break drain
+			}
+		}
+		last, credit := time.Now(), 0.0
+		t.Reset(dispense)
+		for p.engaged.Load() {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-t.C:
+				rate := p.Rate()
+				if p.holding.Load() {
+					rate = 0
+				}
+				credit += now.Sub(last).Seconds() * rate
+				last = now
+			fill:
+				for ; credit >= 1; credit-- {
+					select {
+					case p.slots <- struct{}{}:
+					default: // maxBurst saved up: the rest is lost
+						credit = 0
+						break fill
+					}
+				}
+				t.Reset(max(dispense, time.Duration((1-credit)/max(rate, minRate)*float64(time.Second))))
+			}
 		}
 	}
-	p.release()
 }
 
-// release lets every parked read go once pacing ends.
+// release lets every parked read go while pacing is off.
 func (p *Pacer) release() {
-	for p.waiting.Load() > 0 {
+	for !p.engaged.Load() && p.waiting.Load() > 0 {
 		select {
 		case p.slots <- struct{}{}:
 		default:
@@ -272,29 +324,54 @@ func (l *listener) Accept() (net.Conn, error) {
 
 // conn is a client connection whose reads between requests are paced.
 // fasthttp reads and writes a connection from one goroutine at a time, so
-// between needs no lock.
+// its fields need no lock.
+//
+// "Between requests" starts after any write of a response, so an idle
+// keep-alive connection (fasthttp peeks for its next request) waits for a
+// slot before that request exists: the slot then admits its next request,
+// whenever it comes, so each request still costs one slot.
 type conn struct {
 	net.Conn
-	p       *Pacer
-	between bool // the next read starts a request
+	p        *Pacer
+	between  bool      // the next read starts a request
+	draining bool      // half-closed: the reads left only drain what the client still sends
+	deadline time.Time // the read deadline fasthttp set, which a wait must not outlast
 }
 
 func (c *conn) Read(b []byte) (int, error) {
-	if c.between {
+	if c.between && !c.draining {
 		c.between = false
-		c.p.Wait()
+		if !c.p.Wait(c.deadline) {
+			return 0, os.ErrDeadlineExceeded
+		}
 	}
 	return c.Conn.Read(b)
 }
 
+// interim is the start of an interim answer (100 Continue): the request's
+// body follows it, so the read after it is not a new request.
+var interim = []byte("HTTP/1.1 1")
+
 func (c *conn) Write(b []byte) (int, error) {
-	c.between = true
+	c.between = !bytes.HasPrefix(b, interim)
 	return c.Conn.Write(b)
 }
 
+func (c *conn) SetDeadline(t time.Time) error {
+	c.deadline = t
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *conn) SetReadDeadline(t time.Time) error {
+	c.deadline = t
+	return c.Conn.SetReadDeadline(t)
+}
+
 // CloseWrite half-closes the connection underneath, which the guard's
-// lingering close needs (a wrapper would otherwise hide it).
+// lingering close needs (a wrapper would otherwise hide it); what is read
+// after it is dropped, so it is not paced.
 func (c *conn) CloseWrite() error {
+	c.draining = true
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
 	}

@@ -2,6 +2,8 @@ package pace
 
 import (
 	"context"
+	"errors"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -25,31 +27,54 @@ func TestQuotaFromCgroupV1AndV2(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// v2: the tightest quota along the path counts (a parent's 1.5 cores
-	// is looser than the leaf's quarter).
-	write("kubepods/cpu.max", "150000 100000\n")
-	write("kubepods/pod1/cpu.max", "25000 100000\n")
-	if q, ok := quotaOf(strings.NewReader("0::/kubepods/pod1\n"), root); !ok || q != 0.25 {
-		t.Fatalf("v2: %v %v", q, ok)
+	// v2 mounted at root/v2: the tightest quota along the path counts (a
+	// parent's 1.5 cores is looser than the leaf's quarter).
+	write("v2/kubepods/cpu.max", "150000 100000\n")
+	write("v2/kubepods/pod1/cpu.max", "25000 100000\n")
+	write("v2/other/cpu.max", "max 100000\n")
+	// v1, the cpu controller co-mounted under a name no guess would find,
+	// and a container's view whose mount root is its own cgroup.
+	write("odd,cpu,cpuacct/bench/cpu.cfs_quota_us", "2500\n")
+	write("odd,cpu,cpuacct/bench/cpu.cfs_period_us", "10000\n")
+	write("odd,cpu,cpuacct/cpu.cfs_quota_us", "-1\n")
+	write("odd,cpu,cpuacct/cpu.cfs_period_us", "100000\n")
+	write("ctr/cpu.cfs_quota_us", "50000\n")
+	write("ctr/cpu.cfs_period_us", "100000\n")
+	mountinfo := func(lines ...string) []mount {
+		return cgroupMounts(strings.NewReader(strings.Join(lines, "\n") + "\n"))
 	}
-	write("other/cpu.max", "max 100000\n")
-	if q, ok := quotaOf(strings.NewReader("0::/other\n"), root); ok {
-		t.Fatalf("v2 without a quota: %v", q)
+	v2 := mountinfo("30 23 0:26 / "+root+"/v2 rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate",
+		"31 23 0:27 / /proc rw - proc proc rw")
+	for _, c := range []struct {
+		listing string
+		want    float64
+		ok      bool
+	}{
+		{"0::/kubepods/pod1\n", 0.25, true},
+		{"0::/other\n", 0, false},
+		{"garbage\n", 0, false},
+	} {
+		if q, ok := quotaOf(strings.NewReader(c.listing), v2); ok != c.ok || q != c.want {
+			t.Errorf("v2 %q: %v %v, want %v %v", c.listing, q, ok, c.want, c.ok)
+		}
 	}
-	// v1: quota over period, -1 meaning none; the path seen from a
-	// container may be missing under its own mount.
-	write("cpu,cpuacct/bench/cpu.cfs_quota_us", "2500\n")
-	write("cpu,cpuacct/bench/cpu.cfs_period_us", "10000\n")
-	write("cpu,cpuacct/cpu.cfs_quota_us", "-1\n")
-	write("cpu,cpuacct/cpu.cfs_period_us", "100000\n")
-	if q, ok := quotaOf(strings.NewReader("12:memory:/bench\n4:cpu,cpuacct:/bench\n"), root); !ok || q != 0.25 {
-		t.Fatalf("v1: %v %v", q, ok)
+	v1 := mountinfo("40 30 0:35 / "+root+"/odd,cpu,cpuacct rw - cgroup cgroup rw,cpuset,cpu,cpuacct",
+		"41 30 0:36 / "+root+"/memory rw - cgroup cgroup rw,memory")
+	if q, ok := quotaOf(strings.NewReader("12:memory:/bench\n4:cpuset,cpu,cpuacct:/bench\n"), v1); !ok || q != 0.25 {
+		t.Errorf("v1: %v %v", q, ok)
 	}
-	if q, ok := quotaOf(strings.NewReader("4:cpu,cpuacct:/docker/abc\n"), root); ok {
-		t.Fatalf("v1, host path missing, root without quota: %v", q)
+	if q, ok := quotaOf(strings.NewReader("4:cpuset,cpu,cpuacct:/\n"), v1); ok {
+		t.Errorf("v1 root without a quota: %v", q)
 	}
-	if _, ok := quotaOf(strings.NewReader("garbage\n"), root); ok {
-		t.Fatal("a listing without cgroups gave a quota")
+	ctr := mountinfo(`50 40 0:40 /docker/abc ` + root + `/ctr ro - cgroup cgroup rw,cpu,cpuacct`)
+	if q, ok := quotaOf(strings.NewReader("4:cpu,cpuacct:/docker/abc\n"), ctr); !ok || q != 0.5 {
+		t.Errorf("container view: %v %v", q, ok)
+	}
+	if q, ok := quotaOf(strings.NewReader("4:cpu,cpuacct:/elsewhere\n"), ctr); ok {
+		t.Errorf("a path outside the mount: %v", q)
+	}
+	if got := unescape(`/a\040b`); got != "/a b" {
+		t.Errorf("unescape: %q", got)
 	}
 }
 
@@ -103,8 +128,9 @@ type fakeConn struct {
 	reads atomic.Int64
 }
 
-func (c *fakeConn) Read(b []byte) (int, error)  { c.reads.Add(1); b[0] = 'x'; return 1, nil }
-func (c *fakeConn) Write(b []byte) (int, error) { return len(b), nil }
+func (c *fakeConn) Read(b []byte) (int, error)      { c.reads.Add(1); b[0] = 'x'; return 1, nil }
+func (c *fakeConn) Write(b []byte) (int, error)     { return len(b), nil }
+func (c *fakeConn) SetReadDeadline(time.Time) error { return nil }
 
 type oneConn struct {
 	net.Listener
@@ -154,6 +180,67 @@ func TestConnWaitsBetweenRequestsOnly(t *testing.T) {
 	}
 }
 
+// A wait ends at the connection's read deadline (fasthttp's timeouts
+// keep their meaning); a 100 Continue does not make the body's read wait;
+// a half-closed connection's drain is never paced.
+func TestConnDeadlineInterimAndDrain(t *testing.T) {
+	p := New(0.8)
+	p.Hold()
+	fc := &fakeConn{}
+	c, _ := p.Listener(oneConn{c: fc}).Accept()
+	c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if _, err := c.Read(make([]byte, 8)); !errors.Is(err, os.ErrDeadlineExceeded) || fc.reads.Load() != 0 {
+		t.Fatalf("read past its deadline: %v, %d reads", err, fc.reads.Load())
+	}
+	c.SetReadDeadline(time.Time{})
+	p.slots <- struct{}{}
+	c.Read(make([]byte, 8))                          // a request, admitted
+	c.Write([]byte("HTTP/1.1 100 Continue\r\n\r\n")) // then its body
+	c.Read(make([]byte, 8))
+	if fc.reads.Load() != 2 {
+		t.Fatalf("the body after 100 Continue waited: %d reads", fc.reads.Load())
+	}
+	c.Write([]byte("HTTP/1.1 503 Service Unavailable\r\n\r\n"))
+	c.(interface{ CloseWrite() error }).CloseWrite()
+	c.Read(make([]byte, 8))
+	if fc.reads.Load() != 3 {
+		t.Fatal("the drain of a half-closed connection waited for a slot")
+	}
+}
+
+// While pacing, no more slots are handed out than the rate allows (plus
+// the saved-up burst), however many reads wait.
+func TestDispenserHoldsTheRate(t *testing.T) {
+	p := New(0.8)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go p.dispense(ctx)
+	p.rate.Store(math.Float64bits(200))
+	p.engaged.Store(true)
+	p.wake <- struct{}{}
+	var got atomic.Int64
+	for i := 0; i < 32; i++ {
+		go func() {
+			for ctx.Err() == nil {
+				if p.Wait(time.Now().Add(time.Second)) {
+					got.Add(1)
+				}
+			}
+		}()
+	}
+	start := time.Now()
+	time.Sleep(500 * time.Millisecond)
+	n, elapsed := got.Load(), time.Since(start)
+	if limit := int64(200*elapsed.Seconds()) + maxBurst + 1; n > limit {
+		t.Fatalf("%d reads in %v at 200/s (limit %d)", n, elapsed, limit)
+	}
+	if n == 0 {
+		t.Fatal("no slot handed out")
+	}
+	p.engaged.Store(false)
+	p.wake <- struct{}{}
+}
+
 // Run paces while the process burns more than its target and lets every
 // held read go when the load is gone.
 func TestRunPacesUnderLoadAndReleases(t *testing.T) {
@@ -178,14 +265,18 @@ func TestRunPacesUnderLoadAndReleases(t *testing.T) {
 		}
 	}()
 	for i := 0; i < 100 && !p.engaged.Load(); i++ { // reads flowing
-		p.Wait()
+		p.Wait(time.Time{})
 		time.Sleep(time.Millisecond)
 	}
 	testwait.EventuallyTrue(t, 5*time.Second, "pacing under load", func() bool { return p.Rate() > 0 })
+	// From here no slot is handed out (rate 0): only the end of pacing
+	// can let the parked reads go.
+	p.Hold()
 	parked := make(chan struct{}, 64)
 	for i := 0; i < 64; i++ {
-		go func() { p.Wait(); parked <- struct{}{} }()
+		go func() { p.Wait(time.Time{}); parked <- struct{}{} }()
 	}
+	testwait.EventuallyTrue(t, 5*time.Second, "reads parked", func() bool { return p.waiting.Load() == 64 })
 	close(stop) // the load is gone: pacing ends, and every read goes
 	for i := 0; i < 64; i++ {
 		select {
