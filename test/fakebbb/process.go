@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/conclave-lb/conclave/internal/testwait"
+	"github.com/conclave-lb/conclave/test/harness"
 )
 
 // Process is a fakebbb binary run by a test, with the faults a real BBB
@@ -35,7 +36,7 @@ type Process struct {
 	t      testing.TB
 	cmd    *exec.Cmd
 	lines  chan string
-	stderr *lockedBuffer
+	stderr *harness.SyncBuffer
 
 	waitErr error // set before exited is closed
 
@@ -51,7 +52,7 @@ func StartProcess(t testing.TB, bin, secret string, env ...string) *Process {
 	t.Helper()
 	cmd := exec.Command(bin, "--listen", "127.0.0.1:0", "--secret", secret)
 	cmd.Env = append(cmd.Environ(), env...)
-	stderr := new(lockedBuffer)
+	stderr := new(harness.SyncBuffer) // fakebbb writes errors only there
 	cmd.Stderr = stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -201,25 +202,4 @@ func (p *Process) signal(sig syscall.Signal) {
 // String names the process for test logs.
 func (p *Process) String() string {
 	return "fakebbb[" + strings.TrimSpace(p.Host) + "]"
-}
-
-// lockedBuffer collects a child's stderr for failure messages.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.buf.Len() > 64<<10 {
-		return len(p), nil // enough to explain a failure
-	}
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
