@@ -100,6 +100,10 @@ func registerPaceMetrics(reg *prometheus.Registry, p *pace.Pacer) {
 			Name: "conclave_client_paced_rate",
 			Help: "Client requests per second this peer reads while its CPU is over the share kept for client work (0: not pacing).",
 		}, p.Rate),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "conclave_client_paced_waiting",
+			Help: "Client connections waiting now, their next request unread, for this peer to read it.",
+		}, func() float64 { return float64(p.Waiting()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "conclave_client_paced_total",
 			Help: "Client requests left unread in their connection for a while because this peer's CPU was over the share kept for client work.",

@@ -124,6 +124,9 @@ func (p *Pacer) Wait(deadline time.Time) bool {
 	}
 }
 
+// Waiting returns how many reads wait for a slot now.
+func (p *Pacer) Waiting() int64 { return p.waiting.Load() }
+
 // Held returns how many reads waited for a slot, and their total wait.
 func (p *Pacer) Held() (int64, time.Duration) {
 	return p.held.Load(), time.Duration(p.heldNs.Load())
