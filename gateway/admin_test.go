@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"net"
 	"strings"
@@ -145,5 +146,23 @@ func TestAdminBackendLifecycleAndErrors(t *testing.T) {
 	if r := do(s, lo, "GET", "/api/v1/recordings?frontend=fe", "", ""); !strings.Contains(string(r.Body()), `"record_id":"r1"`) ||
 		!strings.Contains(string(r.Body()), `"backend_present":false`) || strings.Contains(string(r.Body()), "<recording") {
 		t.Fatalf("recordings of a removed backend: %s", r.Body())
+	}
+}
+
+// An admin listing through a follower shows a change committed through
+// another peer: the follower's replica catches up before it answers. The
+// peer's own status does not wait on the leader.
+func TestAdminListingsReadWritesMadeElsewhere(t *testing.T) {
+	lf := newLaggingFollower()
+	s := New(Config{}, lf)
+	if _, err := lf.Commit(context.Background(), &fsm.AddBackend{ID: "b9", URL: "http://node9.example.org/bigbluebutton/api/", Secret: "s"}); err != nil {
+		t.Fatal(err)
+	}
+	reads := lf.reads.Load()
+	if r := do(s, "127.0.0.1", "GET", "/api/v1/status", "", ""); r.StatusCode() != 200 || lf.reads.Load() != reads {
+		t.Fatalf("status: %d, %d consistent reads", r.StatusCode(), lf.reads.Load()-reads)
+	}
+	if r := do(s, "127.0.0.1", "GET", "/api/v1/backends", "", ""); r.StatusCode() != 200 || !strings.Contains(string(r.Body()), `"b9"`) {
+		t.Fatalf("backends through the follower: %d %s", r.StatusCode(), r.Body())
 	}
 }

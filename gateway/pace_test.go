@@ -82,3 +82,16 @@ func TestPacedClientsNeverHoldPeerCalls(t *testing.T) {
 		t.Fatal("the held client was never served")
 	}
 }
+
+func TestParseClientCPU(t *testing.T) {
+	for in, want := range map[string]float64{"": 0, "off": -1, " OFF ": -1, "0.5": 0.5, "1": 1} {
+		if got, err := ParseClientCPU(in); err != nil || got != want {
+			t.Errorf("%q: %v %v, want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"0", "-0.5", "1.5", "NaN", "Inf", "half"} {
+		if got, err := ParseClientCPU(in); err == nil {
+			t.Errorf("%q accepted as %v", in, got)
+		}
+	}
+}

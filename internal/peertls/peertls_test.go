@@ -265,3 +265,43 @@ func TestSplitPlainAndTLS(t *testing.T) {
 		t.Fatal("port still open after Close")
 	}
 }
+
+// A plain connection handed over by Split half-closes as the TCP one
+// beneath it does (the gateway's lingering close needs CloseWrite): the
+// client reads the end of the stream while it can still send.
+func TestSplitPlainConnectionHalfCloses(t *testing.T) {
+	t.Parallel()
+	raw, _ := net.Listen("tcp", "127.0.0.1:0")
+	plain, secure := Split(raw, newCA(t).config(t, "server"), quiet)
+	defer secure.Close()
+	defer plain.Close()
+	client, err := net.Dial("tcp", raw.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	client.Write([]byte("G")) // the byte Split reads to route the connection
+	server, err := plain.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	cw, ok := server.(interface{ CloseWrite() error })
+	if !ok {
+		t.Fatalf("%T hides CloseWrite", server)
+	}
+	if err := cw.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := client.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Fatalf("client read %d, %v: want EOF", n, err)
+	}
+	if _, err := client.Write([]byte("ET / HTTP/1.1\r\n")); err != nil {
+		t.Fatalf("the client can no longer send: %v", err)
+	}
+	buf := make([]byte, 2)
+	if _, err := io.ReadFull(server, buf); err != nil || string(buf) != "GE" {
+		t.Fatalf("server read %q, %v", buf, err)
+	}
+}
