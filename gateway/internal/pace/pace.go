@@ -224,12 +224,10 @@ func (p *Pacer) steer(used, rate float64, waited bool, calm int) int {
 }
 
 // Hold starts pacing with no slots handed out: every client read waits
-// until Run ends pacing
-// (after calmTicks under half the target) or its context ends. Tests use it
-// to show which connections are paced.
+// until Run ends pacing (after calmTicks under half the target) or its
+// context ends. Tests use it to show which connections are paced.
 func (p *Pacer) Hold() {
 	p.holding.Store(true)
-	p.rate.Store(0)
 	p.engaged.Store(true)
 }
 
